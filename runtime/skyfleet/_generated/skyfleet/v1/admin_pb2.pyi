@@ -1,0 +1,41 @@
+from skyfleet._generated.skyfleet.v1 import membership_pb2 as _membership_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListMembersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("node", "state", "incarnation", "state_age_seconds")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node: _membership_pb2.NodeMeta
+    state: _membership_pb2.MemberState
+    incarnation: int
+    state_age_seconds: float
+    def __init__(self, node: _Optional[_Union[_membership_pb2.NodeMeta, _Mapping]] = ..., state: _Optional[_Union[_membership_pb2.MemberState, str]] = ..., incarnation: _Optional[int] = ..., state_age_seconds: _Optional[float] = ...) -> None: ...
+
+class ListMembersResponse(_message.Message):
+    __slots__ = ("local_node", "members", "health_score")
+    LOCAL_NODE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_SCORE_FIELD_NUMBER: _ClassVar[int]
+    local_node: str
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    health_score: int
+    def __init__(self, local_node: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., health_score: _Optional[int] = ...) -> None: ...
+
+class LeaveRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaveResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

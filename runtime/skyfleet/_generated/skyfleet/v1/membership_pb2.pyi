@@ -1,0 +1,157 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MemberState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMBER_STATE_UNSPECIFIED: _ClassVar[MemberState]
+    MEMBER_STATE_ALIVE: _ClassVar[MemberState]
+    MEMBER_STATE_SUSPECT: _ClassVar[MemberState]
+    MEMBER_STATE_DEAD: _ClassVar[MemberState]
+    MEMBER_STATE_LEFT: _ClassVar[MemberState]
+MEMBER_STATE_UNSPECIFIED: MemberState
+MEMBER_STATE_ALIVE: MemberState
+MEMBER_STATE_SUSPECT: MemberState
+MEMBER_STATE_DEAD: MemberState
+MEMBER_STATE_LEFT: MemberState
+
+class NodeMeta(_message.Message):
+    __slots__ = ("name", "address", "cloud", "region", "zone", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    cloud: str
+    region: str
+    zone: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., cloud: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Alive(_message.Message):
+    __slots__ = ("node", "incarnation")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    node: NodeMeta
+    incarnation: int
+    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
+class Suspect(_message.Message):
+    __slots__ = ("node", "incarnation", "source")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    incarnation: int
+    source: str
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class Dead(_message.Message):
+    __slots__ = ("node", "incarnation", "source")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    incarnation: int
+    source: str
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class Update(_message.Message):
+    __slots__ = ("alive", "suspect", "dead")
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    SUSPECT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    alive: Alive
+    suspect: Suspect
+    dead: Dead
+    def __init__(self, alive: _Optional[_Union[Alive, _Mapping]] = ..., suspect: _Optional[_Union[Suspect, _Mapping]] = ..., dead: _Optional[_Union[Dead, _Mapping]] = ...) -> None: ...
+
+class Ping(_message.Message):
+    __slots__ = ("seq", "target")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    target: str
+    def __init__(self, seq: _Optional[int] = ..., target: _Optional[str] = ...) -> None: ...
+
+class IndirectPing(_message.Message):
+    __slots__ = ("seq", "target", "target_address", "want_nack")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WANT_NACK_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    target: str
+    target_address: str
+    want_nack: bool
+    def __init__(self, seq: _Optional[int] = ..., target: _Optional[str] = ..., target_address: _Optional[str] = ..., want_nack: bool = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class Nack(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class MemberRecord(_message.Message):
+    __slots__ = ("node", "state", "incarnation")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    node: NodeMeta
+    state: MemberState
+    incarnation: int
+    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., state: _Optional[_Union[MemberState, str]] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
+class PushPull(_message.Message):
+    __slots__ = ("join", "is_reply", "members")
+    JOIN_FIELD_NUMBER: _ClassVar[int]
+    IS_REPLY_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    join: bool
+    is_reply: bool
+    members: _containers.RepeatedCompositeFieldContainer[MemberRecord]
+    def __init__(self, join: bool = ..., is_reply: bool = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ...) -> None: ...
+
+class Packet(_message.Message):
+    __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    INDIRECT_PING_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    NACK_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PULL_FIELD_NUMBER: _ClassVar[int]
+    PIGGYBACK_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    sender_address: str
+    ping: Ping
+    indirect_ping: IndirectPing
+    ack: Ack
+    nack: Nack
+    push_pull: PushPull
+    piggyback: _containers.RepeatedCompositeFieldContainer[Update]
+    def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ...) -> None: ...
+
+class DeliverReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,230 @@
+"""The agent's configuration file (TOML) and its typed form.
+
+This is the contract between infra (cloud-init writes `/etc/skyfleet/agent.toml`), the
+local fleet and `skyfleet agent run`. Example:
+
+    [node]
+    name = "aws-1a-0"            # unique in the fleet; must equal the certificate's CN
+    cloud = "aws"                # aws | azure | gcp (any label works on the local stack)
+    region = "us-east-1"
+    zone = "us-east-1a"
+    bind = "10.10.1.5:7470"      # where the gRPC server listens
+    advertise = "10.10.1.5:7470" # what peers dial; defaults to bind
+    labels = { pool = "gpu" }
+
+    [join]
+    seeds = ["10.20.1.4:7470", "10.30.1.4:7470"]   # ideally one or more in every cloud
+
+    [tls]
+    ca = "/etc/skyfleet/tls/ca.pem"
+    cert = "/etc/skyfleet/tls/node.pem"
+    key = "/etc/skyfleet/tls/node.key"
+
+    [membership]
+    profile = "lan"              # lan | wan | local; any MembershipConfig field overrides it
+
+    [policy]
+    trusted_keys = ["/etc/skyfleet/policy/keys/fleet-2026.pub"]
+    source = "/etc/skyfleet/policy/current.json"   # file or directory the agent watches
+
+    [agent]
+    state_dir = "/var/lib/skyfleet"
+    metrics_bind = "127.0.0.1:9470"                # empty string disables the endpoint
+    log_level = "info"
+
+Every error names the offending key, e.g. `node.bind: expected host:port, got '7470'`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skyfleet.config.membership import MembershipConfig, membership_preset
+
+DEFAULT_AGENT_PORT = 7470
+"""gRPC port of an agent (membership, tasks, admin, health, reflection)."""
+
+DEFAULT_METRICS_PORT = 9470
+"""Prometheus text endpoint of an agent."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with its dotted key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeIdentity:
+    name: str
+    """Unique node name; peers check it against the CN of the node's certificate."""
+    cloud: str
+    """Provider the node runs in; failover treats a cloud as one failure domain."""
+    region: str
+    zone: str
+    address: str
+    """host:port that peers dial (the advertise address)."""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    ca: Path
+    """PEM of the fleet CA: the only issuer whose certificates an agent accepts."""
+    cert: Path
+    """PEM certificate of this node (or of an admin, for the CLI)."""
+    key: Path
+    """PEM private key; never logged or printed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySettings:
+    trusted_keys: tuple[Path, ...] = ()
+    """ed25519 public keys (PEM) whose signatures the agent accepts; several allow rotation."""
+    source: Path | None = None
+    """A file or directory the agent watches for policy documents delivered by infra."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    node: NodeIdentity
+    bind: str
+    """host:port the gRPC server listens on."""
+    seeds: tuple[str, ...] = ()
+    tls: TlsFiles
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    state_dir: Path = Path("/var/lib/skyfleet")
+    """Where the adopted policy and other durable state are kept."""
+    metrics_bind: str = ""
+    """host:port of the Prometheus endpoint; empty disables it."""
+    log_level: str = "info"
+
+
+def split_host_port(value: str, key: str) -> tuple[str, int]:
+    """Parse `host:port` (IPv6 as `[::1]:7470`), raising ConfigError naming `key`."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{key}: port out of range in {value!r}")
+    return host.strip("[]"), port
+
+
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table")
+    return value
+
+
+def _str(table: dict[str, Any], key: str, prefix: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{prefix}.{key}: required")
+    if not isinstance(value, str):
+        raise ConfigError(f"{prefix}.{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key")
+
+
+def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig:
+    """Build an AgentConfig from a parsed TOML document; relative paths are taken from
+    `base_dir` (the config file's folder)."""
+    _check_known(doc, "config", {"node", "join", "tls", "membership", "policy", "agent"})
+    node = _table(doc, "node")
+    _check_known(node, "node", {"name", "cloud", "region", "zone", "bind", "advertise", "labels"})
+    name = _str(node, "name", "node")
+    if not name or any(c.isspace() for c in name):
+        raise ConfigError(f"node.name: must be non-empty without spaces, got {name!r}")
+    bind = _str(node, "bind", "node", f"127.0.0.1:{DEFAULT_AGENT_PORT}")
+    split_host_port(bind, "node.bind")
+    advertise = _str(node, "advertise", "node", bind)
+    host, _ = split_host_port(advertise, "node.advertise")
+    if host in ("0.0.0.0", "::"):
+        raise ConfigError("node.advertise: a wildcard address cannot be dialled by peers")
+    labels = node.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ConfigError("node.labels: expected a table of strings")
+    identity = NodeIdentity(
+        name=name,
+        cloud=_str(node, "cloud", "node"),
+        region=_str(node, "region", "node", ""),
+        zone=_str(node, "zone", "node", ""),
+        address=advertise,
+        labels=dict(labels),
+    )
+
+    join = _table(doc, "join")
+    _check_known(join, "join", {"seeds"})
+    seeds = join.get("seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, str) for s in seeds):
+        raise ConfigError("join.seeds: expected a list of host:port strings")
+    for i, seed in enumerate(seeds):
+        split_host_port(seed, f"join.seeds[{i}]")
+
+    tls = _table(doc, "tls")
+    _check_known(tls, "tls", {"ca", "cert", "key"})
+    tls_files = TlsFiles(
+        ca=base_dir / _str(tls, "ca", "tls"),
+        cert=base_dir / _str(tls, "cert", "tls"),
+        key=base_dir / _str(tls, "key", "tls"),
+    )
+
+    mem = dict(_table(doc, "membership"))
+    profile = mem.pop("profile", "lan")
+    try:
+        membership = membership_preset(profile).with_overrides(mem)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+
+    pol = _table(doc, "policy")
+    _check_known(pol, "policy", {"trusted_keys", "source"})
+    keys = pol.get("trusted_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError("policy.trusted_keys: expected a list of paths")
+    source = pol.get("source")
+    if source is not None and not isinstance(source, str):
+        raise ConfigError("policy.source: expected a path")
+    policy = PolicySettings(
+        trusted_keys=tuple(base_dir / k for k in keys),
+        source=base_dir / source if source else None,
+    )
+
+    agent = _table(doc, "agent")
+    _check_known(agent, "agent", {"state_dir", "metrics_bind", "log_level"})
+    metrics_bind = _str(agent, "metrics_bind", "agent", "")
+    if metrics_bind:
+        split_host_port(metrics_bind, "agent.metrics_bind")
+    log_level = _str(agent, "log_level", "agent", "info")
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"agent.log_level: unknown level {log_level!r}")
+    return AgentConfig(
+        node=identity,
+        bind=bind,
+        seeds=tuple(seeds),
+        tls=tls_files,
+        membership=membership,
+        policy=policy,
+        state_dir=base_dir / _str(agent, "state_dir", "agent", "/var/lib/skyfleet"),
+        metrics_bind=metrics_bind,
+        log_level=log_level,
+    )
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    """Read and validate an agent config file."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_agent_config(doc, base_dir=path.parent)

@@ -1,0 +1,159 @@
+"""Membership timings: hashicorp/memberlist's LAN defaults, with a preset for WAN and one
+for a fleet squeezed onto a single machine.
+
+Every duration is in seconds. The formulas these feed live in
+`skyfleet.membership.timing`, each a small pure function with a table test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipConfig:
+    probe_interval: float = 1.0
+    """How often a node probes one other member (round robin over a shuffled list).
+
+    Together with the suspicion timeout this bounds detection time; Lifeguard's local
+    health score stretches it on a node that is itself slow (see `awareness_max_multiplier`).
+    """
+
+    probe_timeout: float = 0.5
+    """How long a direct ping waits for an ack before indirect probes are sent.
+
+    Should sit above the 99th percentile round trip; memberlist uses 500 ms on a LAN.
+    """
+
+    indirect_checks: int = 3
+    """k: how many other members are asked to ping a target that missed a direct ack.
+
+    More helpers make a false suspicion through one bad path less likely, at k messages a
+    failed probe.
+    """
+
+    gossip_interval: float = 0.2
+    """How often queued news is gossiped to `gossip_nodes` random members.
+
+    Dissemination time is about gossip_interval x log_{fan-out}(N) rounds.
+    """
+
+    gossip_nodes: int = 3
+    """Fan-out of each gossip round."""
+
+    gossip_to_dead: float = 30.0
+    """Dead members still receive gossip for this long, so that a node wrongly marked dead
+    hears about it quickly and refutes."""
+
+    retransmit_mult: int = 4
+    """Each piece of news is sent retransmit_mult x ceil(log10(N + 1)) times."""
+
+    suspicion_mult: int = 4
+    """Minimum suspicion timeout = suspicion_mult x max(1, log10 N) x probe_interval."""
+
+    suspicion_max_timeout_mult: int = 6
+    """Lifeguard: a suspicion timer starts at this multiple of the minimum and shrinks as
+    independent confirmations arrive; suspicion_mult - 2 confirmations bring it to the
+    minimum."""
+
+    awareness_max_multiplier: int = 8
+    """Lifeguard local health: a score in [0, max - 1] multiplies one's own probe interval
+    and timeout by (score + 1). It rises on missed acks, missed nacks and refutations and
+    falls on successful probes, so a starved node slows itself down instead of accusing
+    healthy peers."""
+
+    push_pull_interval: float = 30.0
+    """Full state exchange with one random member (anti-entropy). Scaled up for N > 32 so
+    the total rate stays bounded (memberlist's pushPullScale)."""
+
+    reconnect_interval: float = 30.0
+    """How often a node tries a push-pull with one random *dead* member, so that both sides
+    of a long partition find each other again (the Serf fix for serf#605)."""
+
+    reconnect_timeout: float = 24 * 3600.0
+    """A dead member is forgotten after this long; until then it is retried."""
+
+    tombstone_timeout: float = 24 * 3600.0
+    """A member that left gracefully is remembered this long, so stale alive news about it
+    cannot resurrect it."""
+
+    join_retry_min: float = 0.25
+    """First retry delay of a join through seeds; doubles to `join_retry_max` with jitter."""
+
+    join_retry_max: float = 10.0
+    """Cap on the join retry delay; a node keeps retrying until it reaches a seed."""
+
+    leave_propagate_delay: float = 1.0
+    """After announcing a graceful leave, keep serving this long so the news spreads."""
+
+    def with_overrides(self, overrides: dict[str, Any]) -> MembershipConfig:
+        """Apply `overrides` (e.g. from a config file); unknown keys are a named error."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"membership: unknown setting(s) {', '.join(unknown)}")
+        cfg = replace(self, **overrides)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        positive = (
+            "probe_interval",
+            "probe_timeout",
+            "gossip_interval",
+            "push_pull_interval",
+            "reconnect_interval",
+            "join_retry_min",
+            "join_retry_max",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"membership.{name}: must be > 0, got {getattr(self, name)}")
+        if self.probe_timeout >= self.probe_interval:
+            raise ValueError(
+                "membership.probe_timeout: must be shorter than probe_interval "
+                f"({self.probe_timeout} >= {self.probe_interval})"
+            )
+        for name in ("indirect_checks", "gossip_nodes", "retransmit_mult", "suspicion_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"membership.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.suspicion_max_timeout_mult < 1:
+            raise ValueError("membership.suspicion_max_timeout_mult: must be >= 1")
+        if self.awareness_max_multiplier < 1:
+            raise ValueError("membership.awareness_max_multiplier: must be >= 1")
+
+
+_PRESETS: dict[str, MembershipConfig] = {
+    # memberlist DefaultLANConfig.
+    "lan": MembershipConfig(),
+    # memberlist DefaultWANConfig: only what differs.
+    "wan": MembershipConfig(
+        probe_interval=5.0,
+        probe_timeout=3.0,
+        gossip_interval=0.5,
+        gossip_nodes=4,
+        suspicion_mult=6,
+        push_pull_interval=60.0,
+    ),
+    # memberlist DefaultLocalConfig (one machine, loopback): faster everything.
+    "local": MembershipConfig(
+        probe_interval=1.0,
+        probe_timeout=0.2,
+        gossip_interval=0.1,
+        suspicion_mult=3,
+        push_pull_interval=15.0,
+        reconnect_interval=5.0,
+    ),
+}
+
+
+def membership_preset(name: str) -> MembershipConfig:
+    """The named preset: `lan` (default), `wan` or `local`."""
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"membership.profile: unknown profile {name!r} (known: {', '.join(_PRESETS)})"
+        ) from None
