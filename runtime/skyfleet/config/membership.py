@@ -84,6 +84,10 @@ class MembershipConfig:
     join_retry_max: float = 10.0
     """Cap on the join retry delay; a node keeps retrying until it reaches a seed."""
 
+    packet_budget: int = 1400
+    """Bytes of piggybacked news per packet (memberlist's UDP-safe size). gRPC has no such
+    limit, but bounded packets keep probe latency flat while a large join is gossiped."""
+
     leave_propagate_delay: float = 1.0
     """After announcing a graceful leave, keep serving this long so the news spreads."""
 

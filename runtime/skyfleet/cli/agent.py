@@ -1,0 +1,45 @@
+"""`skyfleet agent run`: one agent process until SIGTERM/SIGINT, then a graceful leave."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from skyfleet.cli.main import CliError
+from skyfleet.config.agent import AgentConfig, ConfigError, load_agent_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    agent = sub.add_parser("agent", help="run an agent")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+    run = agent_sub.add_parser("run", help="run one agent in the foreground")
+    run.add_argument("--config", type=Path, required=True, help="agent TOML config file")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from skyfleet import logs
+
+    try:
+        config = load_agent_config(args.config)
+    except (ConfigError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    logs.configure(config.node.name, config.log_level)
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+async def _serve(config: AgentConfig) -> None:
+    from skyfleet.node import Agent
+
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.request_stop)
+    async with agent:
+        await agent.stopped()

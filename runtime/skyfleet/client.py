@@ -1,0 +1,86 @@
+"""A typed client for an agent's operator API, used by the CLI, the local fleet, the
+benchmarks and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
+from skyfleet.config.agent import TlsFiles
+from skyfleet.membership.messages import MemberState
+from skyfleet.transport.tls import TlsMaterial, describe_rpc_error, secure_channel
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    name: str
+    cloud: str
+    region: str
+    zone: str
+    address: str
+    state: str
+    incarnation: int
+    state_age: float
+
+
+class AgentError(Exception):
+    """An RPC to an agent failed; the message names the agent and why."""
+
+
+def tls_files_in(directory: Path, identity: str) -> TlsFiles:
+    """The layout `skyfleet certs` writes: ca.pem, NAME.pem, NAME.key."""
+    return TlsFiles(
+        ca=directory / "ca.pem",
+        cert=directory / f"{identity}.pem",
+        key=directory / f"{identity}.key",
+    )
+
+
+class AgentClient:
+    def __init__(self, address: str, tls: TlsMaterial, *, agent_name: str | None = None) -> None:
+        self.address = address
+        self._label = f"{agent_name} ({address})" if agent_name else address
+        self._channel = secure_channel(address, tls.channel_credentials(), agent_name)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._channel.close()
+
+    async def list_members(self, timeout: float = 5.0) -> tuple[str, list[MemberRow]]:
+        """(the agent's own name, its member table)."""
+        try:
+            resp = await self._admin.ListMembers(admin_pb2.ListMembersRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentError(describe_rpc_error(exc, self._label)) from None
+        rows = [
+            MemberRow(
+                name=m.node.name,
+                cloud=m.node.cloud,
+                region=m.node.region,
+                zone=m.node.zone,
+                address=m.node.address,
+                state=MemberState(m.state).name.lower(),
+                incarnation=m.incarnation,
+                state_age=m.state_age_seconds,
+            )
+            for m in resp.members
+        ]
+        return resp.local_node, rows
+
+    async def leave(self, timeout: float = 5.0) -> None:
+        try:
+            await self._admin.Leave(admin_pb2.LeaveRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentError(describe_rpc_error(exc, self._label)) from None

@@ -1,0 +1,69 @@
+"""The queue of news to piggyback: each item is sent a limited number of times, least
+sent first, and newer news about a node replaces older news in place.
+
+Items sit in buckets by transmit count, so taking a packet's worth costs time in
+proportion to what is taken, not to the queue length (thousands of items right after
+a large join in the simulator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Item(Generic[T]):
+    value: T
+    transmits: int
+    size: int
+
+
+class BroadcastQueue(Generic[T]):
+    def __init__(self, size_of: Callable[[T], int]) -> None:
+        self._size_of = size_of
+        self._buckets: dict[int, dict[str, _Item[T]]] = {}
+        self._where: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def queue(self, key: str, value: T) -> None:
+        """Queue `value` as the news about `key`, replacing any older news about it."""
+        self._discard(key)
+        self._buckets.setdefault(0, {})[key] = _Item(value, 0, self._size_of(value))
+        self._where[key] = 0
+
+    def take(self, budget: int, limit: int) -> list[T]:
+        """News fitting in `budget` bytes, least-transmitted first and newest first within
+        a count; items reaching `limit` transmissions are dropped."""
+        taken: list[tuple[str, _Item[T]]] = []
+        for count in sorted(self._buckets):
+            bucket = self._buckets[count]
+            for key in reversed(list(bucket)):
+                item = bucket[key]
+                if item.size > budget:
+                    continue
+                budget -= item.size
+                taken.append((key, item))
+            if budget <= 0:
+                break
+        for key, item in taken:
+            self._discard(key)
+            item.transmits += 1
+            if item.transmits < limit:
+                self._buckets.setdefault(item.transmits, {})[key] = item
+                self._where[key] = item.transmits
+        return [item.value for _, item in taken]
+
+    def _discard(self, key: str) -> None:
+        count = self._where.pop(key, None)
+        if count is None:
+            return
+        bucket = self._buckets[count]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[count]

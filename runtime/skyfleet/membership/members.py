@@ -1,0 +1,59 @@
+"""The member table: one record per known node, and the views the core hands out."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from skyfleet.membership.messages import MemberRecord, MemberState, NodeMeta
+
+
+@dataclass(slots=True)
+class Member:
+    meta: NodeMeta
+    state: MemberState
+    incarnation: int
+    state_since: float
+    """Time of the last state change, for reaping and for `state_age`."""
+
+    def record(self) -> MemberRecord:
+        return MemberRecord(self.meta, self.state, self.incarnation)
+
+    @property
+    def is_up(self) -> bool:
+        """Alive or suspect: still probed and still a valid gossip target."""
+        return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    meta: NodeMeta
+    state: MemberState
+    incarnation: int
+    state_since: float
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+
+class EventKind(enum.Enum):
+    JOIN = "join"
+    UPDATE = "update"
+    SUSPECT = "suspect"
+    ALIVE = "alive"
+    FAILED = "failed"
+    LEFT = "left"
+    REAPED = "reaped"
+    REFUTED = "refuted"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvent:
+    """Something observers (logs, metrics, the balancer) should know happened."""
+
+    kind: EventKind
+    node: str
+    incarnation: int
+    at: float
+    source: str = ""

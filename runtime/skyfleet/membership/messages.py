@@ -1,0 +1,157 @@
+"""Membership messages as immutable values.
+
+These mirror protos/skyfleet/v1/membership.proto one to one; `skyfleet.transport.codec`
+converts at the edge. The core works on dataclasses rather than protobuf objects because
+the simulator pushes millions of them through thousands of cores.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MemberState(enum.IntEnum):
+    """Numbers equal the proto enum's; order is precedence at equal incarnation."""
+
+    ALIVE = 1
+    SUSPECT = 2
+    DEAD = 3
+    LEFT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMeta:
+    name: str
+    address: str
+    cloud: str = ""
+    region: str = ""
+    zone: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    meta: NodeMeta
+    incarnation: int
+
+    @property
+    def node(self) -> str:
+        return self.meta.name
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    node: str
+    incarnation: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """`source == node` means the node left gracefully."""
+
+    node: str
+    incarnation: int
+    source: str
+
+
+Update = Alive | Suspect | Dead
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndirectPing:
+    seq: int
+    target: str
+    target_address: str
+    want_nack: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    meta: NodeMeta
+    state: MemberState
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushPull:
+    members: tuple[MemberRecord, ...]
+    join: bool = False
+    is_reply: bool = False
+
+
+Body = Ping | IndirectPing | Ack | Nack | PushPull | None
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    sender: str
+    sender_address: str
+    body: Body
+    piggyback: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A packet for the driver to send. `to_name` (when known) is checked against the
+    receiver's certificate, so a packet never reaches an impostor at a reused address."""
+
+    address: str
+    packet: Packet
+    to_name: str | None = None
+
+
+# Rough wire sizes, used to keep piggybacked news within a packet budget as memberlist
+# does for its 1,400-byte UDP packets. They follow protobuf's encoding (tag + length +
+# bytes) closely enough for budgeting; exact bytes are counted at the transport.
+_FIELD = 2
+_VARINT = 5
+
+
+def meta_size(meta: NodeMeta) -> int:
+    size = 6 * _FIELD + len(meta.name) + len(meta.address) + len(meta.cloud)
+    size += len(meta.region) + len(meta.zone)
+    for key, value in meta.labels:
+        size += 3 * _FIELD + len(key) + len(value)
+    return size
+
+
+def update_size(update: Update) -> int:
+    if isinstance(update, Alive):
+        return 2 * _FIELD + _VARINT + meta_size(update.meta)
+    return 4 * _FIELD + _VARINT + len(update.node) + len(update.source)
+
+
+def body_size(body: Body) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, PushPull):
+        return 3 * _FIELD + sum(2 * _FIELD + _VARINT + meta_size(r.meta) for r in body.members)
+    if isinstance(body, Ping):
+        return 2 * _FIELD + _VARINT + len(body.target)
+    if isinstance(body, IndirectPing):
+        return 4 * _FIELD + _VARINT + len(body.target) + len(body.target_address)
+    return _FIELD + _VARINT
+
+
+def packet_size(packet: Packet) -> int:
+    """Estimated encoded size; the simulator's bandwidth figures use it."""
+    size = 3 * _FIELD + len(packet.sender) + len(packet.sender_address) + body_size(packet.body)
+    return size + sum(_FIELD + update_size(u) for u in packet.piggyback)

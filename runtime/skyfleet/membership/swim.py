@@ -1,0 +1,561 @@
+"""SWIM with the Lifeguard refinements, as a sans-I/O state machine.
+
+Theory of operation
+-------------------
+Every `probe_interval` (stretched by the local health score) a node pings the next member
+of a shuffled round-robin list. Without an ack within `probe_timeout` it asks
+`indirect_checks` other members to ping the target for it; they answer with the relayed
+ack or, if the target stays silent, with a nack (Lifeguard). With no ack by the end of the
+interval the target becomes *suspect*. A suspicion timer starts at its maximum and shrinks
+as other members independently confirm (Lifeguard); when it fires the member is *dead*.
+A member that hears itself suspected or declared dead refutes by raising its incarnation.
+
+News (alive / suspect / dead) rides on every packet and on periodic gossip to
+`gossip_nodes` random members, each item at most `retransmit_mult x ceil(log10(N+1))`
+times; newer news about a node replaces older. A periodic push-pull of the whole table
+heals what gossip missed, and a periodic push-pull with one *dead* member lets both
+sides of a long partition find each other again (serf#605).
+
+Precedence: higher incarnation wins; at equal incarnation dead/left beats suspect beats
+alive. A restarted node starts with a fresh, larger incarnation (the driver seeds it from
+the wall clock) and refutes any news about its previous life, so stale `dead` never
+beats a fresh `alive` (memberlist#311).
+
+Usage: the driver calls `start`, then `handle(packet, now)` for each packet received and
+`tick(now)` whenever `now >= next_deadline()`; each returns the packets to send.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.awareness import Awareness
+from skyfleet.membership.broadcast import BroadcastQueue
+from skyfleet.membership.members import EventKind, Member, MemberEvent, MemberView
+from skyfleet.membership.messages import (
+    Ack,
+    Alive,
+    Body,
+    Dead,
+    IndirectPing,
+    MemberRecord,
+    MemberState,
+    Nack,
+    NodeMeta,
+    Outgoing,
+    Packet,
+    Ping,
+    PushPull,
+    Suspect,
+    Update,
+    update_size,
+)
+from skyfleet.membership.suspicion import Suspicion
+from skyfleet.membership.timers import Timers
+from skyfleet.membership.timing import (
+    push_pull_scale,
+    retransmit_limit,
+    scale_by_health,
+    suspicion_timeout,
+)
+
+
+@dataclass(slots=True)
+class _Probe:
+    seq: int
+    target: str
+    end_at: float
+    expected_nacks: int = 0
+    nacks: int = 0
+    indirect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    """An indirect ping we perform for `requester`."""
+
+    requester: str
+    requester_address: str
+    seq: int
+    want_nack: bool
+
+
+@dataclass(slots=True)
+class SwimStats:
+    """Monotonic counters for metrics."""
+
+    probes: int = 0
+    probe_failures: int = 0
+    indirect_probes: int = 0
+    suspicions: int = 0
+    refutations: int = 0
+    push_pulls: int = 0
+
+
+class Swim:
+    def __init__(
+        self,
+        meta: NodeMeta,
+        config: MembershipConfig,
+        rng: random.Random,
+        *,
+        incarnation: int = 0,
+    ) -> None:
+        self.meta = meta
+        self.name = meta.name
+        self.stats = SwimStats()
+        self._cfg = config
+        self._rng = rng
+        self._incarnation = incarnation
+        self._members: dict[str, Member] = {
+            meta.name: Member(meta, MemberState.ALIVE, incarnation, 0.0)
+        }
+        self._awareness = Awareness(config.awareness_max_multiplier)
+        self._broadcasts: BroadcastQueue[Update] = BroadcastQueue(update_size)
+        self._timers = Timers()
+        self._suspicions: dict[str, tuple[Suspicion, int]] = {}
+        self._probe_order: list[str] = []
+        self._probe_index = 0
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._seq = 0
+        self._seeds: tuple[str, ...] = ()
+        self._join_attempt = 0
+        self._joined = False
+        self._leaving = False
+        self._out: list[Outgoing] = []
+        self._events: list[MemberEvent] = []
+
+    # ------------------------------------------------------------------ driver API
+
+    def start(self, now: float, seeds: tuple[str, ...] = ()) -> list[Outgoing]:
+        """Arm the periodic timers (staggered, so a fleet started together does not
+        probe in lockstep) and join through `seeds`."""
+        cfg = self._cfg
+        self._members[self.name].state_since = now
+        self._timers.set("probe", now + self._rng.uniform(0, cfg.probe_interval))
+        self._timers.set("gossip", now + self._rng.uniform(0, cfg.gossip_interval))
+        self._timers.set("push_pull", now + self._push_pull_interval())
+        self._timers.set("reconnect", now + cfg.reconnect_interval)
+        self._seeds = tuple(s for s in seeds if s != self.meta.address)
+        self._joined = not self._seeds
+        if self._seeds:
+            self._send_join(now)
+        return self._flush()
+
+    def handle(self, packet: Packet, now: float) -> list[Outgoing]:
+        """Process one received packet."""
+        for update in packet.piggyback:
+            self._apply(update, now)
+        body = packet.body
+        if isinstance(body, Ping):
+            self._on_ping(packet, body)
+        elif isinstance(body, Ack):
+            self._on_ack(body)
+        elif isinstance(body, Nack):
+            if self._probe is not None and body.seq == self._probe.seq:
+                self._probe.nacks += 1
+        elif isinstance(body, IndirectPing):
+            self._on_indirect_ping(packet, body, now)
+        elif isinstance(body, PushPull):
+            self._on_push_pull(packet, body, now)
+        return self._flush()
+
+    def tick(self, now: float) -> list[Outgoing]:
+        """Fire every timer due at `now`."""
+        while (name := self._timers.pop_due(now)) is not None:
+            if isinstance(name, tuple):
+                kind, arg = name
+                if kind == "suspicion":
+                    self._on_suspicion_timeout(str(arg), now)
+                else:
+                    self._on_relay_timeout(int(arg))
+            else:
+                getattr(self, f"_timer_{name}")(now)
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        return self._timers.next_deadline()
+
+    def leave(self, now: float) -> list[Outgoing]:
+        """Announce a graceful leave. Keep calling `tick` for `leave_propagate_delay` so
+        the news spreads; the node no longer probes nor refutes."""
+        self._leaving = True
+        for name in ("probe", "probe_timeout", "probe_end", "push_pull", "reconnect", "join"):
+            self._timers.cancel(name)
+        self._probe = None
+        self._on_dead(Dead(self.name, self._incarnation, self.name), now)
+        return self._flush()
+
+    def take_events(self) -> list[MemberEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    @property
+    def health_score(self) -> int:
+        return self._awareness.score
+
+    @property
+    def joined(self) -> bool:
+        return self._joined
+
+    def members(self) -> list[MemberView]:
+        return [
+            MemberView(m.meta, m.state, m.incarnation, m.state_since)
+            for _, m in sorted(self._members.items())
+        ]
+
+    def member(self, name: str) -> MemberView | None:
+        m = self._members.get(name)
+        return MemberView(m.meta, m.state, m.incarnation, m.state_since) if m else None
+
+    def num_up(self) -> int:
+        """Alive or suspect members, self included: the N of the formulas."""
+        return sum(1 for m in self._members.values() if m.is_up)
+
+    # ------------------------------------------------------------------ news
+
+    def _apply(self, update: Update, now: float) -> None:
+        if isinstance(update, Alive):
+            self._on_alive(update, now)
+        elif isinstance(update, Suspect):
+            self._on_suspect(update, now)
+        else:
+            self._on_dead(update, now)
+
+    def _on_alive(self, alive: Alive, now: float) -> None:
+        name = alive.meta.name
+        if name == self.name:
+            stale_life = alive.incarnation == self._incarnation and alive.meta != self.meta
+            if not self._leaving and (alive.incarnation > self._incarnation or stale_life):
+                self._refute(alive.incarnation, now)
+            return
+        member = self._members.get(name)
+        if member is None:
+            self._members[name] = Member(alive.meta, MemberState.ALIVE, alive.incarnation, now)
+            # A random slot, so that a new member is probed soon by some and late by others.
+            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), name)
+            self._emit(EventKind.JOIN, name, alive.incarnation, now)
+        elif alive.incarnation <= member.incarnation:
+            return
+        else:
+            was, old_meta = member.state, member.meta
+            member.meta, member.incarnation = alive.meta, alive.incarnation
+            if was != MemberState.ALIVE:
+                member.state, member.state_since = MemberState.ALIVE, now
+                self._emit(EventKind.ALIVE, name, alive.incarnation, now)
+            elif old_meta != alive.meta:
+                self._emit(EventKind.UPDATE, name, alive.incarnation, now)
+            self._cancel_suspicion(name)
+        self._broadcasts.queue(name, alive)
+
+    def _on_suspect(self, suspect: Suspect, now: float) -> None:
+        member = self._members.get(suspect.node)
+        if member is None or suspect.incarnation < member.incarnation:
+            return
+        if suspect.node == self.name:
+            if not self._leaving:
+                self._refute(suspect.incarnation, now)
+            return
+        if member.state == MemberState.SUSPECT:
+            entry = self._suspicions.get(suspect.node)
+            if entry is not None and entry[0].confirm(suspect.source):
+                self._timers.set(("suspicion", suspect.node), entry[0].deadline())
+                self._broadcasts.queue(suspect.node, suspect)
+            return
+        if member.state != MemberState.ALIVE:
+            return
+        member.state, member.incarnation, member.state_since = (
+            MemberState.SUSPECT,
+            suspect.incarnation,
+            now,
+        )
+        self.stats.suspicions += 1
+        self._emit(EventKind.SUSPECT, suspect.node, suspect.incarnation, now, suspect.source)
+        self._broadcasts.queue(suspect.node, suspect)
+        cfg = self._cfg
+        n = self.num_up()
+        k = cfg.suspicion_mult - 2
+        if n - 2 < k:
+            k = 0  # too few members to ever gather k independent confirmations
+        min_timeout = suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval)
+        suspicion = Suspicion(
+            source=suspect.source,
+            k=k,
+            min_timeout=min_timeout,
+            max_timeout=cfg.suspicion_max_timeout_mult * min_timeout,
+            start=now,
+        )
+        self._suspicions[suspect.node] = (suspicion, suspect.incarnation)
+        self._timers.set(("suspicion", suspect.node), suspicion.deadline())
+
+    def _on_dead(self, dead: Dead, now: float) -> None:
+        member = self._members.get(dead.node)
+        if member is None or dead.incarnation < member.incarnation:
+            return
+        if member.state in (MemberState.DEAD, MemberState.LEFT):
+            return
+        if dead.node == self.name and not self._leaving:
+            self._refute(dead.incarnation, now)
+            return
+        self._cancel_suspicion(dead.node)
+        left = dead.source == dead.node
+        member.state = MemberState.LEFT if left else MemberState.DEAD
+        member.incarnation, member.state_since = dead.incarnation, now
+        kind = EventKind.LEFT if left else EventKind.FAILED
+        self._emit(kind, dead.node, dead.incarnation, now, dead.source)
+        self._broadcasts.queue(dead.node, dead)
+
+    def _refute(self, accused_incarnation: int, now: float) -> None:
+        """Someone believes an older life of ours is suspect or dead: outbid it."""
+        self._incarnation = max(self._incarnation, accused_incarnation) + 1
+        me = self._members[self.name]
+        me.incarnation = self._incarnation
+        self.stats.refutations += 1
+        # Being accused is evidence our own responses are late (Lifeguard).
+        self._awareness.apply_delta(1)
+        self._emit(EventKind.REFUTED, self.name, self._incarnation, now)
+        self._broadcasts.queue(self.name, Alive(self.meta, self._incarnation))
+
+    def _cancel_suspicion(self, name: str) -> None:
+        if self._suspicions.pop(name, None) is not None:
+            self._timers.cancel(("suspicion", name))
+
+    def _on_suspicion_timeout(self, name: str, now: float) -> None:
+        entry = self._suspicions.pop(name, None)
+        member = self._members.get(name)
+        if entry is None or member is None:
+            return
+        if member.state == MemberState.SUSPECT and member.incarnation == entry[1]:
+            self._on_dead(Dead(name, member.incarnation, self.name), now)
+
+    # ------------------------------------------------------------------ probing
+
+    def _timer_probe(self, now: float) -> None:
+        cfg, score = self._cfg, self._awareness.score
+        self._timers.set("probe", now + scale_by_health(cfg.probe_interval, score))
+        if self._probe is not None:  # the previous probe's end is due at the same instant
+            self._timer_probe_end(now)
+        target = self._next_probe_target()
+        if target is None:
+            return
+        self._seq += 1
+        self.stats.probes += 1
+        self._probe = _Probe(
+            self._seq, target.meta.name, now + scale_by_health(cfg.probe_interval, score)
+        )
+        self._timers.set("probe_timeout", now + scale_by_health(cfg.probe_timeout, score))
+        self._send(target.meta.address, Ping(self._seq, target.meta.name), target.meta.name)
+
+    def _next_probe_target(self) -> Member | None:
+        for _ in range(2):
+            while self._probe_index < len(self._probe_order):
+                member = self._members.get(self._probe_order[self._probe_index])
+                self._probe_index += 1
+                if member is not None and member.is_up:
+                    return member
+            # End of the round: reshuffle the members still worth probing.
+            self._probe_order = [n for n, m in self._members.items() if n != self.name and m.is_up]
+            self._rng.shuffle(self._probe_order)
+            self._probe_index = 0
+        return None
+
+    def _timer_probe_timeout(self, now: float) -> None:
+        probe = self._probe
+        if probe is None:
+            return
+        target = self._members[probe.target]
+        candidates = [
+            n for n, m in self._members.items() if m.is_up and n not in (self.name, probe.target)
+        ]
+        helpers = self._rng.sample(candidates, min(self._cfg.indirect_checks, len(candidates)))
+        probe.indirect, probe.expected_nacks = True, len(helpers)
+        self.stats.indirect_probes += len(helpers)
+        for name in helpers:
+            helper = self._members[name].meta
+            request = IndirectPing(probe.seq, probe.target, target.meta.address, want_nack=True)
+            self._send(helper.address, request, name)
+        self._timers.set("probe_end", probe.end_at)
+
+    def _timer_probe_end(self, now: float) -> None:
+        probe, self._probe = self._probe, None
+        self._timers.cancel("probe_end")
+        self._timers.cancel("probe_timeout")
+        if probe is None:
+            return
+        # Missed nacks mean our own path to healthy helpers failed: we are the slow one.
+        missed = probe.expected_nacks - probe.nacks if probe.expected_nacks else 1
+        self._awareness.apply_delta(missed)
+        self.stats.probe_failures += 1
+        member = self._members.get(probe.target)
+        if member is not None and member.is_up:
+            self._on_suspect(Suspect(probe.target, member.incarnation, self.name), now)
+
+    def _on_ack(self, ack: Ack) -> None:
+        probe = self._probe
+        if probe is not None and ack.seq == probe.seq:
+            if not probe.indirect:
+                self._awareness.apply_delta(-1)
+            self._probe = None
+            self._timers.cancel("probe_timeout")
+            self._timers.cancel("probe_end")
+            return
+        relay = self._relays.pop(ack.seq, None)
+        if relay is not None:
+            self._timers.cancel(("relay", ack.seq))
+            self._send(relay.requester_address, Ack(relay.seq), relay.requester)
+
+    def _on_ping(self, packet: Packet, ping: Ping) -> None:
+        if ping.target and ping.target != self.name:
+            return  # meant for whoever had this address before us
+        hint: tuple[Update, ...] = ()
+        sender = self._members.get(packet.sender)
+        if sender is not None and not sender.is_up and sender.state == MemberState.DEAD:
+            # It is alive enough to ping us while we hold it dead: tell it directly so it
+            # refutes now rather than after the next push-pull.
+            hint = (Dead(packet.sender, sender.incarnation, self.name),)
+        self._send(packet.sender_address, Ack(ping.seq), packet.sender, hint)
+
+    def _on_indirect_ping(self, packet: Packet, req: IndirectPing, now: float) -> None:
+        self._seq += 1
+        self._relays[self._seq] = _Relay(
+            packet.sender, packet.sender_address, req.seq, req.want_nack
+        )
+        self._timers.set(("relay", self._seq), now + self._cfg.probe_timeout)
+        self._send(req.target_address, Ping(self._seq, req.target), req.target)
+
+    def _on_relay_timeout(self, seq: int) -> None:
+        relay = self._relays.pop(seq, None)
+        if relay is not None and relay.want_nack:
+            self._send(relay.requester_address, Nack(relay.seq), relay.requester)
+
+    # ------------------------------------------------------------------ gossip, anti-entropy
+
+    def _timer_gossip(self, now: float) -> None:
+        cfg = self._cfg
+        self._timers.set("gossip", now + cfg.gossip_interval)
+        if not self._broadcasts:
+            return
+        candidates = [
+            m
+            for n, m in self._members.items()
+            if n != self.name
+            and (
+                m.is_up
+                or (m.state == MemberState.DEAD and now - m.state_since < cfg.gossip_to_dead)
+            )
+        ]
+        limit = retransmit_limit(cfg.retransmit_mult, self.num_up())
+        for member in self._rng.sample(candidates, min(cfg.gossip_nodes, len(candidates))):
+            news = self._broadcasts.take(cfg.packet_budget, limit)
+            if not news:
+                break
+            packet = Packet(self.name, self.meta.address, None, tuple(news))
+            self._out.append(Outgoing(member.meta.address, packet, member.meta.name))
+
+    def _push_pull_interval(self) -> float:
+        return push_pull_scale(self._cfg.push_pull_interval, self.num_up())
+
+    def _state(self, *, join: bool = False, is_reply: bool = False) -> PushPull:
+        records = tuple(m.record() for m in self._members.values())
+        return PushPull(records, join=join, is_reply=is_reply)
+
+    def _timer_push_pull(self, now: float) -> None:
+        self._timers.set("push_pull", now + self._push_pull_interval())
+        peers = [m for n, m in self._members.items() if n != self.name and m.is_up]
+        if peers:
+            peer = self._rng.choice(peers)
+            self.stats.push_pulls += 1
+            self._send(peer.meta.address, self._state(), peer.meta.name, piggyback=False)
+
+    def _timer_reconnect(self, now: float) -> None:
+        """Reap long-dead members, then try one dead member (or the seeds when alone), so
+        a partition longer than any suspicion timeout still heals."""
+        cfg = self._cfg
+        self._timers.set("reconnect", now + cfg.reconnect_interval)
+        for name, m in list(self._members.items()):
+            age = now - m.state_since
+            if (m.state == MemberState.DEAD and age > cfg.reconnect_timeout) or (
+                m.state == MemberState.LEFT and age > cfg.tombstone_timeout
+            ):
+                del self._members[name]
+                self._emit(EventKind.REAPED, name, m.incarnation, now)
+        dead = [m for m in self._members.values() if m.state == MemberState.DEAD]
+        if dead:
+            target = self._rng.choice(dead)
+            self._send(target.meta.address, self._state(), target.meta.name, piggyback=False)
+        if self.num_up() == 1:
+            self._send_join(now, arm_retry=False)
+
+    def _on_push_pull(self, packet: Packet, pp: PushPull, now: float) -> None:
+        self._merge(pp.members, now)
+        if pp.is_reply:
+            if not self._joined:
+                self._joined = True
+                self._timers.cancel("join")
+        else:
+            reply = self._state(is_reply=True)
+            self._send(packet.sender_address, reply, packet.sender, piggyback=False)
+
+    def _merge(self, records: tuple[MemberRecord, ...], now: float) -> None:
+        """Apply a peer's table. Its `dead` only makes us *suspect*: we give the member a
+        chance to refute rather than trusting a view that may be a partition old."""
+        for r in records:
+            if r.state == MemberState.ALIVE:
+                self._on_alive(Alive(r.meta, r.incarnation), now)
+            elif r.state == MemberState.LEFT:
+                self._on_dead(Dead(r.meta.name, r.incarnation, r.meta.name), now)
+            else:
+                self._on_suspect(Suspect(r.meta.name, r.incarnation, self.name), now)
+
+    # ------------------------------------------------------------------ join
+
+    def _timer_join(self, now: float) -> None:
+        if self._joined or self.num_up() > 1:
+            self._joined = True
+            return
+        self._join_attempt += 1
+        self._send_join(now)
+
+    def _send_join(self, now: float, *, arm_retry: bool = True) -> None:
+        for seed in self._seeds:
+            self._send(seed, self._state(join=True), None, piggyback=False)
+        if arm_retry:
+            cfg = self._cfg
+            delay = min(cfg.join_retry_max, cfg.join_retry_min * 2**self._join_attempt)
+            self._timers.set("join", now + delay * self._rng.uniform(0.8, 1.2))
+
+    # ------------------------------------------------------------------ output
+
+    def _send(
+        self,
+        address: str,
+        body: Body,
+        to_name: str | None,
+        extra: tuple[Update, ...] = (),
+        *,
+        piggyback: bool = True,
+    ) -> None:
+        news = extra
+        if piggyback:
+            limit = retransmit_limit(self._cfg.retransmit_mult, self.num_up())
+            news = extra + tuple(self._broadcasts.take(self._cfg.packet_budget, limit))
+        packet = Packet(self.name, self.meta.address, body, news)
+        self._out.append(Outgoing(address, packet, to_name))
+
+    def _emit(
+        self, kind: EventKind, node: str, incarnation: int, now: float, source: str = ""
+    ) -> None:
+        self._events.append(MemberEvent(kind, node, incarnation, now, source))
+
+    def _flush(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,173 @@
+"""The agent: one gRPC server over mTLS (membership, admin, health, reflection) and the
+loops that drive the protocol cores.
+
+Lifecycle: `async with Agent(config) as agent: await agent.stopped()`; leaving the block
+announces a graceful leave, lets it spread, then stops the server with a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from skyfleet._generated.skyfleet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    membership_pb2,
+    membership_pb2_grpc,
+)
+from skyfleet.config.agent import AgentConfig, ConfigError
+from skyfleet.membership.messages import NodeMeta
+from skyfleet.membership.swim import Swim
+from skyfleet.services.admin import AdminService
+from skyfleet.services.membership import MembershipService
+from skyfleet.transport.peers import PeerSender
+from skyfleet.transport.swim_loop import SwimLoop
+from skyfleet.transport.tls import TlsMaterial
+
+log = logging.getLogger("skyfleet.agent")
+
+_SERVICES = (
+    membership_pb2.DESCRIPTOR.services_by_name["Membership"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+_SHUTDOWN_GRACE = 1.0
+
+
+def boot_incarnation() -> int:
+    """Milliseconds since the epoch: every restart outbids any news about a previous life
+    of the same name, without persisting a counter (memberlist#311)."""
+    return time.time_ns() // 1_000_000
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        incarnation: int | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        node = config.node
+        meta = NodeMeta(
+            node.name,
+            node.address,
+            cloud=node.cloud,
+            region=node.region,
+            zone=node.zone,
+            labels=tuple(sorted(node.labels.items())),
+        )
+        self.swim = Swim(
+            meta,
+            config.membership,
+            rng or random.Random(),
+            incarnation=boot_incarnation() if incarnation is None else incarnation,
+        )
+        self._stop = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+        self._sender: PeerSender | None = None
+        self._loop: SwimLoop | None = None
+        self._health = HealthServicer()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    @property
+    def loop(self) -> SwimLoop:
+        if self._loop is None:
+            raise RuntimeError("agent not started")
+        return self._loop
+
+    @property
+    def sender(self) -> PeerSender:
+        if self._sender is None:
+            raise RuntimeError("agent not started")
+        return self._sender
+
+    async def start(self) -> None:
+        cfg = self.config
+        tls = TlsMaterial.load(cfg.tls)
+        if tls.identity.name != cfg.node.name or tls.identity.role != "agent":
+            raise ConfigError(
+                f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
+                f"but node.name is {cfg.node.name!r}"
+            )
+        self._sender = PeerSender(
+            tls.channel_credentials(), send_timeout=max(1.0, cfg.membership.probe_interval)
+        )
+        self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
+        server = grpc.aio.server()
+        membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(
+            AdminService(self.swim, self._clock, self._stop), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                *_SERVICES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        try:
+            server.add_secure_port(cfg.bind, tls.server_credentials())
+        except RuntimeError as exc:
+            raise ConfigError(f"node.bind: cannot listen on {cfg.bind}: {exc}") from None
+        await server.start()
+        self._server = server
+        for service in ("", *_SERVICES):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._loop.start(cfg.seeds)
+        self._task = asyncio.get_running_loop().create_task(self._loop.run())
+        log.info(
+            "agent started",
+            extra={"bind": cfg.bind, "address": cfg.node.address, "seeds": list(cfg.seeds)},
+        )
+
+    def request_stop(self) -> None:
+        """Ask the agent to leave (signal handlers, the admin Leave call)."""
+        self._stop.set()
+
+    async def stopped(self) -> None:
+        """Wait until someone asks the agent to stop."""
+        await self._stop.wait()
+
+    async def shutdown(self) -> None:
+        """Graceful leave: tell the fleet, let the news spread, drain, stop serving."""
+        if self._server is None:
+            return
+        for service in ("", *_SERVICES):
+            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.loop.leave(self.config.membership.leave_propagate_delay)
+        await self.sender.close()
+        await self._server.stop(_SHUTDOWN_GRACE)
+        self._server = None
+        log.info("agent stopped")

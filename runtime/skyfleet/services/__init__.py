@@ -1,0 +1,1 @@
+"""gRPC servicers: authenticate, decode, hand to a core, encode. No protocol logic."""

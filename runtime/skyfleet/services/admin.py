@@ -1,0 +1,46 @@
+"""`skyfleet.v1.Admin`: the operator's view of an agent. Reads are open to any fleet
+certificate; calls that change the fleet need an admin certificate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+
+from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
+from skyfleet.membership.swim import Swim
+from skyfleet.transport.codec import meta_to_proto
+from skyfleet.transport.tls import require_admin
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, swim: Swim, clock: Callable[[], float], stop: asyncio.Event) -> None:
+        self._swim = swim
+        self._clock = clock
+        self._stop = stop
+
+    async def ListMembers(  # noqa: N802 - gRPC method name
+        self, request: admin_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListMembersResponse:
+        now = self._clock()
+        return admin_pb2.ListMembersResponse(
+            local_node=self._swim.name,
+            health_score=self._swim.health_score,
+            members=[
+                admin_pb2.Member(
+                    node=meta_to_proto(m.meta),
+                    state=int(m.state),
+                    incarnation=m.incarnation,
+                    state_age_seconds=max(0.0, now - m.state_since),
+                )
+                for m in self._swim.members()
+            ],
+        )
+
+    async def Leave(  # noqa: N802 - gRPC method name
+        self, request: admin_pb2.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.LeaveResponse:
+        await require_admin(context)
+        self._stop.set()
+        return admin_pb2.LeaveResponse()

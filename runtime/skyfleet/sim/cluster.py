@@ -1,0 +1,208 @@
+"""A fleet of `Swim` cores on virtual time.
+
+Events (packet deliveries and node wake-ups) sit in one heap ordered by (time, seq), so
+a run is a pure function of the seed. Nodes can crash (stop, packets to them vanish),
+restart under the same name with a fresh incarnation, or be *starved*: their loop runs
+only at the ends of slots of the given length, firing overdue timers before reading the
+packets that queued up meanwhile. That order is the worst case for false suspicions
+(the probe deadline passes before the waiting ack is read), which is the Lifeguard
+scenario.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.members import MemberEvent
+from skyfleet.membership.messages import MemberState, NodeMeta, Outgoing, Packet, packet_size
+from skyfleet.membership.swim import Swim
+from skyfleet.sim.network import SimNetwork
+
+
+@dataclass(slots=True)
+class SimNode:
+    swim: Swim
+    up: bool = True
+    starve_slot: float = 0.0
+    """0 when healthy; else the node only runs at multiples of this many seconds."""
+    inbox: list[Packet] = field(default_factory=list)
+    wake_at: float | None = None
+    bytes_sent: int = 0
+    packets_sent: int = 0
+    events: list[MemberEvent] = field(default_factory=list)
+
+
+class SimCluster:
+    def __init__(
+        self,
+        config: MembershipConfig,
+        *,
+        seed: int = 1,
+        network: SimNetwork | None = None,
+    ) -> None:
+        self.config = config
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.network = network or SimNetwork(random.Random(seed + 1))
+        self.nodes: dict[str, SimNode] = {}
+        self._by_address: dict[str, str] = {}
+        self._heap: list[tuple[float, int, str, str, Packet | None]] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------------ fleet control
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        seeds: tuple[str, ...] = (),
+        cloud: str = "",
+        zone: str = "",
+        incarnation: int = 0,
+    ) -> Swim:
+        """Start a node at the current time. Addresses are `sim://<name>`."""
+        meta = NodeMeta(name, self.address(name), cloud=cloud, zone=zone)
+        swim = Swim(meta, self.config, random.Random(self.rng.random()), incarnation=incarnation)
+        node = SimNode(swim)
+        self.nodes[name] = node
+        self._by_address[meta.address] = name
+        self._dispatch(name, swim.start(self.now, seeds))
+        self._schedule_wake(name)
+        return swim
+
+    @staticmethod
+    def address(name: str) -> str:
+        return f"sim://{name}"
+
+    def crash(self, name: str) -> None:
+        """The process dies: no more timers, packets to it are lost."""
+        node = self.nodes[name]
+        node.up, node.wake_at, node.inbox = False, None, []
+
+    def restart(self, name: str, *, seeds: tuple[str, ...], incarnation: int) -> Swim:
+        """A new process under the same name and address (fresh state)."""
+        return self.add_node(
+            name,
+            seeds=seeds,
+            cloud=self.nodes[name].swim.meta.cloud,
+            zone=self.nodes[name].swim.meta.zone,
+            incarnation=incarnation,
+        )
+
+    def leave(self, name: str) -> None:
+        self._dispatch(name, self.nodes[name].swim.leave(self.now))
+        self._schedule_wake(name)
+
+    def starve(self, name: str, slot: float) -> None:
+        """From now on the node runs only every `slot` seconds (0 ends the starvation)."""
+        node = self.nodes[name]
+        node.starve_slot = slot
+        node.wake_at = None
+        self._schedule_wake(name)
+
+    # ------------------------------------------------------------------ running
+
+    def run_until(self, t: float) -> None:
+        while self._heap and self._heap[0][0] <= t:
+            when, _, kind, name, packet = heapq.heappop(self._heap)
+            self.now = when
+            node = self.nodes.get(name)
+            if node is None or not node.up:
+                continue
+            if kind == "deliver":
+                assert packet is not None
+                if node.starve_slot:
+                    node.inbox.append(packet)
+                    self._schedule_wake(name)
+                else:
+                    self._dispatch(name, node.swim.handle(packet, when))
+                    self._schedule_wake(name)
+            elif node.wake_at == when:
+                node.wake_at = None
+                self._wake(name)
+        self.now = max(self.now, t)
+
+    def run_for(self, dt: float) -> None:
+        self.run_until(self.now + dt)
+
+    def run_until_true(
+        self, predicate: Callable[[], bool], timeout: float, step: float = 0.05
+    ) -> float | None:
+        """Advance in `step`s until `predicate()` holds; the elapsed virtual time, or None."""
+        start = self.now
+        while self.now - start <= timeout:
+            if predicate():
+                return self.now - start
+            self.run_for(step)
+        return None
+
+    # ------------------------------------------------------------------ observation
+
+    def view(self, observer: str, subject: str) -> MemberState | None:
+        member = self.nodes[observer].swim.member(subject)
+        return member.state if member else None
+
+    def live_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.up]
+
+    def all_see(self, subject: str, state: MemberState, observers: list[str] | None = None) -> bool:
+        names = observers if observers is not None else self.live_names()
+        return all(self.view(o, subject) == state for o in names if o != subject)
+
+    def converged(self, names: list[str] | None = None) -> bool:
+        """Every live node sees every live node alive."""
+        names = names if names is not None else self.live_names()
+        return all(self.view(o, s) == MemberState.ALIVE for o in names for s in names)
+
+    def events(self, name: str) -> list[MemberEvent]:
+        return self.nodes[name].events
+
+    # ------------------------------------------------------------------ internals
+
+    def _wake(self, name: str) -> None:
+        node = self.nodes[name]
+        out = node.swim.tick(self.now)
+        inbox, node.inbox = node.inbox, []
+        for packet in inbox:
+            out += node.swim.handle(packet, self.now)
+        self._dispatch(name, out)
+        self._schedule_wake(name)
+
+    def _schedule_wake(self, name: str) -> None:
+        node = self.nodes[name]
+        if not node.up:
+            return
+        deadline = node.swim.next_deadline()
+        if node.starve_slot:
+            slot = node.starve_slot
+            if deadline is None and not node.inbox:
+                return
+            nxt = self.now if deadline is None else max(deadline, self.now)
+            deadline = (int(nxt / slot) + 1) * slot
+        if deadline is None or node.wake_at == deadline:
+            return
+        if node.wake_at is not None and node.wake_at <= deadline and node.wake_at > self.now:
+            return
+        node.wake_at = deadline
+        self._push(deadline, "wake", name, None)
+
+    def _dispatch(self, src: str, out: list[Outgoing]) -> None:
+        node = self.nodes[src]
+        node.events.extend(node.swim.take_events())
+        for o in out:
+            node.packets_sent += 1
+            node.bytes_sent += packet_size(o.packet)
+            dst = self._by_address.get(o.address)
+            if dst is None:
+                continue
+            transit = self.network.transit(src, dst)
+            if transit is not None:
+                self._push(self.now + transit, "deliver", dst, o.packet)
+
+    def _push(self, when: float, kind: str, name: str, packet: Packet | None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, name, packet))

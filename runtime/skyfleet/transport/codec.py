@@ -1,0 +1,191 @@
+"""Conversion between the membership core's dataclasses and the wire protobufs.
+
+Decoding is where a peer's mistakes are caught: anything the core could not act on
+raises `MalformedPacket` naming the field, which the server maps to INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
+from skyfleet.membership.messages import (
+    Ack,
+    Alive,
+    Body,
+    Dead,
+    IndirectPing,
+    MemberRecord,
+    MemberState,
+    Nack,
+    NodeMeta,
+    Packet,
+    Ping,
+    PushPull,
+    Suspect,
+    Update,
+)
+
+MAX_NAME = 253
+MAX_MEMBERS = 100_000
+
+
+class MalformedPacket(ValueError):
+    """The peer sent something the protocol cannot act on; the message names the field."""
+
+
+# ------------------------------------------------------------------ encode
+
+
+def meta_to_proto(meta: NodeMeta) -> pb.NodeMeta:
+    return pb.NodeMeta(
+        name=meta.name,
+        address=meta.address,
+        cloud=meta.cloud,
+        region=meta.region,
+        zone=meta.zone,
+        labels=dict(meta.labels),
+    )
+
+
+def _update_to_proto(update: Update) -> pb.Update:
+    if isinstance(update, Alive):
+        return pb.Update(
+            alive=pb.Alive(node=meta_to_proto(update.meta), incarnation=update.incarnation)
+        )
+    if isinstance(update, Suspect):
+        return pb.Update(
+            suspect=pb.Suspect(
+                node=update.node, incarnation=update.incarnation, source=update.source
+            )
+        )
+    return pb.Update(
+        dead=pb.Dead(node=update.node, incarnation=update.incarnation, source=update.source)
+    )
+
+
+def packet_to_proto(packet: Packet) -> pb.Packet:
+    msg = pb.Packet(sender=packet.sender, sender_address=packet.sender_address)
+    body = packet.body
+    if isinstance(body, Ping):
+        msg.ping.CopyFrom(pb.Ping(seq=body.seq, target=body.target))
+    elif isinstance(body, Ack):
+        msg.ack.CopyFrom(pb.Ack(seq=body.seq))
+    elif isinstance(body, Nack):
+        msg.nack.CopyFrom(pb.Nack(seq=body.seq))
+    elif isinstance(body, IndirectPing):
+        msg.indirect_ping.CopyFrom(
+            pb.IndirectPing(
+                seq=body.seq,
+                target=body.target,
+                target_address=body.target_address,
+                want_nack=body.want_nack,
+            )
+        )
+    elif isinstance(body, PushPull):
+        msg.push_pull.CopyFrom(
+            pb.PushPull(
+                join=body.join,
+                is_reply=body.is_reply,
+                members=[
+                    pb.MemberRecord(
+                        node=meta_to_proto(r.meta), state=int(r.state), incarnation=r.incarnation
+                    )
+                    for r in body.members
+                ],
+            )
+        )
+    msg.piggyback.extend(_update_to_proto(u) for u in packet.piggyback)
+    return msg
+
+
+# ------------------------------------------------------------------ decode
+
+
+def _name(value: str, field: str) -> str:
+    if not value or len(value) > MAX_NAME or any(c.isspace() for c in value):
+        raise MalformedPacket(f"{field}: must be a node name (1-{MAX_NAME} chars, no spaces)")
+    return value
+
+
+def _address(value: str, field: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise MalformedPacket(f"{field}: expected host:port, got {value[:80]!r}")
+    return value
+
+
+def meta_from_proto(msg: pb.NodeMeta, field: str) -> NodeMeta:
+    return NodeMeta(
+        name=_name(msg.name, f"{field}.name"),
+        address=_address(msg.address, f"{field}.address"),
+        cloud=msg.cloud,
+        region=msg.region,
+        zone=msg.zone,
+        labels=tuple(sorted(msg.labels.items())),
+    )
+
+
+def _update_from_proto(msg: pb.Update, field: str) -> Update:
+    kind = msg.WhichOneof("kind")
+    if kind == "alive":
+        return Alive(meta_from_proto(msg.alive.node, f"{field}.alive.node"), msg.alive.incarnation)
+    if kind == "suspect":
+        s = msg.suspect
+        return Suspect(
+            _name(s.node, f"{field}.suspect.node"),
+            s.incarnation,
+            _name(s.source, f"{field}.suspect.source"),
+        )
+    if kind == "dead":
+        d = msg.dead
+        return Dead(
+            _name(d.node, f"{field}.dead.node"),
+            d.incarnation,
+            _name(d.source, f"{field}.dead.source"),
+        )
+    raise MalformedPacket(f"{field}: empty update")
+
+
+def _body_from_proto(msg: pb.Packet) -> Body:
+    kind = msg.WhichOneof("body")
+    if kind is None:
+        return None
+    if kind == "ping":
+        return Ping(msg.ping.seq, msg.ping.target)
+    if kind == "ack":
+        return Ack(msg.ack.seq)
+    if kind == "nack":
+        return Nack(msg.nack.seq)
+    if kind == "indirect_ping":
+        ip = msg.indirect_ping
+        return IndirectPing(
+            ip.seq,
+            _name(ip.target, "indirect_ping.target"),
+            _address(ip.target_address, "indirect_ping.target_address"),
+            ip.want_nack,
+        )
+    pp = msg.push_pull
+    if len(pp.members) > MAX_MEMBERS:
+        raise MalformedPacket(f"push_pull.members: more than {MAX_MEMBERS} records")
+    records = []
+    for i, r in enumerate(pp.members):
+        try:
+            state = MemberState(r.state)
+        except ValueError:
+            raise MalformedPacket(
+                f"push_pull.members[{i}].state: unknown state {r.state}"
+            ) from None
+        records.append(
+            MemberRecord(
+                meta_from_proto(r.node, f"push_pull.members[{i}].node"), state, r.incarnation
+            )
+        )
+    return PushPull(tuple(records), join=pp.join, is_reply=pp.is_reply)
+
+
+def packet_from_proto(msg: pb.Packet) -> Packet:
+    """Decode and validate a received packet (MalformedPacket names the bad field)."""
+    sender = _name(msg.sender, "sender")
+    address = _address(msg.sender_address, "sender_address")
+    body = _body_from_proto(msg)
+    news = tuple(_update_from_proto(u, f"piggyback[{i}]") for i, u in enumerate(msg.piggyback))
+    return Packet(sender, address, body, news)

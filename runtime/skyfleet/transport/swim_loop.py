@@ -1,0 +1,89 @@
+"""Runs a `Swim` core on the asyncio clock: packets in, timer ticks, packets out.
+
+The only code between the protocol and the network: it owns no protocol state. Events
+the core reports are handed to listeners (logs, metrics) after every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from skyfleet.membership.members import EventKind, MemberEvent
+from skyfleet.membership.messages import Outgoing, Packet
+from skyfleet.membership.swim import Swim
+
+log = logging.getLogger("skyfleet.membership")
+
+EventListener = Callable[[MemberEvent], None]
+
+_EVENT_LEVEL = {
+    EventKind.FAILED: logging.WARNING,
+    EventKind.SUSPECT: logging.INFO,
+    EventKind.REFUTED: logging.INFO,
+}
+
+
+class SwimLoop:
+    def __init__(
+        self,
+        swim: Swim,
+        send: Callable[[list[Outgoing]], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.swim = swim
+        self._send = send
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._listeners: list[EventListener] = []
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def start(self, seeds: tuple[str, ...]) -> None:
+        self._emit(self.swim.start(self._clock(), seeds))
+
+    def deliver(self, packet: Packet) -> None:
+        """Feed one received packet (called from the gRPC handler)."""
+        self._emit(self.swim.handle(packet, self._clock()))
+
+    async def run(self) -> None:
+        """Fire timers as they fall due, until cancelled."""
+        while True:
+            deadline = self.swim.next_deadline()
+            delay = None if deadline is None else max(0.0, deadline - self._clock())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self._emit(self.swim.tick(self._clock()))
+
+    async def leave(self, propagate: float) -> None:
+        """Announce a graceful leave and keep gossiping for `propagate` seconds."""
+        self._emit(self.swim.leave(self._clock()))
+        end = self._clock() + propagate
+        while (now := self._clock()) < end:
+            deadline = self.swim.next_deadline() or end
+            await asyncio.sleep(max(0.0, min(deadline, end) - now))
+            self._emit(self.swim.tick(self._clock()))
+
+    def _emit(self, out: list[Outgoing]) -> None:
+        if out:
+            self._send(out)
+        for event in self.swim.take_events():
+            log.log(
+                _EVENT_LEVEL.get(event.kind, logging.INFO),
+                f"member {event.node} {event.kind.value}",
+                extra={
+                    "event": event.kind.value,
+                    "member": event.node,
+                    "incarnation": event.incarnation,
+                    "source": event.source,
+                },
+            )
+            for listener in self._listeners:
+                listener(event)
+        # The core may have armed an earlier timer than the one the loop waits for.
+        self._wake.set()
