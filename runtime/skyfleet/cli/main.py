@@ -17,6 +17,8 @@ _GROUPS = (
     "skyfleet.cli.agent",
     "skyfleet.cli.members",
     "skyfleet.cli.certs",
+    "skyfleet.cli.local",
+    "skyfleet.cli.policy",
 )
 
 
@@ -45,7 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

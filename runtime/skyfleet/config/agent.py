@@ -37,6 +37,7 @@ Every error names the offending key, e.g. `node.bind: expected host:port, got '7
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ DEFAULT_AGENT_PORT = 7470
 
 DEFAULT_METRICS_PORT = 9470
 """Prometheus text endpoint of an agent."""
+
+
+NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
+"""What a node name may be: it is the CN and a DNS SAN of the node's certificate."""
 
 
 class ConfigError(ValueError):
@@ -142,8 +147,11 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
     node = _table(doc, "node")
     _check_known(node, "node", {"name", "cloud", "region", "zone", "bind", "advertise", "labels"})
     name = _str(node, "name", "node")
-    if not name or any(c.isspace() for c in name):
-        raise ConfigError(f"node.name: must be non-empty without spaces, got {name!r}")
+    if not NODE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"node.name: {name!r} is not a node name (1-64 letters, digits, '.', '_', '-', "
+            "starting and ending with a letter or digit; it becomes a certificate name)"
+        )
     bind = _str(node, "bind", "node", f"127.0.0.1:{DEFAULT_AGENT_PORT}")
     split_host_port(bind, "node.bind")
     advertise = _str(node, "advertise", "node", bind)

@@ -1,0 +1,7 @@
+"""`python -m skyfleet`: the same as the `skyfleet` console script."""
+
+import sys
+
+from skyfleet.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""`skyfleet certs`: create the fleet CA and issue node and admin certificates.
+
+Everything lives in one folder: `ca.pem` + `ca.key` for the CA, `NAME.pem` + `NAME.key`
+per certificate. Keys are written with mode 0600 and never printed; the output lists
+paths, names and expiry only. Nothing is overwritten without `--force`, because replacing
+the CA silently revokes every certificate the fleet runs on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from skyfleet.cli.main import CliError
+
+_CA_CERT = "ca.pem"
+_CA_KEY = "ca.key"
+
+
+def _positive_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {days}")
+    return days
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "certs", help="create the fleet CA and issue certificates for mTLS"
+    )
+    actions = parser.add_subparsers(dest="certs_action", required=True, metavar="ACTION")
+
+    init = actions.add_parser("init", help="create the fleet CA (ca.pem, ca.key) in --dir")
+    init.add_argument("--dir", type=Path, required=True, help="folder for the CA files")
+    init.add_argument("--name", default="skyfleet fleet CA", help="the CA's common name")
+    init.add_argument("--days", type=_positive_days, default=3650, help="validity in days")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing CA: every certificate it issued stops being trusted",
+    )
+    init.set_defaults(func=_init)
+
+    issue = actions.add_parser(
+        "issue", help="issue NAME.pem and NAME.key in --dir, signed by the CA there"
+    )
+    issue.add_argument("--dir", type=Path, required=True, help="folder holding ca.pem/ca.key")
+    issue.add_argument("name", metavar="NAME", help="node name (the certificate's CN)")
+    issue.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="H",
+        help="IP or DNS name peers dial this node at (repeatable; agents only)",
+    )
+    issue.add_argument("--admin", action="store_true", help="an operator's client certificate")
+    issue.add_argument(
+        "--days", type=_positive_days, help="validity in days (default: 365 agent, 90 admin)"
+    )
+    issue.add_argument("--force", action="store_true", help="replace existing NAME.pem/.key")
+    issue.set_defaults(func=_issue)
+
+
+def _refuse_overwrite(paths: list[Path], hint: str) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise CliError(f"{', '.join(existing)} already {verb}; {hint}")
+
+
+def _init(args: argparse.Namespace) -> int:
+    from skyfleet.security.certs import create_ca, write_cert_file, write_key_file
+
+    folder: Path = args.dir
+    cert_path, key_path = folder / _CA_CERT, folder / _CA_KEY
+    if not args.force:
+        _refuse_overwrite(
+            [cert_path, key_path],
+            "pass --force to replace the CA (every certificate it issued stops being trusted)",
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--dir: cannot create {folder}: {exc.strerror}") from None
+    cert_pem, key_pem = create_ca(args.name, valid_days=args.days)
+    write_key_file(key_path, key_pem)
+    write_cert_file(cert_path, cert_pem)
+    print(f"created fleet CA {args.name!r}: {cert_path}, {key_path} (mode 0600)")
+    print(f"keep {key_path} off agent hosts; they need only {cert_path}")
+    return 0
+
+
+def _read_ca(folder: Path) -> tuple[bytes, bytes]:
+    pems = []
+    for name in (_CA_CERT, _CA_KEY):
+        path = folder / name
+        try:
+            pems.append(path.read_bytes())
+        except FileNotFoundError:
+            raise CliError(
+                f"{path}: no CA here; run `skyfleet certs init --dir {folder}`"
+            ) from None
+        except OSError as exc:
+            raise CliError(f"{path}: cannot read: {exc.strerror}") from None
+    return pems[0], pems[1]
+
+
+def _issue(args: argparse.Namespace) -> int:
+    from skyfleet.security.certs import (
+        CertificateError,
+        issue_admin_cert,
+        issue_node_cert,
+        load_certificate,
+        write_cert_file,
+        write_key_file,
+    )
+
+    folder: Path = args.dir
+    name: str = args.name
+    if args.admin and args.host:
+        raise CliError("--host: an admin certificate is a client identity and names no hosts")
+    if name == Path(_CA_CERT).stem:
+        raise CliError(f"NAME: {name!r} would overwrite the CA's own files; choose another")
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    if not args.force:
+        _refuse_overwrite([cert_path, key_path], "pass --force to replace them")
+    ca_pem, ca_key_pem = _read_ca(folder)
+    try:
+        if args.admin:
+            days = args.days or 90
+            cert_pem, key_pem = issue_admin_cert(ca_pem, ca_key_pem, name, valid_days=days)
+        else:
+            days = args.days or 365
+            cert_pem, key_pem = issue_node_cert(
+                ca_pem, ca_key_pem, name, args.host, valid_days=days
+            )
+    except CertificateError as exc:
+        culprit = {"ca": f"{folder / _CA_CERT}: ", "key": f"{folder / _CA_KEY}: "}
+        raise CliError(f"{culprit.get(exc.part, '')}{exc}") from None
+    write_key_file(key_path, key_pem)
+    write_cert_file(cert_path, cert_pem)
+    role = "admin" if args.admin else "agent"
+    hosts = f", hosts {', '.join(args.host)}" if args.host else ""
+    expiry = load_certificate(cert_pem).not_valid_after_utc
+    print(f"issued {role} certificate for {name}{hosts}, valid until {expiry:%Y-%m-%d}")
+    print(f"  {cert_path}\n  {key_path} (mode 0600)")
+    return 0

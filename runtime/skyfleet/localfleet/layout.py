@@ -1,0 +1,111 @@
+"""The on-disk layout of a local fleet: one fleet CA, a certificate and a TOML config per
+agent (the same format cloud-init writes on cloud hosts), and an admin certificate.
+
+    DIR/tls/ca.pem, ca.key, admin.pem, admin.key, <node>.pem, <node>.key
+    DIR/agents/<node>.toml
+    DIR/state/<node>/
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skyfleet.security.certs import (
+    create_ca,
+    issue_admin_cert,
+    issue_node_cert,
+    write_cert_file,
+    write_key_file,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    name: str
+    cloud: str
+    zone: str
+    address: str
+    """host:port the agent binds to and advertises."""
+    region: str = "local"
+    seeds: tuple[str, ...] = ()
+    profile: str = "local"
+    overrides: dict[str, float | int] = field(default_factory=dict)
+    """MembershipConfig fields on top of `profile`."""
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_config(spec: AgentSpec, root: Path) -> str:
+    """The agent's TOML config (paths relative to the config file's folder)."""
+    lines = [
+        "[node]",
+        f"name = {_toml_value(spec.name)}",
+        f"cloud = {_toml_value(spec.cloud)}",
+        f"region = {_toml_value(spec.region)}",
+        f"zone = {_toml_value(spec.zone)}",
+        f"bind = {_toml_value(spec.address)}",
+        "",
+        "[join]",
+        f"seeds = {_toml_value(list(spec.seeds))}",
+        "",
+        "[tls]",
+        'ca = "../tls/ca.pem"',
+        f"cert = {_toml_value(f'../tls/{spec.name}.pem')}",
+        f"key = {_toml_value(f'../tls/{spec.name}.key')}",
+        "",
+        "[membership]",
+        f"profile = {_toml_value(spec.profile)}",
+        *(f"{k} = {_toml_value(v)}" for k, v in sorted(spec.overrides.items())),
+        "",
+        "[agent]",
+        f"state_dir = {_toml_value(f'../state/{spec.name}')}",
+    ]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write must parse
+    return text
+
+
+class FleetLayout:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tls = root / "tls"
+        self.agents = root / "agents"
+
+    def config_path(self, name: str) -> Path:
+        return self.agents / f"{name}.toml"
+
+    def ensure_ca(self) -> None:
+        """Create the fleet CA and the admin certificate once; later calls reuse them."""
+        self.tls.mkdir(parents=True, exist_ok=True)
+        if not (self.tls / "ca.pem").exists():
+            cert, key = create_ca("skyfleet local fleet CA")
+            write_key_file(self.tls / "ca.key", key)
+            write_cert_file(self.tls / "ca.pem", cert)
+        if not (self.tls / "admin.pem").exists():
+            cert, key = issue_admin_cert(*self._ca(), "admin")
+            write_key_file(self.tls / "admin.key", key)
+            write_cert_file(self.tls / "admin.pem", cert)
+
+    def write_agent(self, spec: AgentSpec) -> Path:
+        """Certificate (CN = name, SAN = name + its IP) and config for one agent."""
+        self.ensure_ca()
+        host = spec.address.rpartition(":")[0]
+        cert, key = issue_node_cert(*self._ca(), spec.name, [host])
+        write_key_file(self.tls / f"{spec.name}.key", key)
+        write_cert_file(self.tls / f"{spec.name}.pem", cert)
+        self.agents.mkdir(parents=True, exist_ok=True)
+        (self.root / "state" / spec.name).mkdir(parents=True, exist_ok=True)
+        path = self.config_path(spec.name)
+        path.write_text(render_config(spec, self.root))
+        return path
+
+    def _ca(self) -> tuple[bytes, bytes]:
+        return (self.tls / "ca.pem").read_bytes(), (self.tls / "ca.key").read_bytes()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything Skyfleet needs on a fresh Debian machine, idempotently:
+# system packages (when root) and the project with all extras in ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_needed=()
+command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)       # network namespaces
+command -v iptables >/dev/null 2>&1 || apt_needed+=(iptables) # cutting a cloud off
+if [ "${SKYFLEET_BENCH:-0}" = 1 ]; then
+  command -v serf >/dev/null 2>&1 || apt_needed+=(serf)       # side-by-side benchmarks
+fi
+if [ ${#apt_needed[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
+  else
+    echo "install.sh: not root, skipping system packages: ${apt_needed[*]}" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[demo,infra,test]"

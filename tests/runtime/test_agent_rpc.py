@@ -1,0 +1,82 @@
+"""An in-process agent on real gRPC with mTLS: what its RPCs accept and refuse."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from skyfleet._generated.skyfleet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    membership_pb2,
+    membership_pb2_grpc,
+)
+from skyfleet.client import AgentClient, tls_files_in
+from skyfleet.config.agent import ConfigError, load_agent_config
+from skyfleet.localfleet.layout import AgentSpec, FleetLayout
+from skyfleet.node import Agent
+from skyfleet.transport.tls import TlsMaterial, secure_channel
+
+
+@pytest.fixture
+def layout(tmp_path: Path, free_ports) -> tuple[FleetLayout, list[AgentSpec]]:
+    layout = FleetLayout(tmp_path)
+    ports = free_ports(2)
+    specs = [
+        AgentSpec(name=f"n{i}", cloud="aws", zone="z", address=f"127.0.0.1:{p}")
+        for i, p in enumerate(ports)
+    ]
+    for spec in specs:
+        layout.write_agent(spec)
+    return layout, specs
+
+
+def material(layout: FleetLayout, identity: str) -> TlsMaterial:
+    return TlsMaterial.load(tls_files_in(layout.tls, identity))
+
+
+async def test_rpcs_authenticate_validate_and_authorise(layout) -> None:
+    layout, (n0, n1) = layout
+    async with Agent(load_agent_config(layout.config_path("n0"))) as agent:
+        # n1's certificate may speak for n1 only.
+        creds = material(layout, "n1").channel_credentials()
+        async with secure_channel(n0.address, creds, "n0") as channel:
+            stub = membership_pb2_grpc.MembershipStub(channel)
+            ping = membership_pb2.Packet(sender="n1", sender_address=n1.address)
+            ping.ping.seq = 1
+            await stub.Deliver(ping)
+
+            forged = membership_pb2.Packet(sender="n7", sender_address=n1.address)
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await stub.Deliver(forged)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "n7" in (denied.value.details() or "")
+
+            bad = membership_pb2.Packet(sender="n1", sender_address="no-port")
+            with pytest.raises(grpc.aio.AioRpcError) as invalid:
+                await stub.Deliver(bad)
+            assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "sender_address" in (invalid.value.details() or "")
+
+            # An agent certificate cannot make another agent leave.
+            admin = admin_pb2_grpc.AdminStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as not_admin:
+                await admin.Leave(admin_pb2.LeaveRequest())
+            assert not_admin.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        async with AgentClient(n0.address, material(layout, "admin"), agent_name="n0") as client:
+            local, rows = await client.list_members()
+            assert local == "n0" and [r.name for r in rows] == ["n0"]
+            await client.leave()
+        await agent.stopped()  # the admin's Leave asked the agent to stop
+
+
+async def test_certificate_for_another_node_is_refused_at_start(layout) -> None:
+    layout, (n0, _) = layout
+    config = load_agent_config(layout.config_path("n0"))
+    wrong = tls_files_in(layout.tls, "n1")
+    with pytest.raises(ConfigError, match="tls.cert: certificate is for 'n1'"):
+        await Agent(replace(config, tls=wrong)).start()
