@@ -74,6 +74,25 @@ async def test_rpcs_authenticate_validate_and_authorise(layout) -> None:
         await agent.stopped()  # the admin's Leave asked the agent to stop
 
 
+async def test_health_and_reflection_are_served(layout) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    layout, (n0, _) = layout
+    async with Agent(load_agent_config(layout.config_path("n0"))):
+        creds = material(layout, "admin").channel_credentials()
+        async with secure_channel(n0.address, creds, "n0") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            async for answer in reflect.ServerReflectionInfo(iter([request])):
+                names = {s.name for s in answer.list_services_response.service}
+                break
+            assert {"skyfleet.v1.Membership", "skyfleet.v1.Admin"} <= names
+
+
 async def test_certificate_for_another_node_is_refused_at_start(layout) -> None:
     layout, (n0, _) = layout
     config = load_agent_config(layout.config_path("n0"))
