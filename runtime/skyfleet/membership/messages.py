@@ -56,7 +56,33 @@ class Dead:
     source: str
 
 
-Update = Alive | Suspect | Dead
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What a node says about itself: the policy it runs and its load."""
+
+    policy_version: int = 0
+    policy_hash: str = ""
+    inflight: int = 0
+    queued: int = 0
+    capacity: int = 0
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A report stamped by its origin; newer (incarnation, seq) replaces older."""
+
+    node: str
+    incarnation: int
+    seq: int
+    report: StatusReport
+
+    def supersedes(self, other: NodeStatus | None) -> bool:
+        return other is None or (self.incarnation, self.seq) > (other.incarnation, other.seq)
+
+
+Update = Alive | Suspect | Dead | NodeStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +121,7 @@ class PushPull:
     members: tuple[MemberRecord, ...]
     join: bool = False
     is_reply: bool = False
+    statuses: tuple[NodeStatus, ...] = ()
 
 
 Body = Ping | IndirectPing | Ack | Nack | PushPull | None
@@ -133,9 +160,15 @@ def meta_size(meta: NodeMeta) -> int:
     return size
 
 
+def status_size(status: NodeStatus) -> int:
+    return 10 * _FIELD + 6 * _VARINT + 16 + len(status.node) + len(status.report.policy_hash)
+
+
 def update_size(update: Update) -> int:
     if isinstance(update, Alive):
         return 2 * _FIELD + _VARINT + meta_size(update.meta)
+    if isinstance(update, NodeStatus):
+        return status_size(update)
     return 4 * _FIELD + _VARINT + len(update.node) + len(update.source)
 
 
@@ -143,7 +176,8 @@ def body_size(body: Body) -> int:
     if body is None:
         return 0
     if isinstance(body, PushPull):
-        return 3 * _FIELD + sum(2 * _FIELD + _VARINT + meta_size(r.meta) for r in body.members)
+        size = 4 * _FIELD + sum(2 * _FIELD + _VARINT + meta_size(r.meta) for r in body.members)
+        return size + sum(_FIELD + status_size(s) for s in body.statuses)
     if isinstance(body, Ping):
         return 2 * _FIELD + _VARINT + len(body.target)
     if isinstance(body, IndirectPing):

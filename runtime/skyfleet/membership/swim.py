@@ -44,10 +44,12 @@ from skyfleet.membership.messages import (
     MemberState,
     Nack,
     NodeMeta,
+    NodeStatus,
     Outgoing,
     Packet,
     Ping,
     PushPull,
+    StatusReport,
     Suspect,
     Update,
     update_size,
@@ -120,6 +122,8 @@ class Swim:
         self._probe_index = 0
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
+        self._statuses: dict[str, tuple[NodeStatus, float]] = {}
+        self._status_seq = 0
         self._seq = 0
         self._seeds: tuple[str, ...] = ()
         self._join_attempt = 0
@@ -189,6 +193,18 @@ class Swim:
         self._on_dead(Dead(self.name, self._incarnation, self.name), now)
         return self._flush()
 
+    def publish_status(self, report: StatusReport, now: float) -> list[Outgoing]:
+        """Advertise our own load and policy; it rides on gossip like membership news."""
+        self._status_seq += 1
+        status = NodeStatus(self.name, self._incarnation, self._status_seq, report)
+        self._statuses[self.name] = (status, now)
+        self._broadcasts.queue(f"status:{self.name}", status)
+        return self._flush()
+
+    def statuses(self) -> dict[str, tuple[NodeStatus, float]]:
+        """The newest status known per node, with the local time it arrived."""
+        return dict(self._statuses)
+
     def take_events(self) -> list[MemberEvent]:
         events, self._events = self._events, []
         return events
@@ -226,6 +242,8 @@ class Swim:
     def _apply(self, update: Update, now: float) -> None:
         if isinstance(update, Alive):
             self._on_alive(update, now)
+        elif isinstance(update, NodeStatus):
+            self._on_status(update, now)
         elif isinstance(update, Suspect):
             self._on_suspect(update, now)
         else:
@@ -256,6 +274,14 @@ class Swim:
                 self._emit(EventKind.UPDATE, name, alive.incarnation, now)
             self._cancel_suspicion(name)
         self._broadcasts.queue(name, alive)
+
+    def _on_status(self, status: NodeStatus, now: float) -> None:
+        if status.node == self.name:
+            return  # we are the authority on ourselves
+        known = self._statuses.get(status.node)
+        if status.supersedes(known[0] if known else None):
+            self._statuses[status.node] = (status, now)
+            self._broadcasts.queue(f"status:{status.node}", status)
 
     def _on_suspect(self, suspect: Suspect, now: float) -> None:
         member = self._members.get(suspect.node)
@@ -466,7 +492,8 @@ class Swim:
 
     def _state(self, *, join: bool = False, is_reply: bool = False) -> PushPull:
         records = tuple(m.record() for m in self._members.values())
-        return PushPull(records, join=join, is_reply=is_reply)
+        statuses = tuple(status for status, _ in self._statuses.values())
+        return PushPull(records, join=join, is_reply=is_reply, statuses=statuses)
 
     def _timer_push_pull(self, now: float) -> None:
         self._timers.set("push_pull", now + self._push_pull_interval())
@@ -487,6 +514,7 @@ class Swim:
                 m.state == MemberState.LEFT and age > cfg.tombstone_timeout
             ):
                 del self._members[name]
+                self._statuses.pop(name, None)
                 self._emit(EventKind.REAPED, name, m.incarnation, now)
         dead = [m for m in self._members.values() if m.state == MemberState.DEAD]
         if dead:
@@ -497,6 +525,8 @@ class Swim:
 
     def _on_push_pull(self, packet: Packet, pp: PushPull, now: float) -> None:
         self._merge(pp.members, now)
+        for status in pp.statuses:
+            self._on_status(status, now)
         if pp.is_reply:
             if not self._joined:
                 self._joined = True

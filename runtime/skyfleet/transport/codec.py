@@ -6,6 +6,9 @@ raises `MalformedPacket` naming the field, which the server maps to INVALID_ARGU
 
 from __future__ import annotations
 
+import math
+import re
+
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
 from skyfleet.membership.messages import (
     Ack,
@@ -17,15 +20,18 @@ from skyfleet.membership.messages import (
     MemberState,
     Nack,
     NodeMeta,
+    NodeStatus,
     Packet,
     Ping,
     PushPull,
+    StatusReport,
     Suspect,
     Update,
 )
 
 MAX_NAME = 253
 MAX_MEMBERS = 100_000
+_HASH = re.compile(r"(?:[0-9a-f]{64})?")
 
 
 class MalformedPacket(ValueError):
@@ -46,7 +52,25 @@ def meta_to_proto(meta: NodeMeta) -> pb.NodeMeta:
     )
 
 
+def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
+    r = status.report
+    return pb.NodeStatus(
+        node=status.node,
+        incarnation=status.incarnation,
+        seq=status.seq,
+        policy_version=r.policy_version,
+        policy_hash=r.policy_hash,
+        inflight=r.inflight,
+        queued=r.queued,
+        capacity=r.capacity,
+        latency_ms=r.latency_ms,
+        error_rate=r.error_rate,
+    )
+
+
 def _update_to_proto(update: Update) -> pb.Update:
+    if isinstance(update, NodeStatus):
+        return pb.Update(status=status_to_proto(update))
     if isinstance(update, Alive):
         return pb.Update(
             alive=pb.Alive(node=meta_to_proto(update.meta), incarnation=update.incarnation)
@@ -91,6 +115,7 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
                     )
                     for r in body.members
                 ],
+                statuses=[status_to_proto(st) for st in body.statuses],
             )
         )
     msg.piggyback.extend(_update_to_proto(u) for u in packet.piggyback)
@@ -124,8 +149,31 @@ def meta_from_proto(msg: pb.NodeMeta, field: str) -> NodeMeta:
     )
 
 
+def status_from_proto(msg: pb.NodeStatus, field: str) -> NodeStatus:
+    if not _HASH.fullmatch(msg.policy_hash):
+        raise MalformedPacket(f"{field}.policy_hash: expected 64 lowercase hex digits or empty")
+    for name in ("latency_ms", "error_rate"):
+        value = getattr(msg, name)
+        if not math.isfinite(value) or value < 0:
+            raise MalformedPacket(f"{field}.{name}: must be a finite number >= 0, got {value}")
+    if msg.error_rate > 1:
+        raise MalformedPacket(f"{field}.error_rate: must be <= 1, got {msg.error_rate}")
+    report = StatusReport(
+        policy_version=msg.policy_version,
+        policy_hash=msg.policy_hash,
+        inflight=msg.inflight,
+        queued=msg.queued,
+        capacity=msg.capacity,
+        latency_ms=msg.latency_ms,
+        error_rate=msg.error_rate,
+    )
+    return NodeStatus(_name(msg.node, f"{field}.node"), msg.incarnation, msg.seq, report)
+
+
 def _update_from_proto(msg: pb.Update, field: str) -> Update:
     kind = msg.WhichOneof("kind")
+    if kind == "status":
+        return status_from_proto(msg.status, f"{field}.status")
     if kind == "alive":
         return Alive(meta_from_proto(msg.alive.node, f"{field}.alive.node"), msg.alive.incarnation)
     if kind == "suspect":
@@ -179,7 +227,10 @@ def _body_from_proto(msg: pb.Packet) -> Body:
                 meta_from_proto(r.node, f"push_pull.members[{i}].node"), state, r.incarnation
             )
         )
-    return PushPull(tuple(records), join=pp.join, is_reply=pp.is_reply)
+    statuses = tuple(
+        status_from_proto(st, f"push_pull.statuses[{i}]") for i, st in enumerate(pp.statuses)
+    )
+    return PushPull(tuple(records), join=pp.join, is_reply=pp.is_reply, statuses=statuses)
 
 
 def packet_from_proto(msg: pb.Packet) -> Packet:

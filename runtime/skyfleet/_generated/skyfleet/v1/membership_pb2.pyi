@@ -70,15 +70,41 @@ class Dead(_message.Message):
     source: str
     def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
+class NodeStatus(_message.Message):
+    __slots__ = ("node", "incarnation", "seq", "policy_version", "policy_hash", "inflight", "queued", "capacity", "latency_ms", "error_rate")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    INFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    incarnation: int
+    seq: int
+    policy_version: int
+    policy_hash: str
+    inflight: int
+    queued: int
+    capacity: int
+    latency_ms: float
+    error_rate: float
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., seq: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., inflight: _Optional[int] = ..., queued: _Optional[int] = ..., capacity: _Optional[int] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ...) -> None: ...
+
 class Update(_message.Message):
-    __slots__ = ("alive", "suspect", "dead")
+    __slots__ = ("alive", "suspect", "dead", "status")
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     SUSPECT_FIELD_NUMBER: _ClassVar[int]
     DEAD_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     alive: Alive
     suspect: Suspect
     dead: Dead
-    def __init__(self, alive: _Optional[_Union[Alive, _Mapping]] = ..., suspect: _Optional[_Union[Suspect, _Mapping]] = ..., dead: _Optional[_Union[Dead, _Mapping]] = ...) -> None: ...
+    status: NodeStatus
+    def __init__(self, alive: _Optional[_Union[Alive, _Mapping]] = ..., suspect: _Optional[_Union[Suspect, _Mapping]] = ..., dead: _Optional[_Union[Dead, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("seq", "target")
@@ -123,14 +149,16 @@ class MemberRecord(_message.Message):
     def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., state: _Optional[_Union[MemberState, str]] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class PushPull(_message.Message):
-    __slots__ = ("join", "is_reply", "members")
+    __slots__ = ("join", "is_reply", "members", "statuses")
     JOIN_FIELD_NUMBER: _ClassVar[int]
     IS_REPLY_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
     join: bool
     is_reply: bool
     members: _containers.RepeatedCompositeFieldContainer[MemberRecord]
-    def __init__(self, join: bool = ..., is_reply: bool = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ...) -> None: ...
+    statuses: _containers.RepeatedCompositeFieldContainer[NodeStatus]
+    def __init__(self, join: bool = ..., is_reply: bool = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class Packet(_message.Message):
     __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback")
