@@ -1,0 +1,196 @@
+"""What a host needs to boot straight into the fleet, rendered as pure text.
+
+Two artefacts: the agent config (the TOML contract of `skyfleet.config.agent`) and the
+cloud-init document that installs the pinned runtime, writes that config, the node's
+certificates and the trusted policy keys, and starts two systemd units: the agent, and a
+timer that copies the published policy from the cloud's store into the file the agent
+watches.
+
+The policy itself is never in user data: a policy rollout must change a store object,
+not an instance, or every `pulumi up` would reboot or replace the fleet. What is in user
+data (config, certs, keys) changes only when a host's identity changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import yaml
+
+from infra.topology import HostSpec
+
+CONFIG_PATH = "/etc/skyfleet/agent.toml"
+TLS_DIR = "/etc/skyfleet/tls"
+POLICY_KEY_PATH = "/etc/skyfleet/policy/keys/fleet.pub"
+POLICY_SOURCE = "/etc/skyfleet/policy/current.json"
+STATE_DIR = "/var/lib/skyfleet"
+VENV = "/opt/skyfleet"
+FETCH_SCRIPT = "/usr/local/bin/skyfleet-policy-fetch"
+FETCH_INTERVAL = "60s"
+"""How often hosts poll the store: a rollout reaches every host within about a minute,
+at one small GET per host per minute."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFiles:
+    """Where one agent's files live; cloud hosts use the /etc layout, local agents a dir."""
+
+    ca: str = f"{TLS_DIR}/ca.pem"
+    cert: str = f"{TLS_DIR}/node.pem"
+    key: str = f"{TLS_DIR}/node.key"
+    trusted_key: str = POLICY_KEY_PATH
+    policy_source: str = POLICY_SOURCE
+    state_dir: str = STATE_DIR
+
+
+def _toml_str(value: str) -> str:
+    # JSON string escapes are a subset of TOML basic-string escapes.
+    return json.dumps(value)
+
+
+def _toml_list(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
+
+
+def render_agent_config(
+    host: HostSpec,
+    seeds: tuple[str, ...],
+    files: AgentFiles,
+    *,
+    profile: str,
+    environment: str,
+    bind_host: str | None = None,
+) -> str:
+    """The agent's TOML config, exactly in the `skyfleet.config.agent` format."""
+    bind = f"{bind_host or host.address}:{host.port}"
+    return "\n".join(
+        [
+            "[node]",
+            f"name = {_toml_str(host.name)}",
+            f"cloud = {_toml_str(host.cloud)}",
+            f"region = {_toml_str(host.region)}",
+            f"zone = {_toml_str(host.zone)}",
+            f"bind = {_toml_str(bind)}",
+            f"advertise = {_toml_str(host.endpoint)}",
+            f"labels = {{ environment = {_toml_str(environment)} }}",
+            "",
+            "[join]",
+            f"seeds = {_toml_list(seeds)}",
+            "",
+            "[tls]",
+            f"ca = {_toml_str(files.ca)}",
+            f"cert = {_toml_str(files.cert)}",
+            f"key = {_toml_str(files.key)}",
+            "",
+            "[membership]",
+            f"profile = {_toml_str(profile)}",
+            "",
+            "[policy]",
+            f"trusted_keys = {_toml_list([files.trusted_key])}",
+            f"source = {_toml_str(files.policy_source)}",
+            "",
+            "[agent]",
+            f"state_dir = {_toml_str(files.state_dir)}",
+            f"metrics_bind = {_toml_str(f'{host.address}:{host.metrics_port}')}",
+            'log_level = "info"',
+            "",
+        ]
+    )
+
+
+AGENT_UNIT = f"""[Unit]
+Description=Skyfleet agent
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+User=skyfleet
+ExecStart={VENV}/bin/skyfleet agent run --config {CONFIG_PATH}
+Restart=always
+RestartSec=2
+StateDirectory=skyfleet
+NoNewPrivileges=true
+ProtectSystem=strict
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+FETCH_UNIT = f"""[Unit]
+Description=Copy the published Skyfleet policy into the agent's policy source
+
+[Service]
+Type=oneshot
+ExecStart={FETCH_SCRIPT}
+"""
+
+FETCH_TIMER = f"""[Unit]
+Description=Poll the published Skyfleet policy
+
+[Timer]
+OnBootSec=5s
+OnUnitActiveSec={FETCH_INTERVAL}
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def render_fetch_script(download: str) -> str:
+    """Wrap a cloud-specific download command (writing to "$tmp") in an atomic replace:
+    the agent must only ever see a whole document, and an unchanged one is not rewritten
+    so the agent's watcher stays quiet. The agent, not this script, verifies signatures."""
+    return f"""#!/bin/sh
+set -eu
+tmp=$(mktemp {POLICY_SOURCE}.XXXXXX)
+trap 'rm -f "$tmp"' EXIT
+{download}
+if ! cmp -s "$tmp" {POLICY_SOURCE}; then
+  chmod 0644 "$tmp"
+  mv "$tmp" {POLICY_SOURCE}
+fi
+"""
+
+
+def render_cloud_init(
+    *,
+    agent_config: str,
+    ca_pem: str,
+    cert_pem: str,
+    key_pem: str,
+    trusted_key_pem: str,
+    fetch_download: str,
+    runtime_version: str,
+) -> str:
+    """The #cloud-config document for one host."""
+    files = [
+        (CONFIG_PATH, agent_config, "0644"),
+        (f"{TLS_DIR}/ca.pem", ca_pem, "0644"),
+        (f"{TLS_DIR}/node.pem", cert_pem, "0644"),
+        (f"{TLS_DIR}/node.key", key_pem, "0600"),
+        (POLICY_KEY_PATH, trusted_key_pem, "0644"),
+        (FETCH_SCRIPT, render_fetch_script(fetch_download), "0755"),
+        ("/etc/systemd/system/skyfleet-agent.service", AGENT_UNIT, "0644"),
+        ("/etc/systemd/system/skyfleet-policy-fetch.service", FETCH_UNIT, "0644"),
+        ("/etc/systemd/system/skyfleet-policy-fetch.timer", FETCH_TIMER, "0644"),
+    ]
+    document = {
+        "package_update": True,
+        "packages": ["python3", "curl"],
+        "users": ["default", {"name": "skyfleet", "system": True, "shell": "/sbin/nologin"}],
+        "write_files": [
+            {"path": path, "content": content, "permissions": mode, "owner": "root:root"}
+            for path, content, mode in files
+        ],
+        "runcmd": [
+            ["chown", "skyfleet", f"{TLS_DIR}/node.key"],
+            ["python3", "-m", "venv", VENV],
+            [f"{VENV}/bin/pip", "install", "--no-cache-dir", f"skyfleet=={runtime_version}"],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", "skyfleet-policy-fetch.timer"],
+            ["systemctl", "enable", "--now", "skyfleet-agent.service"],
+        ],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)

@@ -1,0 +1,102 @@
+"""HostBootstrap: one host's certificate and the cloud-init that brings it into the fleet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra import bootstrap
+from infra.components.node_cert import NodeCertificate
+from infra.topology import HostSpec
+
+
+@dataclass(frozen=True)
+class HostBootstrapArgs:
+    host: HostSpec
+    seeds: tuple[str, ...]
+    environment: str
+    runtime_version: str
+    ca_cert_pem: pulumi.Input[str]
+    ca_key_pem: pulumi.Input[str]
+    trusted_key_pem: pulumi.Input[str]
+    """Public half of the fleet signing key; agents accept policies it signed."""
+    fetch_download: pulumi.Input[str]
+    """Shell that downloads the published policy to "$tmp" with the host's cloud identity."""
+
+
+class HostBootstrap(pulumi.ComponentResource):
+    """The node certificate (CN = node name) and the host's cloud-init user data."""
+
+    agent_config: str
+    user_data: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: HostBootstrapArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("skyfleet:infra:HostBootstrap", name, None, opts)
+        host = args.host
+        self.cert = NodeCertificate(
+            f"{name}-cert",
+            node_name=host.name,
+            hosts=[str(host.address)],
+            ca_cert_pem=args.ca_cert_pem,
+            ca_key_pem=args.ca_key_pem,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Cloud hosts sit in one region per cloud but talk across clouds over the VPN:
+        # the WAN profile's longer timeouts keep inter-cloud RTTs from looking like failure.
+        self.agent_config = bootstrap.render_agent_config(
+            host,
+            args.seeds,
+            bootstrap.AgentFiles(),
+            profile="wan",
+            environment=args.environment,
+        )
+        self.user_data = pulumi.Output.secret(
+            pulumi.Output.all(
+                args.ca_cert_pem,
+                self.cert.cert_pem,
+                self.cert.key_pem,
+                args.trusted_key_pem,
+                args.fetch_download,
+            ).apply(
+                lambda v: bootstrap.render_cloud_init(
+                    agent_config=self.agent_config,
+                    ca_pem=v[0],
+                    cert_pem=v[1],
+                    key_pem=v[2],
+                    trusted_key_pem=v[3],
+                    fetch_download=v[4],
+                    runtime_version=args.runtime_version,
+                )
+            )
+        )
+        self.register_outputs({"agent_config": self.agent_config})
+
+
+@dataclass(frozen=True)
+class FleetBootstrap:
+    """What every host's bootstrap shares; host components add their cloud's fetch
+    command (which may depend on resources they create, e.g. Azure's identity)."""
+
+    environment: str
+    runtime_version: str
+    seeds: dict[str, tuple[str, ...]]
+    """Per host name."""
+    ca_cert_pem: pulumi.Input[str]
+    ca_key_pem: pulumi.Input[str]
+    trusted_key_pem: pulumi.Input[str]
+
+    def for_host(self, name: str, host: HostSpec, fetch_download: pulumi.Input[str],
+                 parent: pulumi.Resource) -> HostBootstrap:
+        return HostBootstrap(
+            name,
+            HostBootstrapArgs(
+                host=host, seeds=self.seeds[host.name], environment=self.environment,
+                runtime_version=self.runtime_version, ca_cert_pem=self.ca_cert_pem,
+                ca_key_pem=self.ca_key_pem, trusted_key_pem=self.trusted_key_pem,
+                fetch_download=fetch_download,
+            ),
+            pulumi.ResourceOptions(parent=parent),
+        )

@@ -1,0 +1,314 @@
+"""The stack configuration, read once into a frozen, validated `StackConfig`.
+
+`Pulumi.yaml` declares every key with its type, default and description; this module adds
+what a schema cannot say: regions and zones that exist, the redundancy each environment
+demands, disjoint address ranges, and a policy file whose version matches the config.
+Every error is a `StackConfigError` whose message starts with the offending key
+(`skyfleet:awsZones: prod needs at least 3 zones, got 2`), so a bad edit fails the
+preview before any resource is touched.
+
+Loading is a pure function of a key -> raw string lookup (`ConfigSource`), so tests feed a
+dict and `__main__` feeds `pulumi.Config`; nothing happens at import time. Secrets (the
+fleet signing key, the CA, the VPN secret) are not here: they stay Pulumi Outputs, see
+`infra.secrets`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+import skyfleet
+from infra import ipam
+from infra.ipam import CLOUDS, ENVIRONMENTS, AddressPlanError
+from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
+
+NAMESPACE = "skyfleet"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POLICY_DIR = "policies"
+
+ConfigSource = Callable[[str], str | None]
+"""Returns the raw stack config value of `skyfleet:<key>` (arrays as JSON), or None."""
+
+
+class StackConfigError(ValueError):
+    """The stack config is invalid; the message starts with the `skyfleet:<key>` at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redundancy:
+    """What an environment must survive, expressed as minimum counts."""
+
+    min_clouds: int
+    """Clouds that must be enabled: prod survives the loss of a whole provider."""
+    min_zones: int
+    """Zones per cloud: a zone outage must leave hosts in that cloud."""
+    min_hosts_per_zone: int
+    """Hosts per zone: prod keeps N+1 so one host can be replaced without losing a zone."""
+
+
+REDUNDANCY: dict[str, Redundancy] = {
+    "local": Redundancy(min_clouds=1, min_zones=1, min_hosts_per_zone=1),
+    "dev": Redundancy(min_clouds=1, min_zones=2, min_hosts_per_zone=1),
+    "staging": Redundancy(min_clouds=2, min_zones=2, min_hosts_per_zone=1),
+    "prod": Redundancy(min_clouds=3, min_zones=3, min_hosts_per_zone=2),
+}
+
+KNOWN_REGIONS: dict[str, frozenset[str]] = {
+    "aws": frozenset(
+        {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1"}
+    ),
+    "azure": frozenset(
+        {"eastus", "eastus2", "westus2", "westeurope", "northeurope", "southeastasia"}
+    ),
+    "gcp": frozenset(
+        {"us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4", "asia-southeast1"}
+    ),
+}
+"""Regions with at least three zones and HA VPN support in every cloud we use; extend the
+table when a new region is vetted rather than accepting any string."""
+
+LOCAL_REGION = "local"
+"""The only region of the `local` environment: every 'cloud' is a label on this machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConfig:
+    """One enabled cloud of the environment."""
+
+    cloud: str
+    region: str
+    zones: tuple[str, ...]
+    hosts_per_zone: int
+    instance_size: str
+    cidr: IPv4Network
+
+    @property
+    def host_count(self) -> int:
+        return len(self.zones) * self.hosts_per_zone
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """Everything the program needs except secrets; built by `load_stack_config`."""
+
+    environment: str
+    clouds: tuple[CloudConfig, ...]
+    policy_file: Path
+    """Absolute path of the policy document (always under `policies/`)."""
+    policy_version: int
+    policy_document: dict[str, Any]
+    agent_port: int
+    metrics_port: int
+    runtime_version: str
+    """`pip install skyfleet==<runtime_version>` on every host."""
+    admin_ranges: tuple[IPv4Network, ...]
+    """Operator networks allowed to reach the agent port in addition to the fleet."""
+
+    def cloud(self, name: str) -> CloudConfig | None:
+        return next((c for c in self.clouds if c.cloud == name), None)
+
+    @property
+    def fleet_ranges(self) -> tuple[IPv4Network, ...]:
+        return tuple(c.cidr for c in self.clouds)
+
+
+def key(name: str) -> str:
+    return f"{NAMESPACE}:{name}"
+
+
+class _Reader:
+    """Typed access to raw config strings; every error names the full key."""
+
+    def __init__(self, source: ConfigSource) -> None:
+        self._source = source
+
+    def string(self, name: str, default: str | None = None) -> str:
+        value = self._source(name)
+        if value is None or value == "":
+            if default is None:
+                raise StackConfigError(f"{key(name)}: required")
+            return default
+        return value
+
+    def integer(self, name: str, default: int | None = None) -> int:
+        raw = self._source(name)
+        if raw is None:
+            if default is None:
+                raise StackConfigError(f"{key(name)}: required")
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise StackConfigError(f"{key(name)}: expected an integer, got {raw!r}") from None
+
+    def strings(self, name: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        raw = self._source(name)
+        if raw is None:
+            if default is None:
+                raise StackConfigError(f"{key(name)}: required")
+            return default
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise StackConfigError(f"{key(name)}: expected a list of strings, got {raw!r}")
+        return tuple(value)
+
+
+def _zone_belongs(cloud: str, region: str, zone: str) -> bool:
+    """AWS zones are `<region><letter>`, GCP `<region>-<letter>`, Azure `1`..`3`."""
+    if region == LOCAL_REGION:
+        return bool(zone) and zone.isalnum()
+    if cloud == "aws":
+        return zone.startswith(region) and len(zone) == len(region) + 1 and zone[-1].isalpha()
+    if cloud == "gcp":
+        return zone.startswith(region + "-") and len(zone) == len(region) + 2
+    return zone in ("1", "2", "3")
+
+
+def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
+    need = REDUNDANCY[environment]
+    region = r.string(f"{cloud}Region")
+    allowed = {LOCAL_REGION} if environment == "local" else KNOWN_REGIONS[cloud]
+    if region not in allowed:
+        raise StackConfigError(
+            f"{key(cloud + 'Region')}: unknown {cloud} region {region!r} for {environment}; "
+            f"known: {', '.join(sorted(allowed))}"
+        )
+    zones = r.strings(f"{cloud}Zones")
+    for zone in zones:
+        if not _zone_belongs(cloud, region, zone):
+            raise StackConfigError(f"{key(cloud + 'Zones')}: {zone!r} is not a zone of {region}")
+    if len(set(zones)) != len(zones):
+        raise StackConfigError(f"{key(cloud + 'Zones')}: zones repeat")
+    if len(zones) < need.min_zones:
+        raise StackConfigError(
+            f"{key(cloud + 'Zones')}: {environment} needs at least {need.min_zones} zones, "
+            f"got {len(zones)}"
+        )
+    hosts = r.integer(f"{cloud}HostsPerZone")
+    if hosts < need.min_hosts_per_zone:
+        raise StackConfigError(
+            f"{key(cloud + 'HostsPerZone')}: {environment} needs at least "
+            f"{need.min_hosts_per_zone} hosts per zone, got {hosts}"
+        )
+    cidr_key = key(cloud + "Cidr")
+    planned = ipam.cloud_cidr(environment, cloud)
+    raw_cidr = r.string(f"{cloud}Cidr", str(planned))
+    try:
+        cidr = ipam.parse_cidr(raw_cidr, cidr_key)
+        if cidr.prefixlen > 16:
+            raise AddressPlanError(f"{cidr_key}: needs a /16 or larger, got {cidr}")
+        ipam.zone_subnets(cidr, len(zones))
+    except AddressPlanError as exc:
+        raise StackConfigError(str(exc)) from None
+    return CloudConfig(
+        cloud=cloud,
+        region=region,
+        zones=zones,
+        hosts_per_zone=hosts,
+        instance_size=r.string(f"{cloud}InstanceSize", "local" if environment == "local" else None),
+        cidr=cidr,
+    )
+
+
+def _check_ranges(environment: str, clouds: tuple[CloudConfig, ...]) -> None:
+    """Our ranges must not overlap each other nor any other environment's planned range."""
+    ranges = {key(c.cloud + "Cidr"): c.cidr for c in clouds}
+    for env in ENVIRONMENTS:
+        if env == environment:
+            continue
+        for cloud in CLOUDS:
+            ranges[f"plan:{env}/{cloud}"] = ipam.cloud_cidr(env, cloud)
+    try:
+        ipam.check_disjoint(ranges)
+    except AddressPlanError as exc:
+        message = str(exc)
+        if message.startswith("plan:"):
+            # Name the operator's key, never the plan's internal label.
+            ours = next(k for k, v in ranges.items() if k.startswith(NAMESPACE) and k in message)
+            message = f"{ours}: {message}"
+        raise StackConfigError(message) from None
+
+
+def load_policy(path_text: str, version: int, root: Path) -> tuple[Path, dict[str, Any]]:
+    """Read and validate the policy document; its version must equal the config's."""
+    from skyfleet.policy.model import PolicyValidationError, parse_policy
+
+    path = (root / path_text).resolve()
+    policy_root = (root / POLICY_DIR).resolve()
+    if not path.is_relative_to(policy_root):
+        raise StackConfigError(f"{key('policyFile')}: must be under {POLICY_DIR}/, got {path_text}")
+    if not path.is_file():
+        raise StackConfigError(f"{key('policyFile')}: no such file {path_text}")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StackConfigError(f"{key('policyFile')}: {path_text} is not JSON: {exc}") from None
+    try:
+        parsed = parse_policy(document)
+    except PolicyValidationError as exc:
+        raise StackConfigError(f"{key('policyFile')}: {path_text}: {exc}") from None
+    if parsed.version != version:
+        raise StackConfigError(
+            f"{key('policyVersion')}: {version} does not match version {parsed.version} "
+            f"in {path_text}"
+        )
+    return path, document
+
+
+def load_stack_config(
+    source: ConfigSource, environment: str, root: Path = REPO_ROOT
+) -> StackConfig:
+    """Validate the whole stack config; raise StackConfigError naming the first bad key."""
+    r = _Reader(source)
+    environment = r.string("environment", environment)
+    if environment not in ENVIRONMENTS:
+        raise StackConfigError(
+            f"{key('environment')}: unknown environment {environment!r}; "
+            f"expected one of {', '.join(ENVIRONMENTS)}"
+        )
+    names = r.strings("clouds")
+    for name in names:
+        if name not in CLOUDS:
+            raise StackConfigError(
+                f"{key('clouds')}: unknown cloud {name!r}; expected {', '.join(CLOUDS)}"
+            )
+    if len(set(names)) != len(names):
+        raise StackConfigError(f"{key('clouds')}: clouds repeat")
+    need = REDUNDANCY[environment]
+    if len(names) < need.min_clouds:
+        raise StackConfigError(
+            f"{key('clouds')}: {environment} needs at least {need.min_clouds} clouds, "
+            f"got {len(names)}"
+        )
+    clouds = tuple(_load_cloud(r, environment, name) for name in CLOUDS if name in names)
+    _check_ranges(environment, clouds)
+    admin_ranges = []
+    for i, raw in enumerate(r.strings("adminRanges", ())):
+        try:
+            net = ipam.parse_cidr(raw, f"{key('adminRanges')}[{i}]")
+        except AddressPlanError as exc:
+            raise StackConfigError(str(exc)) from None
+        if net.prefixlen == 0:
+            raise StackConfigError(f"{key('adminRanges')}[{i}]: the whole internet is not admin")
+        admin_ranges.append(net)
+    version = r.integer("policyVersion")
+    policy_file, document = load_policy(r.string("policyFile"), version, root)
+    return StackConfig(
+        environment=environment,
+        clouds=clouds,
+        policy_file=policy_file,
+        policy_version=version,
+        policy_document=document,
+        agent_port=r.integer("agentPort", DEFAULT_AGENT_PORT),
+        metrics_port=r.integer("metricsPort", DEFAULT_METRICS_PORT),
+        runtime_version=r.string("runtimeVersion", skyfleet.__version__),
+        admin_ranges=tuple(admin_ranges),
+    )

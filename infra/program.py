@@ -1,0 +1,139 @@
+"""The composition behind `__main__`: config -> components -> stack outputs.
+
+Kept as a function (not module-level code) so tests can run it under Pulumi's mocks with
+any config, and so importing the package never creates a resource.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+from cryptography.hazmat.primitives import serialization
+
+from infra import mesh_plan, publication, secrets
+from infra.components.aws_hosts import AwsHosts, AwsHostsArgs
+from infra.components.azure_hosts import AzureHosts, AzureHostsArgs
+from infra.components.bootstrap import FleetBootstrap
+from infra.components.gcp_hosts import GcpHosts, GcpHostsArgs
+from infra.components.local_hosts import LocalHosts, LocalHostsArgs
+from infra.components.mesh import (
+    AwsEndpointArgs,
+    AzureEndpointArgs,
+    GcpEndpointArgs,
+    Mesh,
+    MeshArgs,
+)
+from infra.components.policy_publication import PolicyPublication, PolicyPublicationArgs
+from infra.config import REPO_ROOT, StackConfig, StackConfigError, key, load_stack_config
+from infra.topology import HostSpec, plan_hosts, seeds_for
+
+
+def public_key_pem(private_pem: str) -> str:
+    """The trusted key agents get: the public half of the fleet signing key."""
+    private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def compose(config: pulumi.Config, project: str, stack: str,
+            root: Path = REPO_ROOT) -> dict[str, object]:
+    """Build the whole stack; returns (and exports) the stack outputs."""
+    cfg = load_stack_config(config.get, stack, root)
+    hosts = plan_hosts(cfg)
+    local_dir = root / (config.get("localStateDir") or secrets.LOCAL_STATE_DIR)
+    stack_secrets = (
+        secrets.local_secrets(local_dir) if cfg.environment == "local"
+        else secrets.from_config(config)
+    )
+    trusted_key = pulumi.Output.unsecret(stack_secrets.signing_key_pem.apply(public_key_pem))
+    boot = FleetBootstrap(
+        environment=cfg.environment, runtime_version=cfg.runtime_version,
+        seeds={h.name: seeds_for(h, hosts) for h in hosts},
+        ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
+        trusted_key_pem=trusted_key,
+    )
+    if cfg.environment == "local":
+        published = _compose_local(cfg, hosts, boot, stack_secrets, local_dir)
+        tunnels: list[dict[str, object]] = []
+    else:
+        published, tunnels = _compose_clouds(cfg, hosts, boot, stack_secrets, config,
+                                             project, stack)
+    outputs: dict[str, object] = {
+        "hosts": {c.cloud: [h.name for h in hosts if h.cloud == c.cloud] for c in cfg.clouds},
+        "seeds": sorted(h.endpoint for h in hosts if h.seed),
+        "policyVersion": published.version,
+        "policyHash": published.hash,
+        "policyLocations": published.locations,
+        "policyEnvelope": published.envelope,
+        "tunnels": tunnels,
+    }
+    for name, value in outputs.items():
+        pulumi.export(name, value)
+    return outputs
+
+
+def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
+                   stack_secrets: secrets.StackSecrets, state_dir: Path) -> PolicyPublication:
+    policy_source = state_dir / "policy" / "current.json"
+    published = PolicyPublication("policy", PolicyPublicationArgs(
+        environment=cfg.environment, document=cfg.policy_document,
+        signing_key_pem=stack_secrets.signing_key_pem, local_path=policy_source,
+    ))
+    LocalHosts("local", LocalHostsArgs(
+        environment=cfg.environment, hosts=hosts, seeds=boot.seeds, state_dir=state_dir,
+        policy_source=policy_source, ca_cert_pem=boot.ca_cert_pem, ca_key_pem=boot.ca_key_pem,
+        trusted_key_pem=boot.trusted_key_pem,
+    ), pulumi.ResourceOptions(depends_on=[published]))
+    return published
+
+
+def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
+                    stack_secrets: secrets.StackSecrets, config: pulumi.Config, project: str,
+                    stack: str) -> tuple[PolicyPublication, list[dict[str, object]]]:
+    env = cfg.environment
+    common = {"environment": env, "boot": boot, "fleet_ranges": cfg.fleet_ranges,
+              "admin_ranges": cfg.admin_ranges, "agent_port": cfg.agent_port,
+              "metrics_port": cfg.metrics_port}
+    on = {c.cloud: c for c in cfg.clouds}
+    of = {c.cloud: tuple(h for h in hosts if h.cloud == c.cloud) for c in cfg.clouds}
+    aws_hosts = azure_hosts = gcp_hosts = None
+    if "aws" in on:
+        aws_hosts = AwsHosts("aws", AwsHostsArgs(cloud=on["aws"], hosts=of["aws"], **common))
+    if "azure" in on:
+        ssh_key = config.get("azureSshPublicKey")
+        if not ssh_key:
+            raise StackConfigError(f"{key('azureSshPublicKey')}: required when azure is enabled")
+        azure_hosts = AzureHosts("azure", AzureHostsArgs(
+            cloud=on["azure"], hosts=of["azure"], ssh_public_key=ssh_key,
+            policy_account=publication.azure_storage_account(env, project, stack), **common))
+    if "gcp" in on:
+        gcp_hosts = GcpHosts("gcp", GcpHostsArgs(
+            cloud=on["gcp"], hosts=of["gcp"],
+            policy_bucket=publication.gcs_bucket(env, project, stack), **common))
+    published = PolicyPublication("policy", PolicyPublicationArgs(
+        environment=env, document=cfg.policy_document,
+        signing_key_pem=stack_secrets.signing_key_pem, project=project, stack=stack,
+        aws_region=on["aws"].region if aws_hosts else None,
+        azure_resource_group=azure_hosts.resource_group.name if azure_hosts else None,
+        azure_location=on["azure"].region if azure_hosts else None,
+        azure_reader_principal=azure_hosts.identity.principal_id if azure_hosts else None,
+        gcp_region=on["gcp"].region if gcp_hosts else None,
+        gcp_reader_email=gcp_hosts.service_account.email if gcp_hosts else None,
+    ))
+    if len(on) < 2:
+        return published, []
+    mesh = Mesh("mesh", MeshArgs(
+        environment=env, tunnels=mesh_plan.plan_mesh(env, tuple(on)),
+        vpn_secret=stack_secrets.vpn_secret,
+        aws=AwsEndpointArgs(region=on["aws"].region, vpc_id=aws_hosts.vpc.id,
+                            route_table_id=aws_hosts.route_table.id) if aws_hosts else None,
+        azure=AzureEndpointArgs(location=on["azure"].region,
+                                resource_group=azure_hosts.resource_group.name,
+                                gateway_subnet_id=azure_hosts.gateway_subnet.id)
+        if azure_hosts else None,
+        gcp=GcpEndpointArgs(region=on["gcp"].region, network_id=gcp_hosts.network.id)
+        if gcp_hosts else None,
+    ))
+    return published, mesh.tunnel_outputs

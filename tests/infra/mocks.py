@@ -1,0 +1,157 @@
+"""Pulumi engine mocks for the cloud stacks, and a runner that executes the program.
+
+The mocks play the engine and the providers: they return what a provider would compute
+(IDs, tunnel addresses, identities) and record every registered resource, so tests can
+assert on exactly what `pulumi up` would send. Dynamic resources are answered the way the
+engine would, by calling the provider's `create` with the inputs (certificate issuance is
+real; local agent processes are never started here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra.components.node_cert import NodeCertificateProvider
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DYNAMIC = "pulumi-python:dynamic"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def plain(value: Any) -> Any:
+    """Unwrap the engine's secret envelopes so tests can read what would be sent."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return plain(value["value"])
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+def _ip(prefix: str, name: str) -> str:
+    """A provider-assigned address that depends only on the resource name."""
+    return f"{prefix}.{int(hashlib.sha256(name.encode()).hexdigest(), 16) % 250 + 1}"
+
+
+class FleetMocks(pulumi.runtime.Mocks):
+    def __init__(self, state: dict[str, dict[str, Any]] | None = None) -> None:
+        self.resources: list[Recorded] = []
+        self.state: dict[str, dict[str, Any]] = {} if state is None else state
+        """Dynamic resource outputs by name: the engine's state, kept across runs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        if args.typ == f"{DYNAMIC}/skyfleet:NodeCertificate":
+            if args.name not in self.state:
+                self.state[args.name] = NodeCertificateProvider().create(plain(args.inputs)).outs
+            outputs = self.state[args.name]
+        elif args.typ == f"{DYNAMIC}/skyfleet:LocalAgent":
+            outputs["pid"] = 4242
+        elif args.typ == "aws:ec2/vpnConnection:VpnConnection":
+            outputs["tunnel1Address"] = _ip("198.51.100", args.name + "/1")
+            outputs["tunnel2Address"] = _ip("198.51.100", args.name + "/2")
+        elif args.typ == "gcp:compute/haVpnGateway:HaVpnGateway":
+            outputs["vpnInterfaces"] = [{"id": 0, "ipAddress": "203.0.113.10"},
+                                        {"id": 1, "ipAddress": "203.0.113.11"}]
+        elif args.typ == "azure-native:network:PublicIPAddress":
+            outputs["ipAddress"] = _ip("192.0.2", args.name)
+        elif args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            outputs.update(clientId="client-1", principalId="principal-1")
+        elif args.typ == "gcp:serviceaccount/account:Account":
+            outputs["email"] = f"{args.inputs['accountId']}@proj.iam.gserviceaccount.com"
+        elif args.typ == "azure-native:compute:VirtualMachine":
+            # Azure takes a list of identity ids and answers with a map keyed by id.
+            identity = dict(outputs["identity"])
+            identity["userAssignedIdentities"] = {
+                i: {} for i in identity["userAssignedIdentities"]
+            }
+            outputs["identity"] = identity
+        elif args.typ == "azure-native:resources:ResourceGroup":
+            outputs["name"] = args.name
+        self.resources.append(Recorded(args.typ, args.name, plain(args.inputs), outputs))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789", "architecture": "x86_64"}, []
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "clientId": "c",
+                    "objectId": "o"}, []
+        return {}, []
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def dynamic(self, kind: str) -> list[Recorded]:
+        return self.of_type(f"{DYNAMIC}/skyfleet:{kind}")
+
+
+@dataclass
+class StackSecretsFixture:
+    ca_cert: str
+    ca_key: str
+    signing_key: str
+    signing_pub: str
+    vpn_secret: str = "test-vpn-secret"
+
+
+@dataclass
+class StackRun:
+    mocks: FleetMocks
+    exports: dict[str, Any] = field(default_factory=dict)
+
+
+def stack_file_config(stack: str) -> dict[str, str]:
+    """The committed `Pulumi.<stack>.yaml`, as the raw strings Pulumi hands the program."""
+    doc = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in doc["config"].items()
+    }
+
+
+def run_stack(stack: str, config: dict[str, str], secrets: StackSecretsFixture,
+              root: Path, previous: StackRun | None = None) -> StackRun:
+    """Run the program for `stack` under mocks; `root` holds its policies/ directory;
+    `previous` carries the engine state of an earlier run (an update, not a new stack)."""
+    mocks = FleetMocks(previous.mocks.state if previous else None)
+    pulumi.runtime.set_mocks(mocks, project="skyfleet", stack=stack, preview=False)
+    full = dict(config)
+    full.update({
+        "skyfleet:fleetSigningKey": secrets.signing_key,
+        "skyfleet:caCert": secrets.ca_cert,
+        "skyfleet:caKey": secrets.ca_key,
+        "skyfleet:vpnSecret": secrets.vpn_secret,
+        "skyfleet:azureSshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0test operator",
+    })
+    full.setdefault("skyfleet:localStateDir", str(root / "local-state"))
+    pulumi.runtime.set_all_config(
+        full, ["skyfleet:fleetSigningKey", "skyfleet:caKey", "skyfleet:vpnSecret"]
+    )
+    # Import after mocks and config are in place (the program itself is a function).
+    from infra import program
+
+    run = StackRun(mocks)
+
+    @pulumi.runtime.test
+    def execute() -> pulumi.Output[Any]:
+        outputs = program.compose(pulumi.Config("skyfleet"), "skyfleet", stack, root)
+        return pulumi.Output.from_input(outputs).apply(run.exports.update)
+
+    execute()
+    return run

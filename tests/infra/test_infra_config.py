@@ -1,0 +1,99 @@
+"""Stack config validation: every invalid config fails naming its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.config import StackConfigError, load_stack_config
+from infra.ipam import cloud_cidr, host_address, zone_subnets
+from infra.mesh_plan import MeshPlanError, Tunnel, check_mesh, plan_mesh
+from tests.infra.mocks import REPO_ROOT, stack_file_config
+
+
+def source_for(stack: str, root: Path, **overrides: object):
+    config = {k.removeprefix("skyfleet:"): v for k, v in stack_file_config(stack).items()}
+    for key, value in overrides.items():
+        config[key] = value if isinstance(value, str) or value is None else json.dumps(value)
+    committed = stack_file_config(stack)["skyfleet:policyFile"]
+    policy = root / committed
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    if not policy.exists():
+        policy.write_text((REPO_ROOT / committed).read_text())
+    return config.get
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
+def test_committed_stacks_load_with_the_committed_policy(stack):
+    config = stack_file_config(stack)
+    cfg = load_stack_config(lambda k: config.get(f"skyfleet:{k}"), stack, REPO_ROOT)
+    assert cfg.environment == stack
+    assert cfg.policy_document["version"] == cfg.policy_version
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "key"),
+    [
+        ("prod", {"clouds": ["aws", "oracle", "gcp"]}, "skyfleet:clouds"),
+        ("staging", {"clouds": ["aws"]}, "skyfleet:clouds"),
+        ("prod", {"awsRegion": "mars-1"}, "skyfleet:awsRegion"),
+        ("prod", {"gcpZones": ["us-central1-a", "us-central1-b"]}, "skyfleet:gcpZones"),
+        ("prod", {"awsZones": ["us-east-1a", "us-west-2b", "us-east-1c"]}, "skyfleet:awsZones"),
+        ("prod", {"azureHostsPerZone": "1"}, "skyfleet:azureHostsPerZone"),
+        ("dev", {"awsZones": ["us-east-1a"]}, "skyfleet:awsZones"),
+        ("dev", {"awsHostsPerZone": "many"}, "skyfleet:awsHostsPerZone"),
+        ("staging", {"azureCidr": "10.33.0.0/16"}, "skyfleet:azureCidr"),
+        ("prod", {"gcpCidr": "10.17.0.0/16"}, "skyfleet:gcpCidr"),
+        ("prod", {"adminRanges": ["0.0.0.0/0"]}, "skyfleet:adminRanges[0]"),
+        ("dev", {"policyFile": "policies/missing.json"}, "skyfleet:policyFile"),
+        ("dev", {"policyFile": "../etc/passwd"}, "skyfleet:policyFile"),
+        ("dev", {"policyVersion": "7"}, "skyfleet:policyVersion"),
+        ("dev", {"environment": "qa"}, "skyfleet:environment"),
+    ],
+)
+def test_invalid_config_names_its_key(stack, overrides, key, tmp_path):
+    with pytest.raises(StackConfigError) as err:
+        load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
+    assert str(err.value).startswith(f"{key}:")
+
+
+def test_invalid_policy_document_names_the_file(tmp_path):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.json").write_text(json.dumps({"version": "one"}))
+    with pytest.raises(StackConfigError, match=r"^skyfleet:policyFile: policies/default"):
+        load_stack_config(source_for("dev", tmp_path), "dev", tmp_path)
+
+
+def test_address_plan_is_disjoint_across_environments_and_clouds():
+    nets = [cloud_cidr(e, c) for e in ("local", "dev", "staging", "prod")
+            for c in ("aws", "azure", "gcp")]
+    assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    subnets = zone_subnets(cloud_cidr("prod", "aws"), 3)
+    assert [str(s) for s in subnets] == ["10.49.0.0/20", "10.49.16.0/20", "10.49.32.0/20"]
+    assert str(host_address(subnets[1], 0)) == "10.49.16.10"
+
+
+@pytest.mark.parametrize(
+    ("clouds", "count"),
+    [(("aws",), 0), (("aws", "gcp"), 4), (("aws", "azure"), 4), (("azure", "gcp"), 2),
+     (("aws", "azure", "gcp"), 10)],
+)
+def test_mesh_plan_tunnel_counts(clouds, count):
+    assert len(plan_mesh("prod", clouds)) == count
+
+
+def test_mesh_plan_rejects_broken_inside_ranges():
+    from ipaddress import IPv4Network
+
+    good = plan_mesh("prod", ("aws", "azure", "gcp"))
+    overlapping = good + (Tunnel("aws", "gcp", 9, 0, 0, good[0].inside, "dup"),)
+    with pytest.raises(MeshPlanError, match="^dup: .* overlaps"):
+        check_mesh(overlapping)
+    outside = (Tunnel("aws", "azure", 0, 0, 0, IPv4Network("169.254.30.0/30"), "x"),)
+    with pytest.raises(MeshPlanError, match="APIPA"):
+        check_mesh(outside)
+    reserved = (Tunnel("aws", "gcp", 0, 0, 0, IPv4Network("169.254.1.0/30"), "r"),)
+    with pytest.raises(MeshPlanError, match="reserved by AWS"):
+        check_mesh(reserved)

@@ -1,0 +1,204 @@
+"""Every committed stack file, run through the program under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skyfleet.config.agent import parse_agent_config
+from skyfleet.policy.signing import generate_signing_key, verify_envelope
+from skyfleet.security.certs import create_ca, peer_identity
+from tests.infra.mocks import REPO_ROOT, StackRun, StackSecretsFixture, run_stack, stack_file_config
+
+CLOUD_STACKS = ("dev", "staging", "prod")
+HOST_TYPES = {
+    "aws": "aws:ec2/instance:Instance",
+    "azure": "azure-native:compute:VirtualMachine",
+    "gcp": "gcp:compute/instance:Instance",
+}
+
+
+@pytest.fixture(scope="module")
+def stack_secrets() -> StackSecretsFixture:
+    ca_cert, ca_key = create_ca("test fleet CA")
+    private, public = generate_signing_key()
+    return StackSecretsFixture(ca_cert.decode(), ca_key.decode(), private.decode(),
+                               public.decode())
+
+
+def write_policy(root: Path, config: dict[str, str]) -> None:
+    """The committed policy document the stack names, at the stack's policyVersion."""
+    document = json.loads((REPO_ROOT / config["skyfleet:policyFile"]).read_text())
+    document["version"] = int(config["skyfleet:policyVersion"])
+    path = root / config["skyfleet:policyFile"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+
+
+def run(stack: str, secrets: StackSecretsFixture, root: Path,
+        **overrides: str) -> StackRun:
+    config = stack_file_config(stack)
+    config.update({f"skyfleet:{k}": v for k, v in overrides.items()})
+    write_policy(root, config)
+    return run_stack(stack, config, secrets, root)
+
+
+@pytest.fixture(scope="module", params=CLOUD_STACKS)
+def cloud_run(request, stack_secrets, tmp_path_factory) -> tuple[str, StackRun]:
+    root = tmp_path_factory.mktemp(request.param)
+    return request.param, run(request.param, stack_secrets, root)
+
+
+def user_data(record) -> str:
+    if record.typ == HOST_TYPES["aws"]:
+        return record.inputs["userData"]
+    if record.typ == HOST_TYPES["gcp"]:
+        return record.inputs["metadata"]["user-data"]
+    import base64
+    return base64.b64decode(record.inputs["osProfile"]["customData"]).decode()
+
+
+def test_host_counts_and_zone_spread(cloud_run):
+    stack, result = cloud_run
+    config = stack_file_config(stack)
+    clouds = json.loads(config["skyfleet:clouds"])
+    for cloud, typ in HOST_TYPES.items():
+        hosts = result.mocks.of_type(typ)
+        if cloud not in clouds:
+            assert hosts == []
+            continue
+        zones = json.loads(config[f"skyfleet:{cloud}Zones"])
+        per_zone = int(config[f"skyfleet:{cloud}HostsPerZone"])
+        assert len(hosts) == len(zones) * per_zone
+        zone_key = {"aws": lambda r: r.inputs["tags"]["skyfleet:zone"],
+                    "azure": lambda r: r.inputs["zones"][0],
+                    "gcp": lambda r: r.inputs["zone"]}[cloud]
+        assert sorted(zone_key(h) for h in hosts) == sorted(zones * per_zone)
+    assert sorted(result.exports["hosts"]) == sorted(clouds)
+
+
+def test_bootstrap_config_parses_and_lists_seeds_in_every_other_cloud(cloud_run):
+    stack, result = cloud_run
+    clouds = set(json.loads(stack_file_config(stack)["skyfleet:clouds"]))
+    for typ in HOST_TYPES.values():
+        for record in result.mocks.of_type(typ):
+            document = yaml.safe_load(user_data(record).removeprefix("#cloud-config\n"))
+            files = {f["path"]: f for f in document["write_files"]}
+            agent = parse_agent_config(tomllib.loads(files["/etc/skyfleet/agent.toml"]["content"]))
+            assert agent.tls.key == Path("/etc/skyfleet/tls/node.key")
+            assert files["/etc/skyfleet/tls/node.key"]["permissions"] == "0600"
+            # The node certificate's CN is the node name the agent announces.
+            cert = files["/etc/skyfleet/tls/node.pem"]["content"].encode()
+            assert peer_identity(cert).name == agent.node.name
+            seed_clouds = {_cloud_of(seed) for seed in agent.seeds}
+            assert seed_clouds >= clouds - {agent.node.cloud}
+            assert agent.node.address not in agent.seeds
+            # The policy is fetched, never baked into user data.
+            assert '"signatures"' not in user_data(record)
+            assert any("skyfleet==" in " ".join(cmd) for cmd in document["runcmd"])
+
+
+def _cloud_of(endpoint: str) -> str:
+    address = IPv4Address(endpoint.rsplit(":", 1)[0])
+    for cloud in ("aws", "azure", "gcp"):
+        for env in ("dev", "staging", "prod"):
+            from infra.ipam import cloud_cidr
+            if address in cloud_cidr(env, cloud):
+                return cloud
+    raise AssertionError(f"{endpoint} is in no planned range")
+
+
+def test_published_policy_is_signed_with_the_stack_version(cloud_run, stack_secrets):
+    stack, result = cloud_run
+    config = stack_file_config(stack)
+    envelope = json.loads(result.exports["policyEnvelope"])
+    document = verify_envelope(envelope, [stack_secrets.signing_pub.encode()])
+    assert document.version == int(config["skyfleet:policyVersion"])
+    assert result.exports["policyVersion"] == document.version
+    published = {r.typ for r in result.mocks.resources if
+                 r.typ in ("aws:ssm/parameter:Parameter", "azure-native:storage:Blob",
+                           "gcp:storage/bucketObject:BucketObject")}
+    assert len(published) == len(json.loads(config["skyfleet:clouds"]))
+
+
+def test_ranges_are_disjoint_and_security_rules_admit_only_fleet(cloud_run):
+    _, result = cloud_run
+    nets = [IPv4Network(r.inputs["cidrBlock"]) for r in
+            result.mocks.of_type("aws:ec2/vpc:Vpc")]
+    nets += [IPv4Network(p) for r in result.mocks.of_type("azure-native:network:VirtualNetwork")
+             for p in r.inputs["addressSpace"]["addressPrefixes"]]
+    nets += [IPv4Network(r.inputs["ipCidrRange"]) for r in
+             result.mocks.of_type("gcp:compute/subnetwork:Subnetwork")]
+    vnets = [n for n in nets if n.prefixlen == 16]
+    assert all(not a.overlaps(b) for i, a in enumerate(vnets) for b in vnets[i + 1:])
+    for sg in result.mocks.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        for rule in sg.inputs["ingress"]:
+            assert "0.0.0.0/0" not in rule["cidrBlocks"] and rule["fromPort"] != 22
+    for nsg in result.mocks.of_type("azure-native:network:NetworkSecurityGroup"):
+        for rule in nsg.inputs["securityRules"]:
+            if rule["access"] == "Allow":
+                assert "*" not in rule["sourceAddressPrefixes"]
+                assert "0.0.0.0/0" not in rule["sourceAddressPrefixes"]
+    for fw in result.mocks.of_type("gcp:compute/firewall:Firewall"):
+        assert "0.0.0.0/0" not in fw.inputs["sourceRanges"]
+    for inst in result.mocks.of_type(HOST_TYPES["aws"]):
+        assert inst.inputs["metadataOptions"]["httpTokens"] == "required"
+        assert inst.inputs["rootBlockDevice"]["encrypted"] is True
+        assert inst.inputs["associatePublicIpAddress"] is False
+
+
+def test_mesh_has_redundant_tunnels_per_pair_with_distinct_asns(cloud_run):
+    stack, result = cloud_run
+    clouds = json.loads(stack_file_config(stack)["skyfleet:clouds"])
+    tunnels = result.exports["tunnels"]
+    pairs = {t["pair"] for t in tunnels}
+    expected = {f"{a}-{b}" for i, a in enumerate(clouds) for b in clouds[i + 1:]}
+    assert pairs == expected
+    for pair in pairs:
+        ours = [t for t in tunnels if t["pair"] == pair]
+        assert len(ours) >= 2
+        a, b = pair.split("-")
+        assert ours[0][f"{a}_asn"] != ours[0][f"{b}_asn"]
+    insides = [IPv4Network(t["inside"]) for t in tunnels]
+    assert len(set(insides)) == len(insides)
+    assert all(n.prefixlen == 30 and n.subnet_of(IPv4Network("169.254.0.0/16")) for n in insides)
+    for t in tunnels:
+        if "azure" in t["pair"]:
+            inside = IPv4Network(t["inside"])
+            assert IPv4Address("169.254.21.0") <= inside.network_address
+            assert inside.broadcast_address <= IPv4Address("169.254.22.255")
+    # Both ends of a tunnel hold the same PSK; tunnels never share one.
+    ends = [r.inputs[k] for r in result.mocks.of_type("aws:ec2/vpnConnection:VpnConnection")
+            for k in ("tunnel1PresharedKey", "tunnel2PresharedKey")]
+    ends += [r.inputs["sharedSecret"] for r in
+             result.mocks.of_type("gcp:compute/vPNTunnel:VPNTunnel")]
+    ends += [r.inputs["sharedKey"] for r in result.mocks.of_type(
+        "azure-native:network:VirtualNetworkGatewayConnection")]
+    assert len(ends) == 2 * len(tunnels)
+    assert len(set(ends)) == len(tunnels)
+    assert "test-vpn-secret" not in ends
+    gateways = result.mocks.of_type("azure-native:network:VirtualNetworkGateway")
+    assert len(gateways) == ("azure" in clouds)
+
+
+def test_version_change_updates_publication_and_no_host(stack_secrets, tmp_path):
+    """Same stack at policy v1 and v2: only publication objects differ; host, bootstrap and
+    certificate inputs are identical, so the engine has nothing to replace or update."""
+    before = run("prod", stack_secrets, tmp_path / "v1")
+    config = stack_file_config("prod")
+    config["skyfleet:policyVersion"] = "2"
+    write_policy(tmp_path / "v2", config)
+    after = run_stack("prod", config, stack_secrets, tmp_path / "v2", previous=before)
+    by_urn = {(r.typ, r.name): r for r in before.mocks.resources}
+    assert len(by_urn) == len(after.mocks.resources)
+    changed = {r.name for r in after.mocks.resources
+               if {k: v for k, v in r.inputs.items() if k != "__provider"}
+               != {k: v for k, v in by_urn[(r.typ, r.name)].inputs.items()
+                   if k != "__provider"}}
+    assert changed == {"policy-aws", "policy-azure-policy", "policy-gcp-policy"}
+    assert after.exports["policyVersion"] == 2
