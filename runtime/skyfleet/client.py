@@ -9,7 +9,7 @@ from types import TracebackType
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
+from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, policy_pb2, policy_pb2_grpc
 from skyfleet.config.agent import TlsFiles
 from skyfleet.membership.messages import MemberState
 from skyfleet.transport.tls import TlsMaterial, describe_rpc_error, secure_channel
@@ -25,6 +25,11 @@ class MemberRow:
     state: str
     incarnation: int
     state_age: float
+    policy_version: int
+    """0 when no status has arrived yet or the member runs no policy."""
+    policy_hash: str
+    status_age: float | None
+    """Seconds since the member's latest status arrived at the answering agent."""
 
 
 class AgentError(Exception):
@@ -46,6 +51,7 @@ class AgentClient:
         self._label = f"{agent_name} ({address})" if agent_name else address
         self._channel = secure_channel(address, tls.channel_credentials(), agent_name)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        self._policy = policy_pb2_grpc.PolicyStub(self._channel)
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -74,10 +80,24 @@ class AgentClient:
                 state=MemberState(m.state).name.lower(),
                 incarnation=m.incarnation,
                 state_age=m.state_age_seconds,
+                policy_version=m.status.policy_version,
+                policy_hash=m.status.policy_hash,
+                status_age=m.status_age_seconds if m.HasField("status") else None,
             )
             for m in resp.members
         ]
         return resp.local_node, rows
+
+    async def publish_policy(
+        self, envelope: bytes, timeout: float = 10.0
+    ) -> policy_pb2.PublishPolicyResponse:
+        """Offer a signed policy (admin identity); AgentError carries the agent's verdict
+        when it refuses (invalid, conflict, older)."""
+        request = policy_pb2.PublishPolicyRequest(envelope=envelope)
+        try:
+            return await self._policy.Publish(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentError(describe_rpc_error(exc, self._label)) from None
 
     async def leave(self, timeout: float = 5.0) -> None:
         try:

@@ -25,13 +25,20 @@ from skyfleet._generated.skyfleet.v1 import (
     admin_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 from skyfleet.config.agent import AgentConfig, ConfigError
-from skyfleet.membership.messages import NodeMeta
+from skyfleet.membership.messages import NodeMeta, StatusReport
 from skyfleet.membership.swim import Swim
+from skyfleet.policy.adoption import PolicyAdopter
+from skyfleet.policy.store import PolicyStore, read_trusted_keys
+from skyfleet.policy.sync import PolicySync
 from skyfleet.services.admin import AdminService
 from skyfleet.services.membership import MembershipService
-from skyfleet.transport.peers import PeerSender
+from skyfleet.services.policy import PolicyService
+from skyfleet.transport.peers import PeerChannels, PeerSender
+from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import TlsMaterial
 
@@ -40,6 +47,7 @@ log = logging.getLogger("skyfleet.agent")
 _SERVICES = (
     membership_pb2.DESCRIPTOR.services_by_name["Membership"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    policy_pb2.DESCRIPTOR.services_by_name["Policy"].full_name,
 )
 _SHUTDOWN_GRACE = 1.0
 
@@ -61,6 +69,7 @@ class Agent:
     ) -> None:
         self.config = config
         self._clock = clock
+        self._rng = rng or random.Random()
         node = config.node
         meta = NodeMeta(
             node.name,
@@ -73,15 +82,17 @@ class Agent:
         self.swim = Swim(
             meta,
             config.membership,
-            rng or random.Random(),
+            random.Random(self._rng.random()),
             incarnation=boot_incarnation() if incarnation is None else incarnation,
         )
         self._stop = asyncio.Event()
         self._server: grpc.aio.Server | None = None
+        self._channels: PeerChannels | None = None
         self._sender: PeerSender | None = None
         self._loop: SwimLoop | None = None
+        self._keeper: PolicyKeeper | None = None
         self._health = HealthServicer()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -107,6 +118,12 @@ class Agent:
             raise RuntimeError("agent not started")
         return self._sender
 
+    @property
+    def policy(self) -> PolicyKeeper:
+        if self._keeper is None:
+            raise RuntimeError("agent not started")
+        return self._keeper
+
     async def start(self) -> None:
         cfg = self.config
         tls = TlsMaterial.load(cfg.tls)
@@ -115,15 +132,18 @@ class Agent:
                 f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
                 f"but node.name is {cfg.node.name!r}"
             )
+        self._channels = PeerChannels(tls.channel_credentials())
         self._sender = PeerSender(
-            tls.channel_credentials(), send_timeout=max(1.0, cfg.membership.probe_interval)
+            self._channels, send_timeout=max(1.0, cfg.membership.probe_interval)
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
+        self._keeper = self._policy_keeper()
         server = grpc.aio.server()
         membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.swim, self._clock, self._stop), server
         )
+        policy_pb2_grpc.add_PolicyServicer_to_server(PolicyService(self._keeper), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -142,11 +162,61 @@ class Agent:
         for service in ("", *_SERVICES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._loop.start(cfg.seeds)
-        self._task = asyncio.get_running_loop().create_task(self._loop.run())
+        self.publish_status()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._loop.run()),
+            loop.create_task(self._keeper.run()),
+            loop.create_task(self._advertise()),
+        ]
         log.info(
             "agent started",
             extra={"bind": cfg.bind, "address": cfg.node.address, "seeds": list(cfg.seeds)},
         )
+
+    def _policy_keeper(self) -> PolicyKeeper:
+        """The adopter starts on the persisted policy, so a restarted agent routes by the
+        last policy it accepted before it hears from anyone."""
+        cfg = self.config
+        try:
+            trusted = read_trusted_keys(cfg.policy.trusted_keys)
+        except ValueError as exc:
+            raise ConfigError(f"policy.trusted_keys: {exc}") from None
+        store = PolicyStore(cfg.state_dir)
+        loaded = store.load(trusted)
+        return PolicyKeeper(
+            adopter=PolicyAdopter(trusted_keys=trusted, current=loaded.envelope),
+            store=store,
+            swim=self.swim,
+            channels=self.channels,
+            sync=PolicySync(
+                random.Random(self._rng.random()),
+                retry_after=cfg.membership.probe_interval * 5,
+                fetch_timeout=max(2.0, cfg.membership.probe_interval * 2),
+            ),
+            clock=self._clock,
+            source=cfg.policy.source,
+            on_change=self.publish_status,
+            fetch_timeout=max(2.0, cfg.membership.probe_interval * 2),
+        )
+
+    @property
+    def channels(self) -> PeerChannels:
+        if self._channels is None:
+            raise RuntimeError("agent not started")
+        return self._channels
+
+    def status_report(self) -> StatusReport:
+        return StatusReport(policy_version=self.policy.version, policy_hash=self.policy.hash)
+
+    def publish_status(self) -> None:
+        """Advertise our status now (also called when the policy changes)."""
+        self.loop.publish_status(self.status_report())
+
+    async def _advertise(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.membership.status_interval)
+            self.publish_status()
 
     def request_stop(self) -> None:
         """Ask the agent to leave (signal handlers, the admin Leave call)."""
@@ -162,12 +232,14 @@ class Agent:
             return
         for service in ("", *_SERVICES):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self.loop.leave(self.config.membership.leave_propagate_delay)
-        await self.sender.close()
+        await self.sender.drain()
+        await self.channels.close()
         await self._server.stop(_SHUTDOWN_GRACE)
         self._server = None
         log.info("agent stopped")

@@ -84,6 +84,7 @@ async def test_agent_with_certificate_from_another_ca_is_refused(tmp_path: Path,
         await fleet.wait_converged(list(fleet.specs), timeout=60)
         intruder.start()
         log = intruder.agents["rogue"].log
+
         # The rogue's join attempts fail at the TLS handshake, and its log names the seed.
         def refusal_logged() -> bool:
             return any(

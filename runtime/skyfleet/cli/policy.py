@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from skyfleet.cli.main import CliError
+from skyfleet.cli.policy_fleet import add_fleet_commands
 from skyfleet.policy.adoption import decode_envelope
 from skyfleet.policy.canonical import policy_hash
 from skyfleet.policy.diff import diff_policies
@@ -225,6 +226,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("keygen", help="create an ed25519 signing key pair")
     p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key, PREFIX.pub")
     p.set_defaults(func=_cmd_keygen)
+
+    add_fleet_commands(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of policy documents")
     p.add_argument("--out", type=Path, help="write to this file instead of stdout")

@@ -84,6 +84,10 @@ class MembershipConfig:
     join_retry_max: float = 10.0
     """Cap on the join retry delay; a node keeps retrying until it reaches a seed."""
 
+    status_interval: float = 1.0
+    """How often a node re-advertises its status (load, policy version). It is also sent
+    at once when the policy changes; the period bounds how stale load information is."""
+
     packet_budget: int = 1400
     """Bytes of piggybacked news per packet (memberlist's UDP-safe size). gRPC has no such
     limit, but bounded packets keep probe latency flat while a large join is gossiped."""
@@ -109,6 +113,7 @@ class MembershipConfig:
             "gossip_interval",
             "push_pull_interval",
             "reconnect_interval",
+            "status_interval",
             "join_retry_min",
             "join_retry_max",
         )

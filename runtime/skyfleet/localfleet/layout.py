@@ -2,6 +2,8 @@
 agent (the same format cloud-init writes on cloud hosts), and an admin certificate.
 
     DIR/tls/ca.pem, ca.key, admin.pem, admin.key, <node>.pem, <node>.key
+    DIR/policy/fleet.key, fleet.pub   the policy signing key; agents trust fleet.pub
+    DIR/policy/source/                the folder agents watch (infra's local publication)
     DIR/agents/<node>.toml
     DIR/state/<node>/
 """
@@ -12,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skyfleet.policy.signing import generate_signing_key
 from skyfleet.security.certs import (
     create_ca,
     issue_admin_cert,
@@ -33,6 +36,8 @@ class AgentSpec:
     profile: str = "local"
     overrides: dict[str, float | int] = field(default_factory=dict)
     """MembershipConfig fields on top of `profile`."""
+    netns: str | None = None
+    """Network namespace the agent runs in (see localfleet.netns); None: this namespace."""
 
 
 def _toml_value(value: object) -> str:
@@ -61,6 +66,10 @@ def render_config(spec: AgentSpec, root: Path) -> str:
         f"cert = {_toml_value(f'../tls/{spec.name}.pem')}",
         f"key = {_toml_value(f'../tls/{spec.name}.key')}",
         "",
+        "[policy]",
+        'trusted_keys = ["../policy/fleet.pub"]',
+        'source = "../policy/source"',
+        "",
         "[membership]",
         f"profile = {_toml_value(spec.profile)}",
         *(f"{k} = {_toml_value(v)}" for k, v in sorted(spec.overrides.items())),
@@ -78,17 +87,26 @@ class FleetLayout:
         self.root = root
         self.tls = root / "tls"
         self.agents = root / "agents"
+        self.policy = root / "policy"
+        self.policy_source = self.policy / "source"
+        self.signing_key = self.policy / "fleet.key"
 
     def config_path(self, name: str) -> Path:
         return self.agents / f"{name}.toml"
 
     def ensure_ca(self) -> None:
-        """Create the fleet CA and the admin certificate once; later calls reuse them."""
+        """Create the fleet CA, the admin certificate and the policy signing key once;
+        later calls reuse them."""
         self.tls.mkdir(parents=True, exist_ok=True)
         if not (self.tls / "ca.pem").exists():
             cert, key = create_ca("skyfleet local fleet CA")
             write_key_file(self.tls / "ca.key", key)
             write_cert_file(self.tls / "ca.pem", cert)
+        self.policy_source.mkdir(parents=True, exist_ok=True)
+        if not self.signing_key.exists():
+            private, public = generate_signing_key()
+            write_key_file(self.signing_key, private)
+            write_cert_file(self.policy / "fleet.pub", public)
         if not (self.tls / "admin.pem").exists():
             cert, key = issue_admin_cert(*self._ca(), "admin")
             write_key_file(self.tls / "admin.key", key)

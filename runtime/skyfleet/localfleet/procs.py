@@ -16,6 +16,7 @@ from pathlib import Path
 
 from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
+from skyfleet.localfleet.netns import exec_prefix
 from skyfleet.transport.tls import TlsMaterial
 
 
@@ -33,8 +34,12 @@ class AgentProcess:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
+            command = [sys.executable, "-m", "skyfleet", "agent", "run"]
+            command += ["--config", str(self.config)]
+            if self.spec.netns is not None:
+                command = exec_prefix(self.spec.netns) + command
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skyfleet", "agent", "run", "--config", str(self.config)],
+                command,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C in a terminal reaches only the supervisor

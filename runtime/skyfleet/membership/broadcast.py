@@ -31,6 +31,9 @@ class BroadcastQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._where)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
     def queue(self, key: str, value: T) -> None:
         """Queue `value` as the news about `key`, replacing any older news about it."""
         self._discard(key)
@@ -51,13 +54,14 @@ class BroadcastQueue(Generic[T]):
                 taken.append((key, item))
             if budget <= 0:
                 break
-        for key, item in taken:
+        # Re-file oldest first, so that reading a bucket backwards stays newest first.
+        for key, item in reversed(taken):
             self._discard(key)
             item.transmits += 1
             if item.transmits < limit:
                 self._buckets.setdefault(item.transmits, {})[key] = item
                 self._where[key] = item.transmits
-        return [item.value for _, item in taken]
+        return [item.value for _, item in taken]  # newest first, as taken
 
     def _discard(self, key: str) -> None:
         count = self._where.pop(key, None)

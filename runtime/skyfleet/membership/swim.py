@@ -117,7 +117,11 @@ class Swim:
         self._awareness = Awareness(config.awareness_max_multiplier)
         self._broadcasts: BroadcastQueue[Update] = BroadcastQueue(update_size)
         self._timers = Timers()
-        self._suspicions: dict[str, tuple[Suspicion, int]] = {}
+        self._suspicions: dict[str, tuple[Suspicion, int, str]] = {}
+        """Per suspect: the timer's bookkeeping, the incarnation suspected, the accuser."""
+        self._reply_to: tuple[str, str] | None = None
+        """(name, address) of the sender of the packet being handled."""
+        self._answered: set[str] = set()
         self._probe_order: list[str] = []
         self._probe_index = 0
         self._probe: _Probe | None = None
@@ -141,8 +145,9 @@ class Swim:
         self._members[self.name].state_since = now
         self._timers.set("probe", now + self._rng.uniform(0, cfg.probe_interval))
         self._timers.set("gossip", now + self._rng.uniform(0, cfg.gossip_interval))
-        self._timers.set("push_pull", now + self._push_pull_interval())
-        self._timers.set("reconnect", now + cfg.reconnect_interval)
+        # Staggered: a fleet started together must not exchange full tables in lockstep.
+        self._timers.set("push_pull", now + self._rng.uniform(0, self._push_pull_interval()))
+        self._timers.set("reconnect", now + self._rng.uniform(0, cfg.reconnect_interval))
         self._seeds = tuple(s for s in seeds if s != self.meta.address)
         self._joined = not self._seeds
         if self._seeds:
@@ -151,6 +156,7 @@ class Swim:
 
     def handle(self, packet: Packet, now: float) -> list[Outgoing]:
         """Process one received packet."""
+        self._reply_to, self._answered = (packet.sender, packet.sender_address), set()
         for update in packet.piggyback:
             self._apply(update, now)
         body = packet.body
@@ -165,6 +171,7 @@ class Swim:
             self._on_indirect_ping(packet, body, now)
         elif isinstance(body, PushPull):
             self._on_push_pull(packet, body, now)
+        self._reply_to = None
         return self._flush()
 
     def tick(self, now: float) -> list[Outgoing]:
@@ -190,7 +197,13 @@ class Swim:
         for name in ("probe", "probe_timeout", "probe_end", "push_pull", "reconnect", "join"):
             self._timers.cancel(name)
         self._probe = None
-        self._on_dead(Dead(self.name, self._incarnation, self.name), now)
+        notice = Dead(self.name, self._incarnation, self.name)
+        self._on_dead(notice, now)
+        # Besides gossip, tell a few members directly: a leave missed by everyone would
+        # be mistaken for a crash.
+        peers = [m for n, m in self._members.items() if n != self.name and m.is_up]
+        for m in self._rng.sample(peers, min(len(peers), 2 * self._cfg.gossip_nodes)):
+            self._send(m.meta.address, None, m.meta.name, (notice,), piggyback=False)
         return self._flush()
 
     def publish_status(self, report: StatusReport, now: float) -> list[Outgoing]:
@@ -283,13 +296,32 @@ class Swim:
             self._statuses[status.node] = (status, now)
             self._broadcasts.queue(f"status:{status.node}", status)
 
+    def _accused(self, incarnation: int, now: float) -> None:
+        """News says we are suspect or dead. At our incarnation or above: refute. Below
+        it, the accuser missed our last refutation (its resends ran out): answer the
+        packet's sender with our current alive, or its stale view would outlive us."""
+        if self._leaving:
+            return
+        if incarnation >= self._incarnation:
+            self._refute(incarnation, now)
+        elif self._reply_to is not None and self._reply_to[0] not in self._answered:
+            self._answered.add(self._reply_to[0])
+            news = (Alive(self.meta, self._incarnation),)
+            self._send(self._reply_to[1], None, self._reply_to[0], news, piggyback=False)
+
     def _on_suspect(self, suspect: Suspect, now: float) -> None:
+        if suspect.node == self.name:
+            self._accused(suspect.incarnation, now)
+            return
         member = self._members.get(suspect.node)
         if member is None or suspect.incarnation < member.incarnation:
             return
-        if suspect.node == self.name:
-            if not self._leaving:
-                self._refute(suspect.incarnation, now)
+        if member.state == MemberState.LEFT:
+            # Someone missed the leave and now suspects a node that will never answer:
+            # repeat the leave notice, so it ends LEFT rather than FAILED.
+            self._broadcasts.queue(
+                suspect.node, Dead(suspect.node, member.incarnation, suspect.node)
+            )
             return
         if member.state == MemberState.SUSPECT:
             entry = self._suspicions.get(suspect.node)
@@ -320,20 +352,20 @@ class Swim:
             max_timeout=cfg.suspicion_max_timeout_mult * min_timeout,
             start=now,
         )
-        self._suspicions[suspect.node] = (suspicion, suspect.incarnation)
+        self._suspicions[suspect.node] = (suspicion, suspect.incarnation, suspect.source)
         self._timers.set(("suspicion", suspect.node), suspicion.deadline())
 
     def _on_dead(self, dead: Dead, now: float) -> None:
+        if dead.node == self.name and not self._leaving:
+            self._accused(dead.incarnation, now)
+            return
         member = self._members.get(dead.node)
         if member is None or dead.incarnation < member.incarnation:
             return
-        if member.state in (MemberState.DEAD, MemberState.LEFT):
-            return
-        if dead.node == self.name and not self._leaving:
-            self._refute(dead.incarnation, now)
-            return
-        self._cancel_suspicion(dead.node)
         left = dead.source == dead.node
+        if member.state == MemberState.LEFT or (member.state == MemberState.DEAD and not left):
+            return  # a DEAD member may still turn out to have LEFT (a missed leave)
+        self._cancel_suspicion(dead.node)
         member.state = MemberState.LEFT if left else MemberState.DEAD
         member.incarnation, member.state_since = dead.incarnation, now
         kind = EventKind.LEFT if left else EventKind.FAILED
@@ -379,7 +411,13 @@ class Swim:
             self._seq, target.meta.name, now + scale_by_health(cfg.probe_interval, score)
         )
         self._timers.set("probe_timeout", now + scale_by_health(cfg.probe_timeout, score))
-        self._send(target.meta.address, Ping(self._seq, target.meta.name), target.meta.name)
+        # A suspect hears of its suspicion with the ping itself (memberlist does the
+        # same), so it refutes even if the gossip about it never reached it.
+        hint: tuple[Update, ...] = ()
+        if target.state == MemberState.SUSPECT:
+            hint = (Suspect(target.meta.name, target.incarnation, self.name),)
+        ping = Ping(self._seq, target.meta.name)
+        self._send(target.meta.address, ping, target.meta.name, hint)
 
     def _next_probe_target(self) -> Member | None:
         for _ in range(2):
@@ -468,6 +506,16 @@ class Swim:
     def _timer_gossip(self, now: float) -> None:
         cfg = self._cfg
         self._timers.set("gossip", now + cfg.gossip_interval)
+        for name, (suspicion, incarnation, accuser) in self._suspicions.items():
+            # Our own accusation that nobody has confirmed may simply not have been heard
+            # (our outbound path is what failed): keep telling it until it resolves, so
+            # the suspect gets its chance to refute before the timer fires.
+            if (
+                accuser == self.name
+                and not suspicion.confirmations
+                and name not in self._broadcasts
+            ):
+                self._broadcasts.queue(name, Suspect(name, incarnation, self.name))
         if not self._broadcasts:
             return
         candidates = [

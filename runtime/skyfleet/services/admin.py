@@ -10,7 +10,7 @@ import grpc
 
 from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
 from skyfleet.membership.swim import Swim
-from skyfleet.transport.codec import meta_to_proto
+from skyfleet.transport.codec import meta_to_proto, status_to_proto
 from skyfleet.transport.tls import require_admin
 
 
@@ -24,18 +24,22 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListMembersResponse:
         now = self._clock()
+        statuses = self._swim.statuses()
+        members = []
+        for m in self._swim.members():
+            member = admin_pb2.Member(
+                node=meta_to_proto(m.meta),
+                state=int(m.state),
+                incarnation=m.incarnation,
+                state_age_seconds=max(0.0, now - m.state_since),
+            )
+            if m.name in statuses:
+                status, received = statuses[m.name]
+                member.status.CopyFrom(status_to_proto(status))
+                member.status_age_seconds = max(0.0, now - received)
+            members.append(member)
         return admin_pb2.ListMembersResponse(
-            local_node=self._swim.name,
-            health_score=self._swim.health_score,
-            members=[
-                admin_pb2.Member(
-                    node=meta_to_proto(m.meta),
-                    state=int(m.state),
-                    incarnation=m.incarnation,
-                    state_age_seconds=max(0.0, now - m.state_since),
-                )
-                for m in self._swim.members()
-            ],
+            local_node=self._swim.name, health_score=self._swim.health_score, members=members
         )
 
     async def Leave(  # noqa: N802 - gRPC method name

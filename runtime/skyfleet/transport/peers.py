@@ -28,14 +28,47 @@ _CHANNEL_OPTIONS = (
 _ERROR_LOG_INTERVAL = 60.0
 
 
-class PeerSender:
-    def __init__(self, creds: grpc.ChannelCredentials, send_timeout: float) -> None:
+class PeerChannels:
+    """mTLS channels to peers, one per (address, expected name), reused by every service."""
+
+    def __init__(self, creds: grpc.ChannelCredentials) -> None:
         self._creds = creds
+        self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
+        self._last_error: dict[str, float] = {}
+
+    def get(self, address: str, name: str | None) -> grpc.aio.Channel:
+        channel = self._channels.get((address, name))
+        if channel is None:
+            channel = secure_channel(address, self._creds, name, _CHANNEL_OPTIONS)
+            self._channels[(address, name)] = channel
+        return channel
+
+    def log_failure(self, exc: grpc.aio.AioRpcError, peer: str, what: str) -> None:
+        """Log an RPC failure naming the peer, at most once a minute per peer."""
+        now = time.monotonic()
+        if now - self._last_error.get(peer, -_ERROR_LOG_INTERVAL) < _ERROR_LOG_INTERVAL:
+            return
+        self._last_error[peer] = now
+        code = exc.code()
+        level = logging.INFO if code == grpc.StatusCode.DEADLINE_EXCEEDED else logging.WARNING
+        log.log(
+            level,
+            f"{what}: {describe_rpc_error(exc, peer)}",
+            extra={"peer": peer, "code": code.name},
+        )
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+class PeerSender:
+    def __init__(self, channels: PeerChannels, send_timeout: float) -> None:
+        self._channels = channels
         self._timeout = send_timeout
         self._stubs: dict[tuple[str, str | None], membership_pb2_grpc.MembershipStub] = {}
-        self._channels: list[grpc.aio.Channel] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_error: dict[str, float] = {}
         self.bytes_sent = 0
         self.packets_sent = 0
         self.send_failures = 0
@@ -50,34 +83,18 @@ class PeerSender:
         msg = packet_to_proto(o.packet)
         self.packets_sent += 1
         self.bytes_sent += msg.ByteSize()
+        key = (o.address, o.to_name)
+        stub = self._stubs.get(key)
+        if stub is None:
+            stub = membership_pb2_grpc.MembershipStub(self._channels.get(*key))
+            self._stubs[key] = stub
         try:
-            await self._stub(o.address, o.to_name).Deliver(msg, timeout=self._timeout)
+            await stub.Deliver(msg, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             self.send_failures += 1
-            self._log_failure(exc, peer_label(o.address, o.to_name))
+            self._channels.log_failure(exc, peer_label(o.address, o.to_name), "send")
 
-    def _stub(self, address: str, name: str | None) -> membership_pb2_grpc.MembershipStub:
-        stub = self._stubs.get((address, name))
-        if stub is None:
-            channel = secure_channel(address, self._creds, name, _CHANNEL_OPTIONS)
-            self._channels.append(channel)
-            stub = membership_pb2_grpc.MembershipStub(channel)
-            self._stubs[(address, name)] = stub
-        return stub
-
-    def _log_failure(self, exc: grpc.aio.AioRpcError, peer: str) -> None:
-        now = time.monotonic()
-        if now - self._last_error.get(peer, -_ERROR_LOG_INTERVAL) < _ERROR_LOG_INTERVAL:
-            return
-        self._last_error[peer] = now
-        level = logging.INFO if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else logging.WARNING
-        log.log(level, describe_rpc_error(exc, peer), extra={"peer": peer, "code": exc.code().name})
-
-    async def close(self) -> None:
-        """Let in-flight sends finish briefly (a leave must get out), then close."""
+    async def drain(self) -> None:
+        """Let in-flight sends finish briefly: a leave must get out before we close."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self._timeout)
-        for channel in self._channels:
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()

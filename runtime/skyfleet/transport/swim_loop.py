@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from skyfleet.membership.members import EventKind, MemberEvent
-from skyfleet.membership.messages import Outgoing, Packet
+from skyfleet.membership.messages import Outgoing, Packet, StatusReport
 from skyfleet.membership.swim import Swim
 
 log = logging.getLogger("skyfleet.membership")
@@ -47,6 +47,9 @@ class SwimLoop:
     def deliver(self, packet: Packet) -> None:
         """Feed one received packet (called from the gRPC handler)."""
         self._emit(self.swim.handle(packet, self._clock()))
+
+    def publish_status(self, report: StatusReport) -> None:
+        self._emit(self.swim.publish_status(report, self._clock()))
 
     async def run(self) -> None:
         """Fire timers as they fall due, until cancelled."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as skyfleet_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/admin.proto\x12\x0bskyfleet.v1\x1a\x1cskyfleet/v1/membership.proto\"\x14\n\x12ListMembersRequest\"\x86\x01\n\x06Member\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x19\n\x11state_age_seconds\x18\x04 \x01(\x01\"e\n\x13ListMembersResponse\x12\x12\n\nlocal_node\x18\x01 \x01(\t\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.skyfleet.v1.Member\x12\x14\n\x0chealth_score\x18\x03 \x01(\x05\"\x0e\n\x0cLeaveRequest\"\x0f\n\rLeaveResponse2\x99\x01\n\x05\x41\x64min\x12P\n\x0bListMembers\x12\x1f.skyfleet.v1.ListMembersRequest\x1a .skyfleet.v1.ListMembersResponse\x12>\n\x05Leave\x12\x19.skyfleet.v1.LeaveRequest\x1a\x1a.skyfleet.v1.LeaveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/admin.proto\x12\x0bskyfleet.v1\x1a\x1cskyfleet/v1/membership.proto\"\x14\n\x12ListMembersRequest\"\xcb\x01\n\x06Member\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x19\n\x11state_age_seconds\x18\x04 \x01(\x01\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.skyfleet.v1.NodeStatus\x12\x1a\n\x12status_age_seconds\x18\x06 \x01(\x01\"e\n\x13ListMembersResponse\x12\x12\n\nlocal_node\x18\x01 \x01(\t\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.skyfleet.v1.Member\x12\x14\n\x0chealth_score\x18\x03 \x01(\x05\"\x0e\n\x0cLeaveRequest\"\x0f\n\rLeaveResponse2\x99\x01\n\x05\x41\x64min\x12P\n\x0bListMembers\x12\x1f.skyfleet.v1.ListMembersRequest\x1a .skyfleet.v1.ListMembersResponse\x12>\n\x05Leave\x12\x19.skyfleet.v1.LeaveRequest\x1a\x1a.skyfleet.v1.LeaveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMEMBERSREQUEST']._serialized_start=70
   _globals['_LISTMEMBERSREQUEST']._serialized_end=90
   _globals['_MEMBER']._serialized_start=93
-  _globals['_MEMBER']._serialized_end=227
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=229
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=330
-  _globals['_LEAVEREQUEST']._serialized_start=332
-  _globals['_LEAVEREQUEST']._serialized_end=346
-  _globals['_LEAVERESPONSE']._serialized_start=348
-  _globals['_LEAVERESPONSE']._serialized_end=363
-  _globals['_ADMIN']._serialized_start=366
-  _globals['_ADMIN']._serialized_end=519
+  _globals['_MEMBER']._serialized_end=296
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=298
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=399
+  _globals['_LEAVEREQUEST']._serialized_start=401
+  _globals['_LEAVEREQUEST']._serialized_end=415
+  _globals['_LEAVERESPONSE']._serialized_start=417
+  _globals['_LEAVERESPONSE']._serialized_end=432
+  _globals['_ADMIN']._serialized_start=435
+  _globals['_ADMIN']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

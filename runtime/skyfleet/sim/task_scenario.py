@@ -1,0 +1,88 @@
+"""What a task-simulator run is: the fleet, the load, the information delay and the
+trouble injected. Plain frozen data, so a scenario can be logged and replayed.
+
+Units: time in mean service times (every service distribution has mean 1), so a gossip
+period of 10 is ten average tasks long. Capacity is slots: a host of capacity c runs c
+tasks at once, each at rate 1 (times its cloud's speed factor during a slow event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudSpec:
+    name: str
+    hosts: int
+    slots: int
+    """Slots per host in this cloud."""
+    zones: int = 3
+    """Hosts are spread round-robin over this many zones of one region."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowCloud:
+    """Every slot of `cloud` runs `factor` times slower from `start` until `end`; hosts
+    keep reporting the same capacity, as a real noisy-neighbour slowdown would."""
+
+    cloud: str
+    start: float
+    end: float
+    factor: float = 4.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudFailure:
+    """Every host of `cloud` dies at `start` (running and queued tasks fail, new
+    connections are refused) and comes back at `end`. Membership drops the dead hosts
+    `detect_seconds` after the failure (SWIM takes seconds), and re-adds them
+    `rejoin_seconds` after they are back."""
+
+    cloud: str
+    start: float
+    end: float
+    detect_seconds: float = 8.0
+    rejoin_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    clouds: tuple[CloudSpec, ...]
+    load: float
+    """Arrival rate as a share of the fleet's nominal capacity (total slots)."""
+    service: str = "exponential"
+    gossip_period: float = 1.0
+    """Each host publishes its status this often (random phase); peers see it at once."""
+    cross_cloud_delay: float = 0.0
+    """One-way network delay between clouds, paid on the way there and back."""
+    duration: float = 2000.0
+    """Arrivals stop after this; the run then drains."""
+    warmup: float = 200.0
+    """Tasks created before this are not measured."""
+    events: tuple[SlowCloud | CloudFailure, ...] = ()
+    fresh_status: bool = False
+    """Every pick sees the true current load of every host (no gossip delay, tasks on the
+    wire counted): the join-shortest-queue-with-fresh-information reference."""
+    seed: int = 1
+    series_bin: float = 0.0
+    """If > 0, also record a time series in bins of this width."""
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.load:
+            raise ValueError(f"scenario.load must be > 0, got {self.load}")
+        if self.gossip_period <= 0:
+            raise ValueError(f"scenario.gossip_period must be > 0, got {self.gossip_period}")
+        if not 0 <= self.warmup < self.duration:
+            raise ValueError("scenario.warmup must be in [0, duration)")
+        if not self.clouds or any(c.hosts < 1 or c.slots < 1 for c in self.clouds):
+            raise ValueError("scenario.clouds: every cloud needs >= 1 host of >= 1 slot")
+
+    @property
+    def total_slots(self) -> int:
+        return sum(c.hosts * c.slots for c in self.clouds)
+
+    @property
+    def arrival_rate(self) -> float:
+        return self.load * self.total_slots

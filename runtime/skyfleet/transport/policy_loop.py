@@ -1,0 +1,146 @@
+"""Keeps an agent on the newest valid policy, from whichever source has it first: the
+watched local file or folder (how infra delivers it), a peer advertising a newer version
+(pulled, see `skyfleet.policy.sync`), or an admin's Publish call.
+
+Every offer goes through the pure `PolicyAdopter`; this module only moves bytes: it reads
+files, calls peers, persists what was adopted and tells the node to re-advertise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from skyfleet._generated.skyfleet.v1 import policy_pb2, policy_pb2_grpc
+from skyfleet.membership.swim import Swim
+from skyfleet.policy.adoption import Decision, PolicyAdopter, log_decision
+from skyfleet.policy.store import PolicyStore
+from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
+from skyfleet.transport.peers import PeerChannels
+from skyfleet.transport.tls import peer_label
+
+log = logging.getLogger("skyfleet.policy")
+
+POLL_INTERVAL = 0.25
+"""How often adverts and the watched source are checked (cheap: no I/O unless changed)."""
+
+
+def envelope_bytes(envelope: dict[str, Any]) -> bytes:
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+
+
+class PolicyKeeper:
+    def __init__(
+        self,
+        *,
+        adopter: PolicyAdopter,
+        store: PolicyStore,
+        swim: Swim,
+        channels: PeerChannels,
+        sync: PolicySync,
+        clock: Callable[[], float],
+        source: Path | None,
+        on_change: Callable[[], None],
+        fetch_timeout: float,
+    ) -> None:
+        self.adopter = adopter
+        self._store = store
+        self._swim = swim
+        self._channels = channels
+        self._sync = sync
+        self._clock = clock
+        self._source = source
+        self._on_change = on_change
+        self._fetch_timeout = fetch_timeout
+        self._seen_files: dict[Path, tuple[int, int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def version(self) -> int:
+        doc = self.adopter.current
+        return doc.version if doc else 0
+
+    @property
+    def hash(self) -> str:
+        return self.adopter.current_hash or ""
+
+    def offer(self, raw: bytes | dict[str, Any], origin: str) -> Decision:
+        decision = self.adopter.offer(raw, origin, self._clock())
+        log_decision(log, decision)
+        if decision.adopted:
+            envelope = self.adopter.current_envelope
+            assert envelope is not None
+            self._store.save(envelope)
+            self._on_change()
+        return decision
+
+    def current_envelope(self) -> bytes:
+        envelope = self.adopter.current_envelope
+        return envelope_bytes(envelope) if envelope else b""
+
+    async def run(self) -> None:
+        while True:
+            self._check_source()
+            plan = self._sync.next_fetch(self.version, self._adverts(), self._clock())
+            if plan is not None:
+                task = asyncio.get_running_loop().create_task(self._fetch(plan))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def _adverts(self) -> list[Advert]:
+        up = {m.name for m in self._swim.members() if m.state.name in ("ALIVE", "SUSPECT")}
+        return [
+            Advert(status.report.policy_version, status.report.policy_hash, node)
+            for node, (status, _) in self._swim.statuses().items()
+            if node in up and node != self._swim.name and status.report.policy_version > 0
+        ]
+
+    async def _fetch(self, plan: FetchPlan) -> None:
+        member = self._swim.member(plan.node)
+        if member is None:
+            self._sync.fetch_failed(plan, self._clock())
+            return
+        peer = peer_label(member.meta.address, plan.node)
+        stub = policy_pb2_grpc.PolicyStub(self._channels.get(member.meta.address, plan.node))
+        try:
+            reply = await stub.Fetch(
+                policy_pb2.FetchPolicyRequest(version=plan.version), timeout=self._fetch_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            self._channels.log_failure(exc, peer, "policy fetch")
+            self._sync.fetch_failed(plan, self._clock())
+            return
+        if not reply.envelope:
+            self._sync.fetch_failed(plan, self._clock())
+            return
+        decision = self.offer(reply.envelope, f"peer:{plan.node}")
+        self._sync.fetched(plan, decision.outcome, self._clock())
+
+    def _check_source(self) -> None:
+        """Offer each watched file once per change (mtime, size)."""
+        source = self._source
+        if source is None:
+            return
+        files = sorted(source.glob("*.json")) if source.is_dir() else [source]
+        for path in files:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            if self._seen_files.get(path) == stamp:
+                continue
+            self._seen_files[path] = stamp
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                log.warning("policy source %s unreadable: %s", path, exc.strerror)
+                continue
+            self.offer(raw, f"file:{path}")
