@@ -9,7 +9,14 @@ from types import TracebackType
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, policy_pb2, policy_pb2_grpc
+from skyfleet._generated.skyfleet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
 from skyfleet.config.agent import TlsFiles
 from skyfleet.membership.messages import MemberState
 from skyfleet.transport.tls import TlsMaterial, describe_rpc_error, secure_channel
@@ -52,6 +59,8 @@ class AgentClient:
         self._channel = secure_channel(address, tls.channel_credentials(), agent_name)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._policy = policy_pb2_grpc.PolicyStub(self._channel)
+        self.tasks = tasks_pb2_grpc.TasksStub(self._channel)
+        """Raw task stub, for callers that handle gRPC status codes themselves."""
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -96,6 +105,27 @@ class AgentClient:
         request = policy_pb2.PublishPolicyRequest(envelope=envelope)
         try:
             return await self._policy.Publish(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentError(describe_rpc_error(exc, self._label)) from None
+
+    async def submit(
+        self,
+        handler: str,
+        payload: bytes = b"",
+        *,
+        timeout: float = 30.0,
+        idempotency_key: str = "",
+        clouds: tuple[str, ...] = (),
+    ) -> tasks_pb2.SubmitTaskResponse:
+        """Run one task in the fleet through this agent."""
+        request = tasks_pb2.SubmitTaskRequest(
+            handler=handler,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            constraints=tasks_pb2.Constraints(clouds=list(clouds)),
+        )
+        try:
+            return await self.tasks.Submit(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise AgentError(describe_rpc_error(exc, self._label)) from None
 

@@ -27,16 +27,23 @@ from skyfleet._generated.skyfleet.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
 )
 from skyfleet.config.agent import AgentConfig, ConfigError
 from skyfleet.membership.messages import NodeMeta, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import PolicyAdopter
+from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
 from skyfleet.policy.sync import PolicySync
 from skyfleet.services.admin import AdminService
 from skyfleet.services.membership import MembershipService
 from skyfleet.services.policy import PolicyService
+from skyfleet.services.tasks import TasksService
+from skyfleet.tasks.executor import Executor
+from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
+from skyfleet.tasks.router import Router
 from skyfleet.transport.peers import PeerChannels, PeerSender
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.swim_loop import SwimLoop
@@ -48,6 +55,7 @@ _SERVICES = (
     membership_pb2.DESCRIPTOR.services_by_name["Membership"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     policy_pb2.DESCRIPTOR.services_by_name["Policy"].full_name,
+    tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name,
 )
 _SHUTDOWN_GRACE = 1.0
 
@@ -91,6 +99,14 @@ class Agent:
         self._sender: PeerSender | None = None
         self._loop: SwimLoop | None = None
         self._keeper: PolicyKeeper | None = None
+        self._router: Router | None = None
+        try:
+            registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
+        except UnknownHandler as exc:
+            raise ConfigError(str(exc)) from None
+        self.executor = Executor(
+            registry, config.tasks, clock=clock, rng=random.Random(self._rng.random())
+        )
         self._health = HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -138,12 +154,23 @@ class Agent:
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._keeper = self._policy_keeper()
+        self._router = Router(
+            swim=self.swim,
+            executor=self.executor,
+            channels=self._channels,
+            policy=self._keeper.adopter.current or PolicyDocument(version=0),
+            clock=self._clock,
+            rng=random.Random(self._rng.random()),
+        )
         server = grpc.aio.server()
         membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.swim, self._clock, self._stop), server
         )
         policy_pb2_grpc.add_PolicyServicer_to_server(PolicyService(self._keeper), server)
+        tasks_pb2_grpc.add_TasksServicer_to_server(
+            TasksService(self._router, self.executor), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -196,7 +223,7 @@ class Agent:
             ),
             clock=self._clock,
             source=cfg.policy.source,
-            on_change=self.publish_status,
+            on_change=self._policy_changed,
             fetch_timeout=max(2.0, cfg.membership.probe_interval * 2),
         )
 
@@ -206,8 +233,20 @@ class Agent:
             raise RuntimeError("agent not started")
         return self._channels
 
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            raise RuntimeError("agent not started")
+        return self._router
+
+    def _policy_changed(self) -> None:
+        document = self.policy.adopter.current
+        if document is not None and self._router is not None:
+            self._router.set_policy(document)
+        self.publish_status()
+
     def status_report(self) -> StatusReport:
-        return StatusReport(policy_version=self.policy.version, policy_hash=self.policy.hash)
+        return self.executor.report(self.policy.version, self.policy.hash)
 
     def publish_status(self) -> None:
         """Advertise our status now (also called when the policy changes)."""

@@ -27,6 +27,11 @@ local fleet and `skyfleet agent run`. Example:
     trusted_keys = ["/etc/skyfleet/policy/keys/fleet-2026.pub"]
     source = "/etc/skyfleet/policy/current.json"   # file or directory the agent watches
 
+    [tasks]
+    capacity = 4                 # tasks run at once (advertised to peers)
+    queue_limit = 64             # waiting tasks beyond capacity, then RESOURCE_EXHAUSTED
+    handlers = ["echo", "sleep", "cpu"]   # default: every installed handler
+
     [agent]
     state_dir = "/var/lib/skyfleet"
     metrics_bind = "127.0.0.1:9470"                # empty string disables the endpoint
@@ -39,11 +44,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from skyfleet.config.membership import MembershipConfig, membership_preset
+from skyfleet.config.tasks import TaskSettings
 
 DEFAULT_AGENT_PORT = 7470
 """gRPC port of an agent (membership, tasks, admin, health, reflection)."""
@@ -100,6 +106,7 @@ class AgentConfig:
     tls: TlsFiles
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     state_dir: Path = Path("/var/lib/skyfleet")
     """Where the adopted policy and other durable state are kept."""
     metrics_bind: str = ""
@@ -143,7 +150,9 @@ def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
 def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig:
     """Build an AgentConfig from a parsed TOML document; relative paths are taken from
     `base_dir` (the config file's folder)."""
-    _check_known(doc, "config", {"node", "join", "tls", "membership", "policy", "agent"})
+    _check_known(
+        doc, "config", {"node", "join", "tls", "membership", "policy", "tasks", "agent"}
+    )
     node = _table(doc, "node")
     _check_known(node, "node", {"name", "cloud", "region", "zone", "bind", "advertise", "labels"})
     name = _str(node, "name", "node")
@@ -208,6 +217,8 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
         source=base_dir / source if source else None,
     )
 
+    tasks = _parse_tasks(_table(doc, "tasks"))
+
     agent = _table(doc, "agent")
     _check_known(agent, "agent", {"state_dir", "metrics_bind", "log_level"})
     metrics_bind = _str(agent, "metrics_bind", "agent", "")
@@ -223,10 +234,34 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
         tls=tls_files,
         membership=membership,
         policy=policy,
+        tasks=tasks,
         state_dir=base_dir / _str(agent, "state_dir", "agent", "/var/lib/skyfleet"),
         metrics_bind=metrics_bind,
         log_level=log_level,
     )
+
+
+def _parse_tasks(table: dict[str, Any]) -> TaskSettings:
+    known = {f.name for f in fields(TaskSettings)}
+    _check_known(table, "tasks", known)
+    values = dict(table)
+    if "handlers" in values:
+        handlers = values["handlers"]
+        if not isinstance(handlers, list) or not all(isinstance(h, str) for h in handlers):
+            raise ConfigError("tasks.handlers: expected a list of handler names")
+        values["handlers"] = tuple(handlers)
+    for name, value in values.items():
+        default = getattr(TaskSettings(), name)
+        if name != "handlers" and type(value) is not type(default) and not (
+            isinstance(default, float) and isinstance(value, int)
+        ):
+            raise ConfigError(f"tasks.{name}: expected {type(default).__name__}")
+    try:
+        settings = TaskSettings(**values)
+        settings.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings
 
 
 def load_agent_config(path: Path) -> AgentConfig:

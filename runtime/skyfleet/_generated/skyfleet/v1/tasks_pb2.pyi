@@ -1,0 +1,94 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_OUTCOME_UNSPECIFIED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_SUCCEEDED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_FAILED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_DEADLINE_EXCEEDED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_REJECTED: _ClassVar[TaskOutcome]
+TASK_OUTCOME_UNSPECIFIED: TaskOutcome
+TASK_OUTCOME_SUCCEEDED: TaskOutcome
+TASK_OUTCOME_FAILED: TaskOutcome
+TASK_OUTCOME_DEADLINE_EXCEEDED: TaskOutcome
+TASK_OUTCOME_REJECTED: TaskOutcome
+
+class Constraints(_message.Message):
+    __slots__ = ("clouds", "regions")
+    CLOUDS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    clouds: _containers.RepeatedScalarFieldContainer[str]
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, clouds: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubmitTaskRequest(_message.Message):
+    __slots__ = ("handler", "payload", "idempotency_key", "constraints", "kind", "request_id")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    payload: bytes
+    idempotency_key: str
+    constraints: Constraints
+    kind: str
+    request_id: str
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SubmitTaskResponse(_message.Message):
+    __slots__ = ("request_id", "outcome", "output", "error", "executed_by", "attempts", "latency_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    outcome: TaskOutcome
+    output: bytes
+    error: str
+    executed_by: str
+    attempts: int
+    latency_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., outcome: _Optional[_Union[TaskOutcome, str]] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ..., executed_by: _Optional[str] = ..., attempts: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("task", "routed_by", "attempt")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task: SubmitTaskRequest
+    routed_by: str
+    attempt: int
+    def __init__(self, task: _Optional[_Union[SubmitTaskRequest, _Mapping]] = ..., routed_by: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("output", "executed_by", "duplicate")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    output: bytes
+    executed_by: str
+    duplicate: bool
+    def __init__(self, output: _Optional[bytes] = ..., executed_by: _Optional[str] = ..., duplicate: bool = ...) -> None: ...
+
+class CancelTaskRequest(_message.Message):
+    __slots__ = ("idempotency_key",)
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    def __init__(self, idempotency_key: _Optional[str] = ...) -> None: ...
+
+class CancelTaskResponse(_message.Message):
+    __slots__ = ("cancelled",)
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    cancelled: bool
+    def __init__(self, cancelled: bool = ...) -> None: ...

@@ -1,0 +1,141 @@
+"""Task handlers: async functions from payload bytes to output bytes, found through the
+`skyfleet.handlers` entry-point group (built-ins included), so a deployment adds its own
+by installing a package, and the agent config chooses which ones it serves.
+
+A handler raises `BadPayload` for input that can never succeed (the client's fault:
+INVALID_ARGUMENT, not retried elsewhere); any other exception is a failure of this run
+(retried on another peer under the policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+from skyfleet.config.tasks import TaskSettings
+
+ENTRY_POINT_GROUP = "skyfleet.handlers"
+
+
+class BadPayload(ValueError):
+    """The payload cannot be handled by this handler, anywhere."""
+
+
+@dataclass(slots=True)
+class HandlerContext:
+    settings: TaskSettings
+    rng: random.Random = field(default_factory=random.Random)
+
+
+Handler = Callable[[bytes, HandlerContext], Awaitable[bytes]]
+
+
+def _json_payload(payload: bytes) -> dict[str, Any]:
+    if not payload:
+        return {}
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadPayload(f"payload: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BadPayload("payload: expected a JSON object")
+    return value
+
+
+def _number(doc: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise BadPayload(f"payload.{key}: expected a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+async def echo(payload: bytes, ctx: HandlerContext) -> bytes:
+    """Returns the payload: the no-op for routing overhead benchmarks."""
+    return payload
+
+
+def draw_service_time(dist: str, mean: float, scv: float, rng: random.Random) -> float:
+    """A service time with the given mean and squared coefficient of variation."""
+    if dist == "fixed":
+        return mean
+    if dist == "exponential":
+        return rng.expovariate(1.0 / mean)
+    if dist == "lognormal":
+        sigma2 = np.log1p(scv)
+        return rng.lognormvariate(float(np.log(mean) - sigma2 / 2), float(np.sqrt(sigma2)))
+    if dist == "bimodal":
+        # 90 % short, 10 % ten times longer, scaled to the requested mean.
+        short = mean / (0.9 + 0.1 * 10)
+        return short * (10 if rng.random() < 0.1 else 1)
+    raise BadPayload(f"payload.dist: unknown distribution {dist!r}")
+
+
+async def sleep(payload: bytes, ctx: HandlerContext) -> bytes:
+    """Sleeps for a service time drawn from a distribution (payload or agent defaults):
+    stands in for an I/O-bound agent call in demos and benchmarks."""
+    doc = _json_payload(payload)
+    s = ctx.settings
+    dist = doc.get("dist", s.sleep_distribution)
+    mean = _number(doc, "mean", s.sleep_mean, 0.0, 3600.0)
+    scv = _number(doc, "scv", s.sleep_scv, 0.0, 100.0)
+    seconds = draw_service_time(str(dist), mean, scv, ctx.rng)
+    await asyncio.sleep(seconds)
+    return json.dumps({"slept": round(seconds, 6)}).encode()
+
+
+async def cpu(payload: bytes, ctx: HandlerContext) -> bytes:
+    """A CPU-bound numpy job (n x n matrix products), run off the event loop."""
+    doc = _json_payload(payload)
+    n = int(_number(doc, "n", 128, 1, 2048))
+    rounds = int(_number(doc, "rounds", 4, 1, 1000))
+    seed = int(_number(doc, "seed", 0, 0, 2**31))
+
+    def work() -> float:
+        rng = np.random.default_rng(seed)
+        m = rng.standard_normal((n, n)) / np.sqrt(n)
+        acc = np.eye(n)
+        for _ in range(rounds):
+            acc = acc @ m
+        return float(np.linalg.norm(acc))
+
+    norm = await asyncio.to_thread(work)
+    return json.dumps({"n": n, "rounds": rounds, "norm": norm}).encode()
+
+
+class UnknownHandler(LookupError):
+    pass
+
+
+class HandlerRegistry:
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self._handlers = dict(handlers)
+
+    @classmethod
+    def from_entry_points(cls, enabled: Iterable[str] | None = None) -> HandlerRegistry:
+        """Load every installed handler, or only `enabled` (an unknown name is an error
+        naming it, so a typo in the config fails the start)."""
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        names = list(found) if enabled is None else list(enabled)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise UnknownHandler(
+                f"tasks.handlers: no handler named {', '.join(missing)} "
+                f"(installed: {', '.join(sorted(found))})"
+            )
+        return cls({n: found[n].load() for n in names})
+
+    def get(self, name: str) -> Handler:
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise UnknownHandler(f"handler: unknown handler {name!r}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
