@@ -33,6 +33,7 @@ from skyfleet._generated.skyfleet.v1 import (
 from skyfleet.config.agent import AgentConfig, ConfigError
 from skyfleet.membership.messages import NodeMeta, StatusReport
 from skyfleet.membership.swim import Swim
+from skyfleet.observability.metrics import Metrics
 from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
@@ -100,6 +101,7 @@ class Agent:
         self._loop: SwimLoop | None = None
         self._keeper: PolicyKeeper | None = None
         self._router: Router | None = None
+        self._metrics: Metrics | None = None
         try:
             registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
         except UnknownHandler as exc:
@@ -186,6 +188,16 @@ class Agent:
             raise ConfigError(f"node.bind: cannot listen on {cfg.bind}: {exc}") from None
         await server.start()
         self._server = server
+        if cfg.metrics_bind:
+            self._metrics = Metrics(self)
+            self._router.on_result = self._metrics.observe
+            try:
+                await self._metrics.serve(cfg.metrics_bind)
+            except OSError as exc:
+                await server.stop(0)
+                raise ConfigError(
+                    f"agent.metrics_bind: cannot listen on {cfg.metrics_bind}: {exc.strerror}"
+                ) from None
         for service in ("", *_SERVICES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._loop.start(cfg.seeds)
@@ -279,6 +291,8 @@ class Agent:
         await self.loop.leave(self.config.membership.leave_propagate_delay)
         await self.sender.drain()
         await self.channels.close()
+        if self._metrics is not None:
+            await self._metrics.close()
         await self._server.stop(_SHUTDOWN_GRACE)
         self._server = None
         log.info("agent stopped")

@@ -38,6 +38,8 @@ class AgentSpec:
     """MembershipConfig fields on top of `profile`."""
     netns: str | None = None
     """Network namespace the agent runs in (see localfleet.netns); None: this namespace."""
+    metrics: str = ""
+    """host:port of the agent's Prometheus endpoint; empty: none."""
 
 
 def _toml_value(value: object) -> str:
@@ -76,6 +78,7 @@ def render_config(spec: AgentSpec, root: Path) -> str:
         "",
         "[agent]",
         f"state_dir = {_toml_value(f'../state/{spec.name}')}",
+        f"metrics_bind = {_toml_value(spec.metrics)}",
     ]
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # what we write must parse

@@ -102,6 +102,8 @@ class Router:
         self._sent: dict[str, tuple[int, int]] = {}
         """Per peer: (status seq counted from, tasks sent since that status)."""
         self._running: dict[str, asyncio.Task[Result]] = {}
+        self.on_result: Callable[[Result], None] | None = None
+        """Called with every successful or failed routed task (metrics)."""
 
     def set_policy(self, policy: PolicyDocument) -> None:
         self.balancer.set_policy(policy)
@@ -181,6 +183,8 @@ class Router:
                 self._running[key] = task  # type: ignore[assignment]
             result = await self._route(req, key, deadline)
             outcome = result.outcome
+            if self.on_result is not None:
+                self.on_result(result)
             return result
         except TaskRejected as exc:
             outcome = (

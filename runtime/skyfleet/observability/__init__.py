@@ -1,0 +1,1 @@
+"""What an agent tells operators: Prometheus metrics (logs are in `skyfleet.logs`)."""

@@ -1,0 +1,143 @@
+"""Prometheus metrics of an agent, read from the protocol cores' own counters at scrape
+time (one source of truth: nothing is counted twice), plus a task-latency histogram fed
+by the router's results.
+
+Served as text format 0.0.4 on `agent.metrics_bind` by a minimal asyncio HTTP endpoint:
+GET /metrics only, no thread, closed with the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from skyfleet.config.agent import split_host_port
+from skyfleet.membership.messages import MemberState
+from skyfleet.tasks.router import Result
+
+if TYPE_CHECKING:
+    from skyfleet.node import Agent
+
+log = logging.getLogger("skyfleet.metrics")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class AgentCollector(Collector):
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        a = self._agent
+        states = Counter(m.state for m in a.swim.members())
+        members = GaugeMetricFamily(
+            "skyfleet_members", "Members of the fleet by state, as seen here", labels=["state"]
+        )
+        for state in MemberState:
+            members.add_metric([state.name.lower()], states.get(state, 0))
+        yield members
+        yield GaugeMetricFamily(
+            "skyfleet_health_score", "Lifeguard local health (0 = healthy)", a.swim.health_score
+        )
+        s = a.swim.stats
+        for name, value, doc in (
+            ("probes", s.probes, "Direct probes sent"),
+            ("probe_failures", s.probe_failures, "Probes that got no ack, direct or indirect"),
+            ("indirect_probes", s.indirect_probes, "Indirect probe requests sent"),
+            ("suspicions", s.suspicions, "Members this agent started suspecting"),
+            ("refutations", s.refutations, "Times this agent refuted news of its own death"),
+            ("push_pulls", s.push_pulls, "Periodic full-state exchanges started"),
+        ):
+            yield CounterMetricFamily(f"skyfleet_membership_{name}", doc, value)
+        yield CounterMetricFamily(
+            "skyfleet_packets_sent", "Membership packets sent", a.sender.packets_sent
+        )
+        yield CounterMetricFamily(
+            "skyfleet_packet_bytes_sent", "Membership bytes sent (protobuf)", a.sender.bytes_sent
+        )
+        yield GaugeMetricFamily(
+            "skyfleet_policy_version", "Version of the policy in force (0: none)", a.policy.version
+        )
+        ledger = a.router.ledger
+        outcomes = CounterMetricFamily(
+            "skyfleet_tasks", "Tasks submitted here, by terminal outcome", labels=["outcome"]
+        )
+        for outcome in ("succeeded", "failed", "deadline_exceeded", "rejected"):
+            outcomes.add_metric([outcome], getattr(ledger, outcome))
+        yield outcomes
+        yield CounterMetricFamily("skyfleet_tasks_submitted", "Tasks submitted", ledger.submitted)
+        yield CounterMetricFamily("skyfleet_tasks_routed", "Attempts placed", ledger.attempts)
+        yield CounterMetricFamily("skyfleet_tasks_retried", "Retry attempts", ledger.retried)
+        yield CounterMetricFamily(
+            "skyfleet_tasks_failed_over", "Retries sent to another cloud", ledger.failed_over
+        )
+        e = a.executor
+        yield GaugeMetricFamily("skyfleet_executor_inflight", "Tasks running here", e.inflight)
+        yield GaugeMetricFamily("skyfleet_executor_queued", "Tasks waiting here", e.queued)
+        yield GaugeMetricFamily(
+            "skyfleet_executor_capacity", "Task slots here", e.settings.capacity
+        )
+        yield CounterMetricFamily("skyfleet_executor_executed", "Tasks run here", e.executed)
+        yield CounterMetricFamily(
+            "skyfleet_executor_failed", "Tasks whose handler failed here", e.failed
+        )
+
+
+class Metrics:
+    def __init__(self, agent: Agent) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(AgentCollector(agent))
+        self._latency = Histogram(
+            "skyfleet_task_latency_seconds",
+            "Latency of tasks routed by this agent, by outcome",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._server: asyncio.Server | None = None
+
+    def observe(self, result: Result) -> None:
+        self._latency.labels(result.outcome.name.lower()).observe(result.latency)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def serve(self, bind: str) -> None:
+        host, port = split_host_port(bind, "agent.metrics_bind")
+        self._server = await asyncio.start_server(self._handle, host, port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            method, path, *_ = request.split(b" ", 2) + [b""]
+            if method == b"GET" and path.split(b"?")[0] == b"/metrics":
+                body, status = self.render(), b"200 OK"
+                ctype = b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                body, status, ctype = b"not found: try /metrics\n", b"404 Not Found", b"text/plain"
+            writer.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: "
+                + ctype
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+        writer.close()
