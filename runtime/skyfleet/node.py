@@ -75,7 +75,10 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         incarnation: int | None = None,
+        registry: HandlerRegistry | None = None,
     ) -> None:
+        """`registry` replaces the handlers found through entry points (tests inject
+        recording handlers; an embedding application may bring its own)."""
         self.config = config
         self._clock = clock
         self._rng = rng or random.Random()
@@ -102,10 +105,11 @@ class Agent:
         self._keeper: PolicyKeeper | None = None
         self._router: Router | None = None
         self._metrics: Metrics | None = None
-        try:
-            registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
-        except UnknownHandler as exc:
-            raise ConfigError(str(exc)) from None
+        if registry is None:
+            try:
+                registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
+            except UnknownHandler as exc:
+                raise ConfigError(str(exc)) from None
         self.executor = Executor(
             registry, config.tasks, clock=clock, rng=random.Random(self._rng.random())
         )

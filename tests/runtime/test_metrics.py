@@ -32,7 +32,7 @@ async def test_metrics_endpoint_serves_the_named_series(tmp_path: Path, free_por
         cloud="aws",
         zone="z",
         address=f"127.0.0.1:{port}",
-        metrics=f"127.0.0.1:{metrics_port}",
+        metrics_port=metrics_port,
     )
     layout.write_agent(spec)
     async with Agent(load_agent_config(layout.config_path("m0"))):

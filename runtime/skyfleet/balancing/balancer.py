@@ -169,13 +169,15 @@ class Balancer:
         self._budget.started(retry=retry)
         return Choice(peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic)
 
-    def record(self, choice: Choice, *, ok: bool, now: float) -> None:
-        """The attempt in `choice` ended (`ok` False: failed, timed out or unreachable)."""
+    def record(self, choice: Choice, *, ok: bool, now: float, unreachable: bool = False) -> None:
+        """The attempt in `choice` ended (`ok` False: failed or timed out). Set
+        `unreachable` when the peer was never reached (connection refused, no route):
+        outlier detection then ejects it at once."""
         self._budget.finished(retry=choice.attempt > 1)
         peer = choice.peer
         # The fleet size per cloud (for the max-ejection cap) is only needed on failures.
         fleet = Counter(p.cloud for p in self._last_peers) if not ok else Counter()
-        self._outliers.record(peer.name, peer.cloud, ok, now, fleet)
+        self._outliers.record(peer.name, peer.cloud, ok, now, fleet, unreachable=unreachable)
         self.strategy.observe(peer, now - choice.sent_at, ok, now)
 
     def _rule(self, kind: str) -> RoutingRule | None:

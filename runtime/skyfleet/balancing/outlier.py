@@ -9,6 +9,11 @@ itself, so a peer unreachable from one cloud only is avoided there only):
 - The same count kept per *cloud* (failures on any of its peers, reset by a success on
   any) ejects the whole cloud. A dead cloud is thus left after its first few failures,
   long before membership (seconds) or status gossip notice.
+- Unreachable (refused connection, no route: the peer never saw the task) is stronger
+  evidence than a failed task (Envoy's split of local-origin errors): it ejects the peer
+  at once, and `UNREACHABLE_HOSTS_FOR_CLOUD` distinct unreachable peers of one cloud in a
+  row eject the cloud. With many nodes each sending a share of its traffic to the dead
+  cloud, waiting for five failures per node would keep sending there for seconds.
 - No ejection may take the ejected share of known peers above `max_ejection_percent`.
   The policy default is 100 % so a whole cloud can go; the `Balancer`'s panic threshold
   is what stops the fleet from ejecting itself empty.
@@ -19,12 +24,17 @@ Ejection is applied when a failure is recorded; expiry is read lazily from the c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from skyfleet.policy.model import OutlierDetection
 
 MAX_EJECTION_MULTIPLIER = 10
 """Envoy's max_ejection_time default (300 s) is 10 x its base ejection time (30 s)."""
+
+
+UNREACHABLE_HOSTS_FOR_CLOUD = 2
+"""Distinct peers of one cloud found unreachable, with no success there in between, that
+eject the whole cloud. One could be a single dead host; two is a pattern."""
 
 
 def ejection_seconds(base_seconds: float, times_ejected: int) -> float:
@@ -38,6 +48,8 @@ class _Record:
     consecutive: int = 0
     times_ejected: int = 0
     ejected_until: float = float("-inf")
+    unreachable: set[str] = field(default_factory=set)
+    """Peers found unreachable since the last success (kept for clouds only)."""
 
 
 class OutlierDetector:
@@ -67,20 +79,34 @@ class OutlierDetector:
     def ejected_peers(self, now: float) -> list[str]:
         return sorted(p for p, r in self._peers.items() if now < r.ejected_until)
 
-    def record(self, peer: str, cloud: str, ok: bool, now: float, fleet: Mapping[str, int]) -> None:
+    def record(
+        self,
+        peer: str,
+        cloud: str,
+        ok: bool,
+        now: float,
+        fleet: Mapping[str, int],
+        *,
+        unreachable: bool = False,
+    ) -> None:
         """Count the outcome of one attempt on `peer`; `fleet` maps every cloud to the
-        number of peers known in it (for the max-ejection cap)."""
+        number of peers known in it (for the max-ejection cap). `unreachable`: the attempt
+        never reached the peer (refused, no route, stream broken by its death)."""
         p = self._peers.setdefault(peer, _Record(cloud))
         c = self._clouds.setdefault(cloud, _Record(cloud))
         if ok:
             p.consecutive = c.consecutive = 0
+            c.unreachable.clear()
             return
         if not self._config.enabled:
             return
-        p.consecutive += 1
-        c.consecutive += 1
         threshold = self._config.consecutive_failures
-        if c.consecutive >= threshold and now >= c.ejected_until:
+        p.consecutive = threshold if unreachable else p.consecutive + 1
+        c.consecutive += 1
+        if unreachable:
+            c.unreachable.add(peer)
+        cloud_down = len(c.unreachable) >= UNREACHABLE_HOSTS_FOR_CLOUD
+        if (c.consecutive >= threshold or cloud_down) and now >= c.ejected_until:
             if self._allowed(fleet, extra_cloud=cloud, now=now):
                 self._eject(c, now)
         if p.consecutive >= threshold and not self.is_ejected(peer, cloud, now):
@@ -96,6 +122,7 @@ class OutlierDetector:
             self._config.base_ejection_seconds, r.times_ejected
         )
         r.consecutive = 0
+        r.unreachable.clear()
         self._any_until = max(self._any_until, r.ejected_until)
 
     def _allowed(

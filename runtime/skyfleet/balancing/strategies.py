@@ -11,7 +11,8 @@ and outcomes (`observe`). The simulator in `skyfleet.sim.tasks` drives these ver
     least_loaded  lowest reported load per slot, *without* one's own recent sends: what
                   naive designs do, kept as the baseline that herds on stale state
     p2c           d samples in proportion to capacity, the one with the lowest
-                  (reported load + own sends since that report + 1) / capacity (default)
+                  (reported load, discounted by its age, + own sends since that report
+                  + 1) / capacity (default)
     peak_ewma     d samples, lowest rtt_ewma x (pending + 1) / capacity (Linkerd)
     adaptive      Thompson-sampling contextual bandit (`skyfleet.balancing.adaptive`)
 
@@ -31,6 +32,7 @@ from skyfleet.balancing.costs import (
     p2c_cost,
     peak_ewma_cost,
     peak_ewma_update,
+    stale_load,
 )
 from skyfleet.balancing.peers import PeerLoad
 
@@ -68,10 +70,10 @@ def sample_distinct(
     peers: Sequence[PeerLoad], d: int, rng: random.Random, weights: Sequence[float] | None
 ) -> list[PeerLoad]:
     """`d` distinct peers (all of them if there are no more than `d`), drawn uniformly or
-    in proportion to `weights`, in draw order."""
+    in proportion to `weights`, in a random order (callers break ties by taking the first)."""
     n = len(peers)
     if n <= d:
-        return list(peers)
+        return rng.sample(list(peers), n)
     if weights is None:
         return [peers[i] for i in rng.sample(range(n), d)]
     cum = list(itertools.accumulate(weights))
@@ -149,6 +151,10 @@ class LeastLoaded:
 
 
 class P2C:
+    """Power of d choices. Cost of a candidate: (estimated load now + own sends since its
+    status + 1) / capacity, where the estimate discounts the status by its age
+    (`costs.stale_load`). With `capacity_weighted` off: uniform draws and raw load."""
+
     name = "p2c"
 
     def __init__(
@@ -164,16 +170,22 @@ class P2C:
         self._d = choices
         self._weighted = capacity_weighted
 
-    def cost(self, peer: PeerLoad) -> float:
-        if self._weighted:
-            return p2c_cost(peer.load, self._cap.of(peer))
-        return float(peer.load)
+    def cost(self, peer: PeerLoad, now: float, fleet_utilisation: float) -> float:
+        capacity = self._cap.of(peer) if self._weighted else 1.0
+        reported = peer.inflight + peer.queued
+        age = peer.age(now)
+        estimate = stale_load(reported, capacity, age, peer.latency_ewma, fleet_utilisation)
+        return p2c_cost(estimate + peer.sent_since_status, capacity)
 
     def pick(self, peers: Sequence[PeerLoad], now: float) -> PeerLoad:
-        weights = [self._cap.of(p) for p in peers] if self._weighted else None
-        sample = sample_distinct(peers, self._d, self._rng, weights)
+        caps = [self._cap.of(p) for p in peers]
+        sample = sample_distinct(peers, self._d, self._rng, caps if self._weighted else None)
+        if len(sample) == 1:
+            return sample[0]
+        total = sum(caps) if self._weighted else len(peers)
+        fleet = sum(p.inflight + p.queued for p in peers) / total
         # min() keeps the first of equals, and the sample order is random: ties are fair.
-        return min(sample, key=self.cost)
+        return min(sample, key=lambda p: self.cost(p, now, fleet))
 
     def observe(self, peer: PeerLoad, latency: float, ok: bool, now: float) -> None:
         return None

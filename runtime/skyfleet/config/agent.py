@@ -150,9 +150,7 @@ def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
 def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig:
     """Build an AgentConfig from a parsed TOML document; relative paths are taken from
     `base_dir` (the config file's folder)."""
-    _check_known(
-        doc, "config", {"node", "join", "tls", "membership", "policy", "tasks", "agent"}
-    )
+    _check_known(doc, "config", {"node", "join", "tls", "membership", "policy", "tasks", "agent"})
     node = _table(doc, "node")
     _check_known(node, "node", {"name", "cloud", "region", "zone", "bind", "advertise", "labels"})
     name = _str(node, "name", "node")
@@ -252,8 +250,10 @@ def _parse_tasks(table: dict[str, Any]) -> TaskSettings:
         values["handlers"] = tuple(handlers)
     for name, value in values.items():
         default = getattr(TaskSettings(), name)
-        if name != "handlers" and type(value) is not type(default) and not (
-            isinstance(default, float) and isinstance(value, int)
+        if (
+            name != "handlers"
+            and type(value) is not type(default)
+            and not (isinstance(default, float) and isinstance(value, int))
         ):
             raise ConfigError(f"tasks.{name}: expected {type(default).__name__}")
     try:

@@ -38,8 +38,15 @@ class AgentSpec:
     """MembershipConfig fields on top of `profile`."""
     netns: str | None = None
     """Network namespace the agent runs in (see localfleet.netns); None: this namespace."""
-    metrics: str = ""
-    """host:port of the agent's Prometheus endpoint; empty: none."""
+    metrics_port: int = 0
+    """Port of the agent's Prometheus endpoint on its own address; 0: none."""
+
+    @property
+    def metrics_address(self) -> str:
+        """host:port of the metrics endpoint (the agent's own host), or empty."""
+        if not self.metrics_port:
+            return ""
+        return f"{self.address.rpartition(':')[0]}:{self.metrics_port}"
 
 
 def _toml_value(value: object) -> str:
@@ -78,7 +85,7 @@ def render_config(spec: AgentSpec, root: Path) -> str:
         "",
         "[agent]",
         f"state_dir = {_toml_value(f'../state/{spec.name}')}",
-        f"metrics_bind = {_toml_value(spec.metrics)}",
+        f"metrics_bind = {_toml_value(spec.metrics_address)}",
     ]
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # what we write must parse

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from skyfleet.config.agent import NODE_NAME
+
 MAX_AGENTS = 999
 """Agent numbers are at most three digits in interface names (`<prefix>-p<n>`)."""
 
@@ -66,6 +68,8 @@ class NetworkPlan:
             raise PlanError(f"agents: {len(self.agents)} agents, at most {MAX_AGENTS}")
         seen: set[str] = set()
         for name, cloud in self.agents:
+            if not NODE_NAME.fullmatch(name):  # it becomes part of a namespace name
+                raise PlanError(f"agents: {name!r} is not a node name")
             if name in seen:
                 raise PlanError(f"agents: {name!r} is listed twice")
             seen.add(name)

@@ -49,6 +49,7 @@ def local_specs(root: Path, *, profile: str = "local") -> list[AgentSpec]:
             address=h.endpoint,
             seeds=seeds_for(h, hosts),
             profile=profile,
+            metrics_port=h.metrics_port,
         )
         for h in hosts
     ]

@@ -41,13 +41,18 @@ def drift(created: np.ndarray, latency: np.ndarray) -> float:
     return float(quarters[3].mean() / quarters[1].mean())
 
 
-def summarise(run: TaskRun) -> Summary:
-    lat = run.latency
+def summarise(run: TaskRun, created_between: tuple[float, float] | None = None) -> Summary:
+    """Latency figures of the measured tasks, or of those created inside a window (the
+    failure count stays the whole run's)."""
+    lat, created = run.latency, run.created
+    if created_between is not None:
+        inside = (created >= created_between[0]) & (created < created_between[1])
+        lat, created = lat[inside], created[inside]
     if len(lat) == 0:
         nan = float("nan")
         return Summary(0, nan, nan, nan, nan, run.failed, run.unfinished, run.retries, nan, False)
     p50, p99, p999 = (float(x) for x in np.quantile(lat, [0.5, 0.99, 0.999]))
-    d = drift(run.created, lat)
+    d = drift(created, lat)
     stable = run.unfinished == 0 and d < STABLE_DRIFT
     return Summary(
         tasks=len(lat),

@@ -259,7 +259,7 @@ class TaskSim:
         host = self.hosts[task.host]
         host.incoming -= 1
         if not host.up:
-            self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, False))
+            self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, False, True))
             return
         task.epoch = host.epoch
         if host.busy < host.slots:
@@ -284,12 +284,14 @@ class TaskSim:
         assert task.choice is not None
         local = self.now - task.choice.sent_at - self._delay(task.origin, task.host)
         host.latency_ewma += _EWMA_ALPHA * (local - host.latency_ewma)
-        self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, True))
+        self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, True, False))
 
     def _reply(self, payload: object) -> None:
-        task, ok = payload  # type: ignore[misc]
+        task, ok, unreachable = payload  # type: ignore[misc]
         assert task.choice is not None
-        self.balancers[task.origin].record(task.choice, ok=ok, now=self.now)
+        self.balancers[task.origin].record(
+            task.choice, ok=ok, now=self.now, unreachable=unreachable
+        )
         if ok:
             if task.created >= self.s.warmup:
                 self._latency.append(self.now - task.created)
@@ -349,7 +351,8 @@ class TaskSim:
         host.queue.clear()
         host.busy = 0
         for task in lost:
-            self._at(self.now + self._delay(h, task.origin), _REPLY, (task, False))
+            # The stream breaks: the peer is gone, as good as unreachable.
+            self._at(self.now + self._delay(h, task.origin), _REPLY, (task, False, True))
 
     def _result(self) -> TaskRun:
         return TaskRun(

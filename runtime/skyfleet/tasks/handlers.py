@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -63,7 +64,9 @@ async def echo(payload: bytes, ctx: HandlerContext) -> bytes:
 
 def draw_service_time(dist: str, mean: float, scv: float, rng: random.Random) -> float:
     """A service time with the given mean and squared coefficient of variation."""
-    if dist == "fixed":
+    if dist == "fixed" or mean == 0.0:
+        # A zero mean is a valid "return at once"; the exponential and lognormal
+        # formulas would divide by it or take its log.
         return mean
     if dist == "exponential":
         return rng.expovariate(1.0 / mean)
@@ -90,22 +93,31 @@ async def sleep(payload: bytes, ctx: HandlerContext) -> bytes:
     return json.dumps({"slept": round(seconds, 6)}).encode()
 
 
+def matrix_power_norm(n: int, rounds: int, seed: int, stop: threading.Event) -> float | None:
+    """||M^rounds|| for a seeded random n x n matrix M, or None once `stop` is set: checked
+    between rounds, so a cancelled task frees its core within one matrix product."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((n, n)) / np.sqrt(n)
+    acc = np.eye(n)
+    for _ in range(rounds):
+        if stop.is_set():
+            return None
+        acc = acc @ m
+    return float(np.linalg.norm(acc))
+
+
 async def cpu(payload: bytes, ctx: HandlerContext) -> bytes:
-    """A CPU-bound numpy job (n x n matrix products), run off the event loop."""
+    """A CPU-bound numpy job (n x n matrix products), run off the event loop. A thread
+    cannot be cancelled, so cancellation (the task's deadline) asks it to stop."""
     doc = _json_payload(payload)
     n = int(_number(doc, "n", 128, 1, 2048))
     rounds = int(_number(doc, "rounds", 4, 1, 1000))
     seed = int(_number(doc, "seed", 0, 0, 2**31))
-
-    def work() -> float:
-        rng = np.random.default_rng(seed)
-        m = rng.standard_normal((n, n)) / np.sqrt(n)
-        acc = np.eye(n)
-        for _ in range(rounds):
-            acc = acc @ m
-        return float(np.linalg.norm(acc))
-
-    norm = await asyncio.to_thread(work)
+    stop = threading.Event()
+    try:
+        norm = await asyncio.to_thread(matrix_power_norm, n, rounds, seed, stop)
+    finally:
+        stop.set()
     return json.dumps({"n": n, "rounds": rounds, "norm": norm}).encode()
 
 

@@ -1,0 +1,118 @@
+"""A client of the whole fleet, not of one agent: it submits through any entry agent and,
+when that agent is unreachable, resubmits the same task (same idempotency key) through
+another, so losing a cloud loses no task. This is what a client SDK of Skyfleet does."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
+from skyfleet.transport.tls import TlsMaterial, secure_channel
+
+# Entry-agent failures worth another entry agent: the agent is gone or overloaded.
+_RETRY_ELSEWHERE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One task's single terminal outcome as the client saw it."""
+
+    key: str
+    status: str
+    """succeeded | failed | deadline_exceeded | rejected (gRPC code name after `rejected:`)."""
+    entry: str
+    executed_by: str = ""
+    attempts: int = 0
+    """Executors the entry agent tried (more than 1: it failed over)."""
+    entries: int = 1
+    """Entry agents the client tried (more than 1: the first was unreachable)."""
+    error: str = ""
+
+
+_TASK_OUTCOME = {1: "succeeded", 2: "failed", 3: "deadline_exceeded", 4: "rejected"}
+
+
+class FleetClient:
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        tls: TlsMaterial,
+        *,
+        rng: random.Random | None = None,
+        rest: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries = list(entries)
+        self._rng = rng or random.Random()
+        self._rest = rest
+        self._clock = clock
+        self._down_until: dict[str, float] = {}
+        creds = tls.channel_credentials()
+        self._channels = {e.name: secure_channel(e.address, creds, e.name) for e in entries}
+        self._stubs = {n: tasks_pb2_grpc.TasksStub(c) for n, c in self._channels.items()}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+    async def submit(
+        self, handler: str, payload: bytes, *, timeout: float, kind: str = ""
+    ) -> Outcome:
+        """Run one task; always returns its single outcome (never raises for the fleet's
+        failures). Entry agents are tried in random order, those that recently failed
+        last, until one answers: a whole cloud of entry points may be gone."""
+        key = uuid.uuid4().hex
+        request = tasks_pb2.SubmitTaskRequest(
+            handler=handler, payload=payload, idempotency_key=key, kind=kind
+        )
+        now = self._clock()
+        order = self._rng.sample(self._entries, len(self._entries))
+        entries = sorted(order, key=lambda e: self._down_until.get(e.name, 0.0) > now)
+        last: Outcome | None = None
+        for tried, entry in enumerate(entries, start=1):
+            try:
+                reply = await self._stubs[entry.name].Submit(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return Outcome(
+                        key,
+                        "deadline_exceeded",
+                        entry.name,
+                        entries=tried,
+                        error=exc.details() or "",
+                    )
+                last = Outcome(
+                    key,
+                    f"rejected:{code.name}",
+                    entry.name,
+                    entries=tried,
+                    error=exc.details() or "",
+                )
+                if code in _RETRY_ELSEWHERE:
+                    self._down_until[entry.name] = self._clock() + self._rest
+                    continue
+                return last
+            return Outcome(
+                key,
+                _TASK_OUTCOME.get(reply.outcome, "failed"),
+                entry.name,
+                executed_by=reply.executed_by,
+                attempts=reply.attempts,
+                entries=tried,
+                error=reply.error,
+            )
+        assert last is not None
+        return last
