@@ -37,6 +37,10 @@ class MemberRow:
     policy_hash: str
     status_age: float | None
     """Seconds since the member's latest status arrived at the answering agent."""
+    inflight: int = 0
+    queued: int = 0
+    capacity: int = 0
+    latency_ms: float = 0.0
 
 
 class AgentError(Exception):
@@ -92,6 +96,10 @@ class AgentClient:
                 policy_version=m.status.policy_version,
                 policy_hash=m.status.policy_hash,
                 status_age=m.status_age_seconds if m.HasField("status") else None,
+                inflight=m.status.inflight,
+                queued=m.status.queued,
+                capacity=m.status.capacity,
+                latency_ms=m.status.latency_ms,
             )
             for m in resp.members
         ]

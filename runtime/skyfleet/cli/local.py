@@ -7,8 +7,12 @@ import argparse
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skyfleet.cli.main import CliError
+
+if TYPE_CHECKING:
+    from skyfleet.localfleet.layout import AgentSpec
 
 DEFAULT_DIR = Path(".skyfleet/local")
 
@@ -33,6 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     demo.set_defaults(func=_demo)
 
+    up = local_sub.add_parser("up", help="start the local fleet and leave it running")
+    up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
+    up.add_argument("--stack-root", type=Path, help="folder with Pulumi.local.yaml (found)")
+    up.add_argument("--loopback", action="store_true", help="no network namespaces")
+    up.set_defaults(func=_up)
+    status = local_sub.add_parser("status", help="the running local fleet as a table")
+    status.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
+    status.set_defaults(func=_status)
+    down = local_sub.add_parser("down", help="stop the local fleet; leaves nothing behind")
+    down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
+    down.set_defaults(func=_down)
+
 
 def find_stack_root(start: Path) -> Path:
     for folder in (start, *start.parents):
@@ -43,6 +59,55 @@ def find_stack_root(start: Path) -> Path:
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def _specs(args: argparse.Namespace) -> tuple[Path, list[AgentSpec]]:
+    from infra.config import StackConfigError
+    from skyfleet.localfleet.stack import local_specs
+
+    root = args.stack_root or find_stack_root(Path.cwd())
+    try:
+        return root, local_specs(root)
+    except StackConfigError as exc:
+        raise CliError(f"Pulumi.local.yaml: {exc}") from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    import json
+
+    from skyfleet.localfleet import ops
+
+    root, specs = _specs(args)
+    policy = json.loads((root / "policies" / "default.json").read_text())
+    try:
+        ops.up(specs, args.dir, policy, say, use_netns=not args.loopback)
+    except (RuntimeError, AssertionError) as exc:
+        ops.down(args.dir, say)
+        raise CliError(str(exc)) from None
+    say("see it with `skyfleet local status` or `skyfleet top`; stop with `skyfleet local down`")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from skyfleet.localfleet import ops
+    from skyfleet.localfleet.view import fleet_table
+
+    try:
+        observer, rows = asyncio.run(ops.views(args.dir))
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(fleet_table(observer, rows)))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from skyfleet.localfleet import ops
+
+    left = ops.down(args.dir, say)
+    if left:
+        raise CliError("left behind: " + ", ".join(left))
+    say("local fleet down: no agent process and no namespace left")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

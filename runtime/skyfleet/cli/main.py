@@ -19,6 +19,7 @@ _GROUPS = (
     "skyfleet.cli.certs",
     "skyfleet.cli.local",
     "skyfleet.cli.policy",
+    "skyfleet.cli.top",
 )
 
 

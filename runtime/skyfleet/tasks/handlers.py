@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -71,8 +72,8 @@ def draw_service_time(dist: str, mean: float, scv: float, rng: random.Random) ->
     if dist == "exponential":
         return rng.expovariate(1.0 / mean)
     if dist == "lognormal":
-        sigma2 = np.log1p(scv)
-        return rng.lognormvariate(float(np.log(mean) - sigma2 / 2), float(np.sqrt(sigma2)))
+        sigma2 = math.log1p(scv)
+        return rng.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
     if dist == "bimodal":
         # 90 % short, 10 % ten times longer, scaled to the requested mean.
         short = mean / (0.9 + 0.1 * 10)
