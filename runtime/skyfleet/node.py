@@ -42,6 +42,7 @@ from skyfleet.services.admin import AdminService
 from skyfleet.services.membership import MembershipService
 from skyfleet.services.policy import PolicyService
 from skyfleet.services.tasks import TasksService
+from skyfleet.status.publication import worth_publishing
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.router import Router
@@ -105,6 +106,7 @@ class Agent:
         self._keeper: PolicyKeeper | None = None
         self._router: Router | None = None
         self._metrics: Metrics | None = None
+        self._last_status: tuple[StatusReport, float] | None = None
         if registry is None:
             try:
                 registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
@@ -266,12 +268,22 @@ class Agent:
 
     def publish_status(self) -> None:
         """Advertise our status now (also called when the policy changes)."""
-        self.loop.publish_status(self.status_report())
+        report = self.status_report()
+        self.loop.publish_status(report)
+        self._last_status = (report, self._clock())
 
     async def _advertise(self) -> None:
+        cfg = self.config.membership
         while True:
-            await asyncio.sleep(self.config.membership.status_interval)
-            self.publish_status()
+            await asyncio.sleep(cfg.status_interval)
+            last, last_at = self._last_status or (None, 0.0)
+            report = self.status_report()
+            now = self._clock()
+            if worth_publishing(
+                last, report, last_at=last_at, now=now, refresh=cfg.status_refresh_interval
+            ):
+                self.loop.publish_status(report)
+                self._last_status = (report, now)
 
     def request_stop(self) -> None:
         """Ask the agent to leave (signal handlers, the admin Leave call)."""

@@ -85,8 +85,18 @@ class MembershipConfig:
     """Cap on the join retry delay; a node keeps retrying until it reaches a seed."""
 
     status_interval: float = 1.0
-    """How often a node re-advertises its status (load, policy version). It is also sent
-    at once when the policy changes; the period bounds how stale load information is."""
+    """How often a node checks whether its status (load, policy version) changed enough
+    to advertise it; a policy change is advertised at once. The period bounds how stale
+    load information is."""
+
+    status_refresh_interval: float = 30.0
+    """An unchanged status is re-advertised this often, so late joiners and nodes that
+    missed it still learn it (push-pull also carries it)."""
+
+    status_retransmit_share: float = 0.25
+    """Status news is sent this share of the usual retransmit count: the next report
+    supersedes it anyway, and push-pull repairs what gossip missed. Keeps a busy fleet's
+    load reports from crowding out membership news."""
 
     packet_budget: int = 1400
     """Bytes of piggybacked news per packet (memberlist's UDP-safe size). gRPC has no such
@@ -114,6 +124,7 @@ class MembershipConfig:
             "push_pull_interval",
             "reconnect_interval",
             "status_interval",
+            "status_refresh_interval",
             "join_retry_min",
             "join_retry_max",
         )
@@ -130,6 +141,8 @@ class MembershipConfig:
                 raise ValueError(f"membership.{name}: must be >= 1, got {getattr(self, name)}")
         if self.suspicion_max_timeout_mult < 1:
             raise ValueError("membership.suspicion_max_timeout_mult: must be >= 1")
+        if not 0 < self.status_retransmit_share <= 1:
+            raise ValueError("membership.status_retransmit_share: must be in (0, 1]")
         if self.awareness_max_multiplier < 1:
             raise ValueError("membership.awareness_max_multiplier: must be >= 1")
 

@@ -8,6 +8,7 @@ a large join in the simulator).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -20,6 +21,7 @@ class _Item(Generic[T]):
     value: T
     transmits: int
     size: int
+    share: float
 
 
 class BroadcastQueue(Generic[T]):
@@ -34,10 +36,11 @@ class BroadcastQueue(Generic[T]):
     def __contains__(self, key: str) -> bool:
         return key in self._where
 
-    def queue(self, key: str, value: T) -> None:
-        """Queue `value` as the news about `key`, replacing any older news about it."""
+    def queue(self, key: str, value: T, *, share: float = 1.0) -> None:
+        """Queue `value` as the news about `key`, replacing any older news about it. It
+        is sent `share` of the usual number of times (at least once)."""
         self._discard(key)
-        self._buckets.setdefault(0, {})[key] = _Item(value, 0, self._size_of(value))
+        self._buckets.setdefault(0, {})[key] = _Item(value, 0, self._size_of(value), share)
         self._where[key] = 0
 
     def take(self, budget: int, limit: int) -> list[T]:
@@ -58,7 +61,7 @@ class BroadcastQueue(Generic[T]):
         for key, item in reversed(taken):
             self._discard(key)
             item.transmits += 1
-            if item.transmits < limit:
+            if item.transmits < max(1, math.ceil(limit * item.share)):
                 self._buckets.setdefault(item.transmits, {})[key] = item
                 self._where[key] = item.transmits
         return [item.value for _, item in taken]  # newest first, as taken

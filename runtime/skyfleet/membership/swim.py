@@ -211,7 +211,9 @@ class Swim:
         self._status_seq += 1
         status = NodeStatus(self.name, self._incarnation, self._status_seq, report)
         self._statuses[self.name] = (status, now)
-        self._broadcasts.queue(f"status:{self.name}", status)
+        self._broadcasts.queue(
+            f"status:{self.name}", status, share=self._cfg.status_retransmit_share
+        )
         return self._flush()
 
     def statuses(self) -> dict[str, tuple[NodeStatus, float]]:
@@ -294,7 +296,9 @@ class Swim:
         known = self._statuses.get(status.node)
         if status.supersedes(known[0] if known else None):
             self._statuses[status.node] = (status, now)
-            self._broadcasts.queue(f"status:{status.node}", status)
+            self._broadcasts.queue(
+                f"status:{status.node}", status, share=self._cfg.status_retransmit_share
+            )
 
     def _accused(self, incarnation: int, now: float) -> None:
         """News says we are suspect or dead. At our incarnation or above: refute. Below
