@@ -20,4 +20,4 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[demo,infra,test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[demo,infra,test,bench]"
