@@ -46,7 +46,7 @@ from skyfleet.status.publication import worth_publishing
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.router import Router
-from skyfleet.transport.peers import PeerChannels, PeerSender
+from skyfleet.transport.peers import GRPC_OPTIONS, PeerChannels, PeerSender
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import TlsMaterial
@@ -170,7 +170,7 @@ class Agent:
             clock=self._clock,
             rng=random.Random(self._rng.random()),
         )
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=GRPC_OPTIONS)
         membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.swim, self._clock, self._stop), server

@@ -45,19 +45,27 @@ async def test_rpcs_authenticate_validate_and_authorise(layout) -> None:
         creds = material(layout, "n1").channel_credentials()
         async with secure_channel(n0.address, creds, "n0") as channel:
             stub = membership_pb2_grpc.MembershipStub(channel)
+
+            async def stream(*packets: membership_pb2.Packet) -> None:
+                call = stub.Stream()
+                for packet in packets:
+                    await call.write(packet)
+                await call.done_writing()
+                await call
+
             ping = membership_pb2.Packet(sender="n1", sender_address=n1.address)
             ping.ping.seq = 1
-            await stub.Deliver(ping)
+            await stream(ping, ping)
 
             forged = membership_pb2.Packet(sender="n7", sender_address=n1.address)
             with pytest.raises(grpc.aio.AioRpcError) as denied:
-                await stub.Deliver(forged)
+                await stream(ping, forged)
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "n7" in (denied.value.details() or "")
 
             bad = membership_pb2.Packet(sender="n1", sender_address="no-port")
             with pytest.raises(grpc.aio.AioRpcError) as invalid:
-                await stub.Deliver(bad)
+                await stream(bad)
             assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "sender_address" in (invalid.value.details() or "")
 

@@ -197,6 +197,8 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
 
     mem = dict(_table(doc, "membership"))
     profile = mem.pop("profile", "lan")
+    if not isinstance(profile, str):
+        raise ConfigError(f"membership.profile: expected a string, got {type(profile).__name__}")
     try:
         membership = membership_preset(profile).with_overrides(mem)
     except (ValueError, TypeError) as exc:
@@ -267,7 +269,9 @@ def _parse_tasks(table: dict[str, Any]) -> TaskSettings:
 def load_agent_config(path: Path) -> AgentConfig:
     """Read and validate an agent config file."""
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_agent_config(doc, base_dir=path.parent)

@@ -7,6 +7,7 @@ Every duration is in seconds. The formulas these feed live in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -111,6 +112,8 @@ class MembershipConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"membership: unknown setting(s) {', '.join(unknown)}")
+        for name, value in overrides.items():
+            _check_type(name, value, getattr(self, name))
         cfg = replace(self, **overrides)
         cfg.validate()
         return cfg
@@ -129,8 +132,13 @@ class MembershipConfig:
             "join_retry_max",
         )
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"membership.{name}: must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"membership.{name}: must be a finite number > 0, got {value}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if math.isnan(value) or value < 0:
+                raise ValueError(f"membership.{f.name}: must be a number >= 0, got {value}")
         if self.probe_timeout >= self.probe_interval:
             raise ValueError(
                 "membership.probe_timeout: must be shorter than probe_interval "
@@ -145,6 +153,15 @@ class MembershipConfig:
             raise ValueError("membership.status_retransmit_share: must be in (0, 1]")
         if self.awareness_max_multiplier < 1:
             raise ValueError("membership.awareness_max_multiplier: must be >= 1")
+
+
+def _check_type(name: str, value: object, default: int | float) -> None:
+    """Config files are typed by hand: a string or a boolean where a number belongs is
+    named here, before it could fail as a bare comparison error deep in `validate`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"membership.{name}: expected a number, got {type(value).__name__}")
+    if isinstance(default, int) and not isinstance(value, int):
+        raise ValueError(f"membership.{name}: expected an integer, got {value!r}")
 
 
 _PRESETS: dict[str, MembershipConfig] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -45,5 +46,10 @@ class TaskSettings:
                 f"tasks.sleep_distribution: unknown distribution {self.sleep_distribution!r}"
             )
         for name in ("idempotency_ttl", "latency_decay"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"tasks.{name}: must be > 0")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"tasks.{name}: must be a finite number > 0, got {value}")
+        for name in ("sleep_mean", "sleep_scv"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"tasks.{name}: must be a finite number >= 0, got {value}")

@@ -1,31 +1,42 @@
-"""Outbound side of the agent: one mTLS channel per peer, fire-and-forget delivery.
+"""Outbound side of the agent: one mTLS channel per peer, and one long-lived membership
+stream per peer carrying our packets to it.
 
-Membership packets are one-way (replies come back as packets of their own), so a send
-never blocks the protocol loop; a failed send is just a lost packet, which SWIM is
-built to tolerate. Failures are logged once per peer per minute, naming the peer.
+Packets are one-way (replies come back on the peer's own stream to us), so sending never
+blocks the protocol loop: a packet goes into the peer's bounded queue and a pump task
+writes it. A packet that cannot be written (peer gone, handshake refused, queue full) is
+simply lost, which SWIM is built to tolerate; the failure is logged once per peer per
+minute, naming the peer. A broken stream is reopened by the next packet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import membership_pb2_grpc
+from skyfleet._generated.skyfleet.v1 import membership_pb2, membership_pb2_grpc
 from skyfleet.membership.messages import Outgoing
 from skyfleet.transport.codec import packet_to_proto
 from skyfleet.transport.tls import describe_rpc_error, peer_label, secure_channel
 
 log = logging.getLogger("skyfleet.transport")
 
+# BDP probing would add an HTTP/2 PING round trip to most bursts of our tiny messages:
+# membership needs no bandwidth estimate, so it is off on both ends (see node.py).
+GRPC_OPTIONS = (("grpc.http2.bdp_probe", 0),)
 _CHANNEL_OPTIONS = (
+    *GRPC_OPTIONS,
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 )
 _ERROR_LOG_INTERVAL = 60.0
+QUEUE_LIMIT = 256
+"""Packets waiting for one peer; beyond it new packets are dropped (the peer is slow or
+unreachable, and newer news will follow)."""
 
 
 class PeerChannels:
@@ -63,38 +74,89 @@ class PeerChannels:
         self._channels.clear()
 
 
+class _PeerStream:
+    """The queue and pump task of our stream to one peer."""
+
+    def __init__(self, sender: PeerSender, address: str, name: str | None) -> None:
+        self.queue: asyncio.Queue[membership_pb2.Packet] = asyncio.Queue(QUEUE_LIMIT)
+        self._sender = sender
+        self._address = address
+        self._name = name
+        self._call: grpc.aio.StreamUnaryCall | None = None
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        s = self._sender
+        while True:
+            msg = await self.queue.get()
+            try:
+                if self._call is None:
+                    stub = membership_pb2_grpc.MembershipStub(
+                        s.channels.get(self._address, self._name)
+                    )
+                    self._call = stub.Stream()
+                await asyncio.wait_for(self._call.write(msg), s.send_timeout)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+                s.send_failures += 1
+                await self._reset()
+            finally:
+                self.queue.task_done()
+
+    async def _reset(self) -> None:
+        """Drop the broken stream, logging why it broke."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        call.cancel()
+        try:
+            await asyncio.wait_for(call, 1.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                label = peer_label(self._address, self._name)
+                self._sender.channels.log_failure(exc, label, "send")
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        if self._call is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._call.done_writing(), 0.5)
+            self._call.cancel()
+
+
 class PeerSender:
     def __init__(self, channels: PeerChannels, send_timeout: float) -> None:
-        self._channels = channels
-        self._timeout = send_timeout
-        self._stubs: dict[tuple[str, str | None], membership_pb2_grpc.MembershipStub] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.channels = channels
+        self.send_timeout = send_timeout
+        self._streams: dict[tuple[str, str | None], _PeerStream] = {}
         self.bytes_sent = 0
         self.packets_sent = 0
         self.send_failures = 0
 
     def send(self, outgoing: list[Outgoing]) -> None:
         for o in outgoing:
-            task = asyncio.get_running_loop().create_task(self._deliver(o))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, o: Outgoing) -> None:
-        msg = packet_to_proto(o.packet)
-        self.packets_sent += 1
-        self.bytes_sent += msg.ByteSize()
-        key = (o.address, o.to_name)
-        stub = self._stubs.get(key)
-        if stub is None:
-            stub = membership_pb2_grpc.MembershipStub(self._channels.get(*key))
-            self._stubs[key] = stub
-        try:
-            await stub.Deliver(msg, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            self.send_failures += 1
-            self._channels.log_failure(exc, peer_label(o.address, o.to_name), "send")
+            msg = packet_to_proto(o.packet)
+            key = (o.address, o.to_name)
+            stream = self._streams.get(key)
+            if stream is None:
+                stream = self._streams[key] = _PeerStream(self, o.address, o.to_name)
+            try:
+                stream.queue.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.send_failures += 1
+                continue
+            self.packets_sent += 1
+            self.bytes_sent += msg.ByteSize()
 
     async def drain(self) -> None:
-        """Let in-flight sends finish briefly: a leave must get out before we close."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self._timeout)
+        """Let queued packets go out briefly (a leave must get out), then stop the pumps."""
+        queues = [s.queue.join() for s in self._streams.values()]
+        if queues:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*queues), self.send_timeout)
+        for stream in self._streams.values():
+            await stream.close()
+        self._streams.clear()

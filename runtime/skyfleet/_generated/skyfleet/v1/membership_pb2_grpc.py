@@ -34,8 +34,8 @@ class MembershipStub(object):
         Args:
             channel: A grpc.Channel.
         """
-        self.Deliver = channel.unary_unary(
-                '/skyfleet.v1.Membership/Deliver',
+        self.Stream = channel.stream_unary(
+                '/skyfleet.v1.Membership/Stream',
                 request_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
                 _registered_method=True)
@@ -44,9 +44,13 @@ class MembershipStub(object):
 class MembershipServicer(object):
     """Missing associated documentation comment in .proto file."""
 
-    def Deliver(self, request, context):
-        """One-way delivery of a packet; replies (acks, push-pull answers) travel as packets
-        of their own, as with memberlist's UDP, so the protocol core stays transport-blind.
+    def Stream(self, request_iterator, context):
+        """One long-lived stream per peer pair and direction: each packet is one message on it,
+        one-way as with memberlist's UDP (acks and push-pull answers travel as packets of
+        their own on the other direction's stream), so the protocol core stays
+        transport-blind and a packet costs a few dozen bytes of framing, not a whole call.
+        The caller's certificate is checked once per stream; every packet's `sender` must
+        equal its CN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -55,8 +59,8 @@ class MembershipServicer(object):
 
 def add_MembershipServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Deliver': grpc.unary_unary_rpc_method_handler(
-                    servicer.Deliver,
+            'Stream': grpc.stream_unary_rpc_method_handler(
+                    servicer.Stream,
                     request_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
                     response_serializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.SerializeToString,
             ),
@@ -72,7 +76,7 @@ class Membership(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Deliver(request,
+    def Stream(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -82,10 +86,10 @@ class Membership(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
-            '/skyfleet.v1.Membership/Deliver',
+            '/skyfleet.v1.Membership/Stream',
             skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
             skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
             options,
