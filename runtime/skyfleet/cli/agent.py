@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # gRPC's C core writes its own plain-text lines to stderr; keep the agent's stream
+    # pure JSON lines (our handlers log every refused peer themselves, by name).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from skyfleet import logs
 
     try:
