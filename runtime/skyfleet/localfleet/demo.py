@@ -163,17 +163,30 @@ class Demo:
         self._workload = workload
         stop = asyncio.Event()
         runner = asyncio.get_running_loop().create_task(workload.run(stop))
+        ticker = asyncio.get_running_loop().create_task(self._progress(workload))
         try:
             await self._phases(workload, names, admin, key)
         finally:
             stop.set()
             await runner
+            ticker.cancel()
             await client.close()
         self.records = workload.records
         for phase in PHASES:
             report.phases[phase] = phase_stats(workload.records, phase)
         report.submitted, report.lost = workload.submitted, workload.lost
         return report
+
+    async def _progress(self, workload: Workload, every: float = 2.0) -> None:
+        """A line every few seconds: what was submitted, what came back, what is open."""
+        while True:
+            await asyncio.sleep(every)
+            done = workload.records
+            ok = sum(1 for r in done if r.outcome.status == "succeeded")
+            self.say(
+                f"  [{workload.phase}] submitted {workload.submitted}, succeeded {ok}, "
+                f"not succeeded {len(done) - ok}, in flight {workload.submitted - len(done)}"
+            )
 
     async def _phases(
         self, workload: Workload, names: list[str], admin: TlsMaterial, key: bytes
