@@ -1,0 +1,304 @@
+"""Policy rollout on virtual time: the agent's own `PolicyAdopter` and `PolicySync` on
+every simulated node, adverts riding on the simulated gossip, pulls as request/response.
+
+What each node does is what `skyfleet.node.Agent` and `transport.policy_loop.PolicyKeeper`
+do, minus the I/O:
+
+- every `status_interval` (staggered), and at once after an adoption, it publishes its
+  status (policy version and hash) through `Swim.publish_status`;
+- every `poll_interval` it asks its `PolicySync` for a pull, given the adverts it holds;
+- a pull is a request to the chosen peer and a reply carrying the peer's signed envelope
+  as the bytes the Fetch RPC would carry, each way delayed (or lost) by the cluster's
+  `SimNetwork`; the reply is offered to the node's `PolicyAdopter`, which parses and
+  verifies the ed25519 signature like any other offer. A request to a crashed peer, or a
+  lost packet, costs the requester its `fetch_timeout`, as a gRPC deadline would.
+
+Policy events sit in a heap of their own; `run_until` interleaves them with the
+membership events through `SimCluster.run_until`, so the membership simulation is the
+unmodified one.
+
+Adverts: the keeper hands `next_fetch` every up member's advertised version, and
+`next_fetch` keeps those above the node's own. Here only those are gathered, found
+through the nodes that hold a newer version (a status is only ever published by its own
+node, so no other node can advertise one): the same decisions, without scanning N
+statuses on each of 4 N polls per second.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.messages import MemberState, StatusReport
+from skyfleet.membership.swim import Swim
+from skyfleet.policy.adoption import Decision, PolicyAdopter
+from skyfleet.policy.signing import TrustedKeys
+from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
+from skyfleet.sim.cluster import SimCluster
+from skyfleet.sim.network import SimNetwork
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySimSettings:
+    """The agent's policy timings (see `Agent._policy_keeper`)."""
+
+    poll_interval: float = 0.25
+    """How often a node looks for a newer advert: `transport.policy_loop.POLL_INTERVAL`
+    (a test keeps the two equal)."""
+    retry_after: float | None = None
+    """Skip a peer that failed to serve for this long; None: 5 x probe interval, as the
+    agent wires it."""
+    fetch_timeout: float | None = None
+    """Deadline of one pull; None: max(2 s, 2 x probe interval), as the agent wires it."""
+    serve_time: float = 0.0
+    """Seconds a peer takes to answer a Fetch, beyond the network delay."""
+
+
+@dataclass(slots=True)
+class PolicyNode:
+    adopter: PolicyAdopter
+    sync: PolicySync
+    adopted_at: dict[int, float] = field(default_factory=dict)
+    """Virtual time each version was adopted (the initial one at 0)."""
+    pulls: int = 0
+    pull_failures: int = 0
+
+    @property
+    def version(self) -> int:
+        doc = self.adopter.current
+        return doc.version if doc else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pull:
+    """One Fetch in flight; `envelope` is set on the reply."""
+
+    requester: str
+    plan: FetchPlan
+    started: float
+    envelope: bytes = b""
+
+
+class PolicyCluster(SimCluster):
+    """A `SimCluster` whose nodes also run the agent's policy adoption and pull."""
+
+    def __init__(
+        self,
+        config: MembershipConfig,
+        *,
+        trusted_keys: TrustedKeys,
+        initial_envelope: dict[str, Any] | None = None,
+        settings: PolicySimSettings | None = None,
+        seed: int = 1,
+        network: SimNetwork | None = None,
+    ) -> None:
+        super().__init__(config, seed=seed, network=network)
+        s = settings or PolicySimSettings()
+        self.settings = s
+        self.retry_after = s.retry_after or config.probe_interval * 5
+        self.fetch_timeout = s.fetch_timeout or max(2.0, config.probe_interval * 2)
+        self.policy: dict[str, PolicyNode] = {}
+        self.advertising = False
+        self.decisions: list[tuple[str, Decision]] = []
+        """Every adoption and rejection (not the repeats), for the caller to inspect."""
+        self._trusted = trusted_keys
+        self._initial = initial_envelope
+        self._policy_rng = random.Random(seed + 2)
+        self._policy_heap: list[tuple[float, int, str, str, _Pull | None]] = []
+        self._policy_seq = 0
+        self._holders: dict[int, set[str]] = {}
+        self._served: dict[tuple[int, str], bytes] = {}
+        self.pull_seconds: list[float] = []
+        """Duration of every successful pull, request to verified reply."""
+
+    # ------------------------------------------------------------------ fleet control
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        seeds: tuple[str, ...] = (),
+        cloud: str = "",
+        zone: str = "",
+        incarnation: int = 0,
+    ) -> Swim:
+        """Start a node with the policy in force at boot (the persisted one); its advert
+        and poll loops start with `start_advertising`, or at once if already started."""
+        swim = super().add_node(name, seeds=seeds, cloud=cloud, zone=zone, incarnation=incarnation)
+        rng = random.Random(self._policy_rng.random())
+        node = PolicyNode(
+            PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
+            PolicySync(rng, retry_after=self.retry_after, fetch_timeout=self.fetch_timeout),
+        )
+        node.adopted_at[node.version] = self.now
+        old = self.policy.get(name)
+        if old is not None:
+            self._holders.get(old.version, set()).discard(name)
+        self.policy[name] = node
+        self._holders.setdefault(node.version, set()).add(name)
+        if self.advertising:
+            self._start_loops(name)
+        return swim
+
+    def start_advertising(self) -> None:
+        """Start every node's status and poll loops (staggered, as agents booted at
+        different moments would be)."""
+        self.advertising = True
+        for name in self.live_names():
+            self._start_loops(name)
+
+    def advertise_now(self, name: str) -> int:
+        """Publish `name`'s status at once; the sequence number it carries."""
+        self._publish(name)
+        status, _ = self.nodes[name].swim.statuses()[name]
+        return status.seq
+
+    def offer(self, name: str, envelope: bytes | dict[str, Any], origin: str) -> Decision:
+        """Hand `name` an envelope (an admin's Publish, or the watched file)."""
+        return self._offer(name, envelope, origin)
+
+    # ------------------------------------------------------------------ observation
+
+    def version_of(self, name: str) -> int:
+        return self.policy[name].version
+
+    def on_version(self, version: int, names: list[str] | None = None) -> int:
+        """How many of `names` (default: the live nodes) run `version` or newer."""
+        names = names if names is not None else self.live_names()
+        return sum(1 for n in names if self.policy[n].version >= version)
+
+    # ------------------------------------------------------------------ running
+
+    def run_until(self, t: float) -> None:
+        while self._policy_heap and self._policy_heap[0][0] <= t:
+            when, _, kind, name, pull = heapq.heappop(self._policy_heap)
+            super().run_until(when)
+            if self.nodes[name].up:
+                self._fire(kind, name, pull)
+        super().run_until(t)
+
+    # ------------------------------------------------------------------ internals
+
+    def _at(self, when: float, kind: str, name: str, pull: _Pull | None = None) -> None:
+        self._policy_seq += 1
+        heapq.heappush(self._policy_heap, (when, self._policy_seq, kind, name, pull))
+
+    def _start_loops(self, name: str) -> None:
+        rng = self._policy_rng
+        self._publish(name)
+        self._at(self.now + rng.uniform(0, self.config.status_interval), "advertise", name)
+        self._at(self.now + rng.uniform(0, self.settings.poll_interval), "poll", name)
+
+    def _fire(self, kind: str, name: str, pull: _Pull | None) -> None:
+        if kind == "advertise":
+            self._publish(name)
+            self._at(self.now + self.config.status_interval, "advertise", name)
+        elif kind == "poll":
+            self._poll(name)
+            self._at(self.now + self.settings.poll_interval, "poll", name)
+        elif kind == "serve":
+            assert pull is not None
+            self._serve(name, pull)
+        elif kind == "reply":
+            assert pull is not None
+            self._reply(pull)
+        elif kind == "fail":
+            assert pull is not None
+            self._pull_failed(pull)
+
+    def _publish(self, name: str) -> None:
+        node = self.policy[name]
+        report = StatusReport(
+            policy_version=node.version, policy_hash=node.adopter.current_hash or ""
+        )
+        out = self.nodes[name].swim.publish_status(report, self.now)
+        if out:  # publishing only queues news today; send whatever it may produce
+            self._dispatch(name, out)
+
+    def _adverts(self, name: str) -> Iterator[Advert]:
+        """The adverts above our version that `name`'s gossip has delivered (module
+        docstring): from up members only, as the keeper filters them."""
+        current = self.policy[name].version
+        newer = [v for v in self._holders if v > current and self._holders[v]]
+        if not newer:
+            return
+        swim = self.nodes[name].swim
+        statuses = swim.statuses()
+        for version in newer:
+            for holder in self._holders[version]:
+                known = statuses.get(holder)
+                if holder == name or known is None or known[0].report.policy_version <= 0:
+                    continue
+                member = swim.member(holder)
+                if member is None or member.state not in (MemberState.ALIVE, MemberState.SUSPECT):
+                    continue
+                report = known[0].report
+                yield Advert(report.policy_version, report.policy_hash, holder)
+
+    def _poll(self, name: str) -> None:
+        node = self.policy[name]
+        plan = node.sync.next_fetch(node.version, self._adverts(name), self.now)
+        if plan is None:
+            return
+        node.pulls += 1
+        pull = _Pull(name, plan, self.now)
+        transit = self.network.transit(name, plan.node)
+        server = self.nodes.get(plan.node)
+        if transit is None or server is None or not server.up:
+            self._at(self.now + self.fetch_timeout, "fail", name, pull)
+        else:
+            self._at(self.now + transit, "serve", plan.node, pull)
+
+    def _serve(self, name: str, pull: _Pull) -> None:
+        envelope = self._envelope_bytes(name)
+        transit = self.network.transit(name, pull.requester)
+        done = self.now + self.settings.serve_time + (transit or 0.0)
+        if transit is None or not envelope or done > pull.started + self.fetch_timeout:
+            # Nothing to serve counts as a failed pull, as an empty Fetch reply does.
+            self._at(max(self.now, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
+            return
+        self._at(done, "reply", pull.requester, replace(pull, envelope=envelope))
+
+    def _envelope_bytes(self, name: str) -> bytes:
+        """What Fetch carries: the envelope in force, serialized as the agent does (once
+        per document: every node serves the same signed bytes)."""
+        adopter = self.policy[name].adopter
+        key = (self.policy[name].version, adopter.current_hash or "")
+        if key not in self._served:
+            envelope = adopter.current_envelope
+            self._served[key] = (
+                json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+                if envelope
+                else b""
+            )
+        return self._served[key]
+
+    def _reply(self, pull: _Pull) -> None:
+        node = self.policy[pull.requester]
+        decision = self._offer(pull.requester, pull.envelope, f"peer:{pull.plan.node}")
+        self.pull_seconds.append(self.now - pull.started)
+        node.sync.fetched(pull.plan, decision.outcome, self.now)
+
+    def _pull_failed(self, pull: _Pull) -> None:
+        node = self.policy[pull.requester]
+        node.pull_failures += 1
+        node.sync.fetch_failed(pull.plan, self.now)
+
+    def _offer(self, name: str, envelope: bytes | dict[str, Any], origin: str) -> Decision:
+        node = self.policy[name]
+        before = node.version
+        decision = node.adopter.offer(envelope, origin, self.now)
+        if not decision.repeat:
+            self.decisions.append((name, decision))
+        if decision.adopted:
+            self._holders[before].discard(name)
+            self._holders.setdefault(node.version, set()).add(name)
+            node.adopted_at[node.version] = self.now
+            if self.advertising:
+                self._publish(name)  # the agent re-advertises at once on a change
+        return decision
