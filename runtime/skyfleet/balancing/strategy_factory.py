@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from skyfleet.balancing.adaptive import Adaptive
 from skyfleet.balancing.strategies import (
     P2C,
     LeastLoaded,
@@ -45,6 +44,10 @@ def make_strategy(
                 rng, weights, decay_seconds=params.decay_seconds, choices=params.choices
             )
         case "adaptive":
+            # Imported here: it pulls in numpy, which a fleet not using it should not pay
+            # for at every agent start (about 0.2 s of a 2-core machine per agent).
+            from skyfleet.balancing.adaptive import Adaptive
+
             assert isinstance(params, AdaptiveParams)
             # The policy has no `choices` for adaptive yet; it samples as p2c does.
             return Adaptive(
