@@ -34,7 +34,8 @@ at one small GET per host per minute."""
 
 @dataclass(frozen=True, slots=True)
 class AgentFiles:
-    """Where one agent's files live; cloud hosts use the /etc layout, local agents a dir."""
+    """Where a cloud host's agent files live (local agents use skyfleet.localfleet's
+    layout instead, shared with `skyfleet local demo`)."""
 
     ca: str = f"{TLS_DIR}/ca.pem"
     cert: str = f"{TLS_DIR}/node.pem"
@@ -60,10 +61,9 @@ def render_agent_config(
     *,
     profile: str,
     environment: str,
-    bind_host: str | None = None,
 ) -> str:
     """The agent's TOML config, exactly in the `skyfleet.config.agent` format."""
-    bind = f"{bind_host or host.address}:{host.port}"
+    bind = f"{host.address}:{host.port}"
     return "\n".join(
         [
             "[node]",

@@ -27,6 +27,7 @@ from infra.components.mesh import (
 from infra.components.policy_publication import PolicyPublication, PolicyPublicationArgs
 from infra.config import REPO_ROOT, StackConfig, StackConfigError, key, load_stack_config
 from infra.topology import HostSpec, plan_hosts, seeds_for
+from skyfleet.localfleet.layout import FleetLayout
 
 
 def public_key_pem(private_pem: str) -> str:
@@ -76,15 +77,17 @@ def compose(config: pulumi.Config, project: str, stack: str,
 
 def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
                    stack_secrets: secrets.StackSecrets, state_dir: Path) -> PolicyPublication:
-    policy_source = state_dir / "policy" / "current.json"
+    """Agent processes in `skyfleet local demo`'s layout; the policy is published into the
+    folder they watch, before any of them starts."""
+    layout = FleetLayout(state_dir)
     published = PolicyPublication("policy", PolicyPublicationArgs(
         environment=cfg.environment, document=cfg.policy_document,
-        signing_key_pem=stack_secrets.signing_key_pem, local_path=policy_source,
+        signing_key_pem=stack_secrets.signing_key_pem,
+        local_path=layout.policy_source / publication.POLICY_OBJECT,
     ))
     LocalHosts("local", LocalHostsArgs(
         environment=cfg.environment, hosts=hosts, seeds=boot.seeds, state_dir=state_dir,
-        policy_source=policy_source, ca_cert_pem=boot.ca_cert_pem, ca_key_pem=boot.ca_key_pem,
-        trusted_key_pem=boot.trusted_key_pem,
+        ca_cert_pem=boot.ca_cert_pem, trusted_key_pem=boot.trusted_key_pem,
     ), pulumi.ResourceOptions(depends_on=[published]))
     return published
 

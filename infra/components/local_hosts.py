@@ -1,62 +1,65 @@
 """LocalHosts: the `local` stack's hosts are real agent processes on this machine.
 
-A dynamic provider owns each process: `create` writes the node's files (config in the
-`skyfleet.config.agent` format, CA, node certificate and key, trusted policy key) and
-starts `skyfleet agent run --config FILE`, returning once the agent's port accepts
-connections; `read` reports whether that process still runs (a dead one disappears from
-state, so the next `pulumi up` starts it again); `delete` stops it (SIGTERM, then SIGKILL
-after a grace period).
+The local stack and `skyfleet local demo` are two ways to run the same fleet, so they share
+one state folder and one layout, `skyfleet.localfleet.layout.FleetLayout`: the CA and the
+admin certificate in DIR/tls, the policy signing key in DIR/policy, one TOML config per
+agent in DIR/agents, its state in DIR/state/<node>, its log in DIR/logs/<node>.log, and the
+published policy in DIR/policy/source/, the folder every agent watches.
+
+A dynamic provider owns each agent: `create` writes the agent's certificate and config
+through FleetLayout and starts it as `skyfleet.localfleet.procs.AgentProcess`, returning
+once its port accepts connections; `read` reports whether it still runs (a dead agent
+leaves state, so the next `pulumi up` starts it again); `delete` stops it (SIGTERM for a
+graceful leave, SIGKILL after a grace). Any input change replaces the agent, stopping the
+old one first, because the new one needs the same port.
+
+Pulumi deserializes a fresh provider object for each call, and a later `pulumi up` runs in
+a new process, so `read` and `delete` usually know an agent only by its pid; the pid is
+trusted only while /proc shows it still running that agent's config, so a recycled pid is
+never signalled (Linux only, like the rest of the local tooling).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, ResourceProvider
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
 
-from infra import bootstrap
-from infra.components.node_cert import NodeCertificate
 from infra.topology import HostSpec
+from skyfleet.localfleet.layout import AgentSpec, FleetLayout
+from skyfleet.localfleet.procs import AgentProcess
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
+"""Seconds for an agent to open its port: interpreter start plus imports on a busy host."""
 STOP_GRACE = 10.0
+POLL = 0.05
+
+INPUTS = ("node_name", "cloud", "region", "zone", "environment", "endpoint", "seeds",
+          "profile", "state_dir", "ca_cert_pem", "trusted_key_pem")
+"""What an agent is; changing any of it replaces the process (the CA and the trusted key
+are inputs so that a regenerated CA or signing key restarts every agent on it)."""
 
 
-def agent_command(config_path: Path) -> list[str]:
-    """`skyfleet agent run --config FILE`, preferring the console script installed next to
-    the interpreter running this program, so the agent is the runtime checked out here."""
-    beside = Path(sys.executable).parent / "skyfleet"
-    executable = str(beside) if beside.is_file() else shutil.which("skyfleet")
-    if executable is None:
-        raise RuntimeError("the `skyfleet` command is not installed next to this Python")
-    return [executable, "agent", "run", "--config", str(config_path)]
+def agent_spec(props: dict[str, Any]) -> AgentSpec:
+    return AgentSpec(name=props["node_name"], cloud=props["cloud"], zone=props["zone"],
+                     address=props["endpoint"], region=props["region"],
+                     seeds=tuple(props["seeds"]), profile=props["profile"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process still "exists"; reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+def log_path(layout: FleetLayout, name: str) -> Path:
+    """Where LocalFleet writes an agent's log, so both paths leave logs in one place."""
+    return layout.root / "logs" / f"{name}.log"
 
 
-def _port_open(endpoint: str) -> bool:
+def port_open(endpoint: str) -> bool:
     host, _, port = endpoint.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=0.5):
@@ -65,78 +68,120 @@ def _port_open(endpoint: str) -> bool:
         return False
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+def _state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (Z: exited, not yet reaped), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _exited(pid: int) -> bool:
+    return _state(pid) in (None, "Z", "X")
+
+
+def runs_agent(pid: int, config: str) -> bool:
+    """Whether `pid` is alive and still the agent started with `config`."""
+    if _exited(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return config.encode() in argv
+
+
+def stop_pid(pid: int, config: str, grace: float = STOP_GRACE) -> None:
+    """AgentProcess.stop for an agent this process did not start: SIGCONT (a stopped
+    process cannot handle SIGTERM), SIGTERM, then SIGKILL once the grace runs out. Only a
+    pid still running `config` is signalled; waiting goes on until it has exited (an
+    exiting process already shows an empty command line)."""
+    if not runs_agent(pid, config):
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        _signal(pid, config, sig)
+    deadline = time.monotonic() + grace
+    while not _exited(pid):
+        if time.monotonic() > deadline:
+            _signal(pid, config, signal.SIGKILL)
+            deadline = time.monotonic() + grace
+        time.sleep(POLL)
+
+
+def _signal(pid: int, config: str, sig: signal.Signals) -> None:
+    if runs_agent(pid, config):
+        with contextlib.suppress(ProcessLookupError):  # it exited since the check
+            os.kill(pid, sig)
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.is_file() else "(no log)"
 
 
 class LocalAgentProvider(ResourceProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self._started: dict[int, AgentProcess] = {}
+        """Agents this provider object started: stopped and reaped through their
+        AgentProcess when the same object deletes them (tests, or one engine call)."""
+
     def create(self, props: dict[str, Any]) -> CreateResult:
-        node_dir = Path(props["dir"])
-        config = node_dir / "agent.toml"
-        _write(node_dir / "tls" / "ca.pem", props["ca_pem"])
-        _write(node_dir / "tls" / "node.pem", props["cert_pem"])
-        _write(node_dir / "tls" / "node.key", props["key_pem"], 0o600)
-        _write(node_dir / "policy-keys" / "fleet.pub", props["trusted_key_pem"])
-        _write(config, props["config"])
-        pid = _spawn(agent_command(config), node_dir)
+        layout = FleetLayout(Path(props["state_dir"]))
+        spec = agent_spec(props)
+        if port_open(spec.address):
+            raise RuntimeError(f"agent {spec.name}: {spec.address} is already in use; stop "
+                               "whatever listens there (another local fleet?) and retry")
+        agent = AgentProcess(spec, layout.write_agent(spec), log_path(layout, spec.name))
+        agent.start()
+        assert agent.proc is not None
+        pid = agent.proc.pid
+        self._started[pid] = agent
         deadline = time.monotonic() + START_TIMEOUT
-        while not _port_open(props["endpoint"]):
-            if not _pid_alive(pid) or time.monotonic() > deadline:
-                _stop(pid)
-                tail = (node_dir / "agent.log").read_text()[-2000:]
-                raise RuntimeError(f"agent {props['node_name']} did not start: {tail}")
-            time.sleep(0.1)
-        return CreateResult(id_=str(pid), outs={**props, "pid": pid})
+        while not port_open(spec.address):
+            if not agent.running or time.monotonic() > deadline:
+                self._started.pop(pid).stop(STOP_GRACE)
+                raise RuntimeError(f"agent {spec.name} did not start:\n{_tail(agent.log)}")
+            time.sleep(POLL)
+        outs = {**props, "pid": pid, "config": str(agent.config), "log": str(agent.log)}
+        return CreateResult(id_=str(pid), outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in INPUTS if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        if not id_.isdigit() or not _pid_alive(int(id_)):
+        if not self._alive(id_, props):
             return ReadResult(id_="", outs={})
         return ReadResult(id_=id_, outs=props)
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
-        if id_.isdigit():
-            _stop(int(id_))
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if not id_.isdigit():
+            return
+        agent = self._started.pop(int(id_), None)
+        if agent is not None:
+            agent.stop(STOP_GRACE)
+        else:
+            stop_pid(int(id_), props.get("config", ""))
 
-
-def _spawn(command: list[str], node_dir: Path) -> int:
-    """Start the agent in its own session with output appended to agent.log. A bare
-    spawn, not subprocess.Popen: the agent must outlive the provider process, which never
-    waits for it."""
-    log = str(node_dir / "agent.log")
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    env = dict(os.environ)
-    return os.posix_spawn(command[0], command, env, file_actions=actions, setsid=True)
-
-
-def _stop(pid: int) -> None:
-    """SIGTERM lets the agent leave the fleet gracefully; SIGKILL after the grace."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_GRACE
-    while _pid_alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + STOP_GRACE
-        time.sleep(0.05)
+    def _alive(self, id_: str, props: dict[str, Any]) -> bool:
+        if not id_.isdigit():
+            return False
+        agent = self._started.get(int(id_))
+        if agent is not None:
+            return agent.running
+        return runs_agent(int(id_), props.get("config", ""))
 
 
 class LocalAgent(Resource, module="skyfleet", name="LocalAgent"):
     pid: pulumi.Output[int]
+    config: pulumi.Output[str]
+    log: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any],
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(LocalAgentProvider(), name, {**props, "pid": None},
-                         pulumi.ResourceOptions.merge(
-                             opts, pulumi.ResourceOptions(additional_secret_outputs=["key_pem"])))
+        super().__init__(LocalAgentProvider(), name,
+                         {**props, "pid": None, "config": None, "log": None}, opts)
 
 
 @dataclass(frozen=True)
@@ -145,19 +190,11 @@ class LocalHostsArgs:
     hosts: tuple[HostSpec, ...]
     seeds: dict[str, tuple[str, ...]]
     state_dir: Path
-    policy_source: Path
+    """The FleetLayout root, absolute (agents' configs name files relative to it)."""
     ca_cert_pem: pulumi.Input[str]
-    ca_key_pem: pulumi.Input[str]
     trusted_key_pem: pulumi.Input[str]
-
-
-def local_files(node_dir: Path, policy_source: Path) -> bootstrap.AgentFiles:
-    return bootstrap.AgentFiles(
-        ca=str(node_dir / "tls" / "ca.pem"), cert=str(node_dir / "tls" / "node.pem"),
-        key=str(node_dir / "tls" / "node.key"),
-        trusted_key=str(node_dir / "policy-keys" / "fleet.pub"),
-        policy_source=str(policy_source), state_dir=str(node_dir / "state"),
-    )
+    profile: str = "local"
+    """Membership timing preset: loopback RTTs, so the LAN-like `local` profile."""
 
 
 class LocalHosts(pulumi.ComponentResource):
@@ -166,19 +203,11 @@ class LocalHosts(pulumi.ComponentResource):
         super().__init__("skyfleet:infra:LocalHosts", name, None, opts)
         self.agents: dict[str, LocalAgent] = {}
         for host in args.hosts:
-            child = pulumi.ResourceOptions(parent=self)
-            node_dir = args.state_dir / "nodes" / host.name
-            cert = NodeCertificate(f"{name}-{host.name}-cert", node_name=host.name,
-                                   hosts=[str(host.address), "localhost"],
-                                   ca_cert_pem=args.ca_cert_pem, ca_key_pem=args.ca_key_pem,
-                                   opts=child)
-            config = bootstrap.render_agent_config(
-                host, args.seeds[host.name], local_files(node_dir, args.policy_source),
-                profile="local", environment=args.environment,
-            )
             self.agents[host.name] = LocalAgent(f"{name}-{host.name}", {
-                "node_name": host.name, "dir": str(node_dir), "endpoint": host.endpoint,
-                "config": config, "ca_pem": args.ca_cert_pem, "cert_pem": cert.cert_pem,
-                "key_pem": cert.key_pem, "trusted_key_pem": args.trusted_key_pem,
-            }, opts=child)
+                "node_name": host.name, "cloud": host.cloud, "region": host.region,
+                "zone": host.zone, "environment": args.environment, "endpoint": host.endpoint,
+                "seeds": list(args.seeds[host.name]), "profile": args.profile,
+                "state_dir": str(args.state_dir), "ca_cert_pem": args.ca_cert_pem,
+                "trusted_key_pem": args.trusted_key_pem,
+            }, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"hosts": [h.name for h in args.hosts]})

@@ -5,10 +5,15 @@ The mocks play the engine and the providers: they return what a provider would c
 assert on exactly what `pulumi up` would send. Dynamic resources are answered the way the
 engine would, by calling the provider's `create` with the inputs (certificate issuance is
 real; local agent processes are never started here).
+
+Runs cost seconds each (the engine's bookkeeping, not our code), so tests share one run
+per committed stack through the session fixture `stack_runs` (see conftest).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -125,11 +130,21 @@ def stack_file_config(stack: str) -> dict[str, str]:
     }
 
 
+@functools.cache
+def mock_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of every mock run. Pulumi's mocks and test runner use the thread's
+    current loop, and an async test earlier in the session (pytest-asyncio) leaves none
+    behind. Never closed: the mock monitor gives each of the loop's executor threads a loop
+    of its own that nobody closes, and closing ours would end those threads mid-session."""
+    return asyncio.new_event_loop()
+
+
 def run_stack(stack: str, config: dict[str, str], secrets: StackSecretsFixture,
               root: Path, previous: StackRun | None = None) -> StackRun:
     """Run the program for `stack` under mocks; `root` holds its policies/ directory;
     `previous` carries the engine state of an earlier run (an update, not a new stack)."""
-    mocks = FleetMocks(previous.mocks.state if previous else None)
+    asyncio.set_event_loop(mock_loop())
+    mocks = FleetMocks(dict(previous.mocks.state) if previous else None)
     pulumi.runtime.set_mocks(mocks, project="skyfleet", stack=stack, preview=False)
     full = dict(config)
     full.update({
@@ -155,3 +170,19 @@ def run_stack(stack: str, config: dict[str, str], secrets: StackSecretsFixture,
 
     execute()
     return run
+
+
+def write_policy(root: Path, config: dict[str, str]) -> None:
+    """The committed policy document the stack names, at the stack's policyVersion."""
+    document = json.loads((REPO_ROOT / config["skyfleet:policyFile"]).read_text())
+    document["version"] = int(config["skyfleet:policyVersion"])
+    path = root / config["skyfleet:policyFile"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+
+
+def run_committed(stack: str, secrets: StackSecretsFixture, root: Path) -> StackRun:
+    """The committed `Pulumi.<stack>.yaml` under mocks, in `root`."""
+    config = stack_file_config(stack)
+    write_policy(root, config)
+    return run_stack(stack, config, secrets, root)

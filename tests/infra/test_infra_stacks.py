@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from skyfleet.config.agent import parse_agent_config
-from skyfleet.policy.signing import generate_signing_key, verify_envelope
-from skyfleet.security.certs import create_ca, peer_identity
-from tests.infra.mocks import REPO_ROOT, StackRun, StackSecretsFixture, run_stack, stack_file_config
+from skyfleet.policy.signing import verify_envelope
+from skyfleet.security.certs import peer_identity
+from tests.infra.mocks import StackRun, run_stack, stack_file_config, write_policy
 
 CLOUD_STACKS = ("dev", "staging", "prod")
 HOST_TYPES = {
@@ -23,35 +23,9 @@ HOST_TYPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack_secrets() -> StackSecretsFixture:
-    ca_cert, ca_key = create_ca("test fleet CA")
-    private, public = generate_signing_key()
-    return StackSecretsFixture(ca_cert.decode(), ca_key.decode(), private.decode(),
-                               public.decode())
-
-
-def write_policy(root: Path, config: dict[str, str]) -> None:
-    """The committed policy document the stack names, at the stack's policyVersion."""
-    document = json.loads((REPO_ROOT / config["skyfleet:policyFile"]).read_text())
-    document["version"] = int(config["skyfleet:policyVersion"])
-    path = root / config["skyfleet:policyFile"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document))
-
-
-def run(stack: str, secrets: StackSecretsFixture, root: Path,
-        **overrides: str) -> StackRun:
-    config = stack_file_config(stack)
-    config.update({f"skyfleet:{k}": v for k, v in overrides.items()})
-    write_policy(root, config)
-    return run_stack(stack, config, secrets, root)
-
-
 @pytest.fixture(scope="module", params=CLOUD_STACKS)
-def cloud_run(request, stack_secrets, tmp_path_factory) -> tuple[str, StackRun]:
-    root = tmp_path_factory.mktemp(request.param)
-    return request.param, run(request.param, stack_secrets, root)
+def cloud_run(request, stack_runs) -> tuple[str, StackRun]:
+    return request.param, stack_runs(request.param)
 
 
 def user_data(record) -> str:
@@ -186,14 +160,14 @@ def test_mesh_has_redundant_tunnels_per_pair_with_distinct_asns(cloud_run):
     assert len(gateways) == ("azure" in clouds)
 
 
-def test_version_change_updates_publication_and_no_host(stack_secrets, tmp_path):
+def test_version_change_updates_publication_and_no_host(stack_runs, stack_secrets, tmp_path):
     """Same stack at policy v1 and v2: only publication objects differ; host, bootstrap and
     certificate inputs are identical, so the engine has nothing to replace or update."""
-    before = run("prod", stack_secrets, tmp_path / "v1")
+    before = stack_runs("prod")
     config = stack_file_config("prod")
     config["skyfleet:policyVersion"] = "2"
-    write_policy(tmp_path / "v2", config)
-    after = run_stack("prod", config, stack_secrets, tmp_path / "v2", previous=before)
+    write_policy(tmp_path, config)
+    after = run_stack("prod", config, stack_secrets, tmp_path, previous=before)
     by_urn = {(r.typ, r.name): r for r in before.mocks.resources}
     assert len(by_urn) == len(after.mocks.resources)
     changed = {r.name for r in after.mocks.resources
