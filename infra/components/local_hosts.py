@@ -21,9 +21,6 @@ never signalled (Linux only, like the rest of the local tooling).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -35,7 +32,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 
 from infra.topology import HostSpec
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
-from skyfleet.localfleet.procs import AgentProcess
+from skyfleet.localfleet.procs import AgentProcess, runs_agent, stop_agent
 
 START_TIMEOUT = 30.0
 """Seconds for an agent to open its port: interpreter start plus imports on a busy host."""
@@ -54,11 +51,6 @@ def agent_spec(props: dict[str, Any]) -> AgentSpec:
                      seeds=tuple(props["seeds"]), profile=props["profile"])
 
 
-def log_path(layout: FleetLayout, name: str) -> Path:
-    """Where LocalFleet writes an agent's log, so both paths leave logs in one place."""
-    return layout.root / "logs" / f"{name}.log"
-
-
 def port_open(endpoint: str) -> bool:
     host, _, port = endpoint.rpartition(":")
     try:
@@ -66,53 +58,6 @@ def port_open(endpoint: str) -> bool:
             return True
     except OSError:
         return False
-
-
-def _state(pid: int) -> str | None:
-    """The kernel's one-letter state of `pid` (Z: exited, not yet reaped), None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[0]
-
-
-def _exited(pid: int) -> bool:
-    return _state(pid) in (None, "Z", "X")
-
-
-def runs_agent(pid: int, config: str) -> bool:
-    """Whether `pid` is alive and still the agent started with `config`."""
-    if _exited(pid):
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return config.encode() in argv
-
-
-def stop_pid(pid: int, config: str, grace: float = STOP_GRACE) -> None:
-    """AgentProcess.stop for an agent this process did not start: SIGCONT (a stopped
-    process cannot handle SIGTERM), SIGTERM, then SIGKILL once the grace runs out. Only a
-    pid still running `config` is signalled; waiting goes on until it has exited (an
-    exiting process already shows an empty command line)."""
-    if not runs_agent(pid, config):
-        return
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        _signal(pid, config, sig)
-    deadline = time.monotonic() + grace
-    while not _exited(pid):
-        if time.monotonic() > deadline:
-            _signal(pid, config, signal.SIGKILL)
-            deadline = time.monotonic() + grace
-        time.sleep(POLL)
-
-
-def _signal(pid: int, config: str, sig: signal.Signals) -> None:
-    if runs_agent(pid, config):
-        with contextlib.suppress(ProcessLookupError):  # it exited since the check
-            os.kill(pid, sig)
 
 
 def _tail(path: Path, limit: int = 2000) -> str:
@@ -132,7 +77,7 @@ class LocalAgentProvider(ResourceProvider):
         if port_open(spec.address):
             raise RuntimeError(f"agent {spec.name}: {spec.address} is already in use; stop "
                                "whatever listens there (another local fleet?) and retry")
-        agent = AgentProcess(spec, layout.write_agent(spec), log_path(layout, spec.name))
+        agent = AgentProcess(spec, layout.write_agent(spec), layout.log_path(spec.name))
         agent.start()
         assert agent.proc is not None
         pid = agent.proc.pid
@@ -162,7 +107,7 @@ class LocalAgentProvider(ResourceProvider):
         if agent is not None:
             agent.stop(STOP_GRACE)
         else:
-            stop_pid(int(id_), props.get("config", ""))
+            stop_agent(int(id_), props.get("config", ""))
 
     def _alive(self, id_: str, props: dict[str, Any]) -> bool:
         if not id_.isdigit():

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from infra.components.local_hosts import LocalAgentProvider, runs_agent
+from infra.components.local_hosts import LocalAgentProvider
 from infra.components.policy_publication import LocalPolicyFileProvider
 from infra.publication import POLICY_OBJECT, envelope_text
 from skyfleet.client import AgentClient, AgentError, tls_files_in
 from skyfleet.localfleet.layout import FleetLayout
+from skyfleet.localfleet.procs import runs_agent
 from skyfleet.policy.signing import sign_policy
 from skyfleet.transport.tls import TlsMaterial
 from tests.infra.mocks import REPO_ROOT

@@ -100,9 +100,15 @@ class FleetLayout:
         self.policy = root / "policy"
         self.policy_source = self.policy / "source"
         self.signing_key = self.policy / "fleet.key"
+        self.trusted_key = self.policy / "fleet.pub"
+        self.logs = root / "logs"
 
     def config_path(self, name: str) -> Path:
         return self.agents / f"{name}.toml"
+
+    def log_path(self, name: str) -> Path:
+        """The agent's stderr: its JSON log lines."""
+        return self.logs / f"{name}.log"
 
     def ensure_ca(self) -> None:
         """Create the fleet CA, the admin certificate and the policy signing key once;
@@ -116,7 +122,7 @@ class FleetLayout:
         if not self.signing_key.exists():
             private, public = generate_signing_key()
             write_key_file(self.signing_key, private)
-            write_cert_file(self.policy / "fleet.pub", public)
+            write_cert_file(self.trusted_key, public)
         if not (self.tls / "admin.pem").exists():
             cert, key = issue_admin_cert(*self._ca(), "admin")
             write_key_file(self.tls / "admin.key", key)

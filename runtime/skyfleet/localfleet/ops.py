@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
 from skyfleet.localfleet import netns
-from skyfleet.localfleet.layout import AgentSpec
-from skyfleet.localfleet.procs import LocalFleet
+from skyfleet.localfleet.layout import AgentSpec, FleetLayout
+from skyfleet.localfleet.procs import LocalFleet, runs_agent, stop_agent
 from skyfleet.localfleet.state import FleetState
 from skyfleet.policy.signing import sign_policy
 from skyfleet.transport.tls import TlsMaterial
-
-STOP_TIMEOUT = 10.0
 
 
 def up(
@@ -53,25 +48,22 @@ def up(
     pids = {n: a.proc.pid for n, a in fleet.agents.items() if a.proc is not None}
     state = FleetState(tuple(specs), pids, state.network_prefix)
     state.save(root)
-    took = asyncio.run(fleet.wait_converged(list(fleet.specs), timeout=120))
-    say(f"{len(specs)} agents up and joined after {took:.2f}s")
+    joined = asyncio.run(fleet.wait_converged(list(fleet.specs), timeout=120))
+    say(f"{len(specs)} agents up and joined after {joined:.2f}s")
     key = fleet.layout.signing_key.read_bytes()
     envelope = sign_policy(policy, key)
     (fleet.layout.policy_source / "policy.json").write_text(json.dumps(envelope, indent=2))
-    say(f"policy v{policy['version']} signed and placed in {fleet.layout.policy_source}")
+    version = policy["version"]
+    took = asyncio.run(
+        fleet.wait_for(
+            lambda views: all(v[n].policy_version == version for n, v in views.items()),
+            list(fleet.specs),
+            timeout=60,
+            what=f"policy v{version} on every agent",
+        )
+    )
+    say(f"policy v{version} signed into {fleet.layout.policy_source}, on all in {took:.2f}s")
     return state
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of ours is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def down(root: Path, say: Callable[[str], None]) -> list[str]:
@@ -80,20 +72,15 @@ def down(root: Path, say: Callable[[str], None]) -> list[str]:
     if state is None:
         say(f"{root}: no local fleet is up")
         return []
-    for pid in state.pids.values():
-        for sig in (signal.SIGCONT, signal.SIGTERM):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while any(_alive(p) for p in state.pids.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    layout = FleetLayout(root)
     for name, pid in state.pids.items():
-        if _alive(pid):
-            say(f"{name} did not leave in {STOP_TIMEOUT:.0f}s: SIGKILL")
-            os.kill(pid, signal.SIGKILL)
-    left = [f"process {n} ({p})" for n, p in state.pids.items() if _alive(p)]
+        if stop_agent(pid, layout.config_path(name)):
+            say(f"{name} did not leave in time: killed")
+    left = [
+        f"process {n} ({p})"
+        for n, p in state.pids.items()
+        if runs_agent(p, layout.config_path(n))
+    ]
     if state.network_prefix:
         netns.teardown(state.network_prefix)
         left += netns.leftovers(state.network_prefix)

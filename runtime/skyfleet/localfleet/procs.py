@@ -7,6 +7,8 @@ in DIR/logs/<name>.log. Waiting is always polling with a deadline, never a fixed
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +42,7 @@ class AgentProcess:
                 command = exec_prefix(self.spec.netns) + command
             self.proc = subprocess.Popen(
                 command,
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C in a terminal reaches only the supervisor
@@ -82,7 +85,7 @@ class LocalFleet:
         for name in names if names is not None else self.specs:
             spec = self.specs[name]
             config = self.layout.write_agent(spec)
-            agent = AgentProcess(spec, config, self.layout.root / "logs" / f"{name}.log")
+            agent = AgentProcess(spec, config, self.layout.log_path(name))
             agent.start()
             self.agents[name] = agent
 
@@ -160,3 +163,59 @@ class LocalFleet:
             timeout=timeout,
             what=f"{len(names)} agents to see each other alive",
         )
+
+
+# Agents this process did not start (a later `skyfleet local down`, a later `pulumi up`)
+# are known by pid and config path only. A pid is signalled only while /proc shows it
+# still running that config, so a reused pid is never touched.
+
+STOP_GRACE = 10.0
+_POLL = 0.05
+
+
+def _proc_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (Z: exited, not yet reaped), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def exited(pid: int) -> bool:
+    return _proc_state(pid) in (None, "Z", "X")
+
+
+def runs_agent(pid: int, config: Path | str) -> bool:
+    """Whether `pid` is alive and still the agent started with `config`."""
+    if exited(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(config).encode() in argv
+
+
+def _signal_agent(pid: int, config: Path | str, sig: signal.Signals) -> None:
+    if runs_agent(pid, config):
+        with contextlib.suppress(ProcessLookupError):  # it exited since the check
+            os.kill(pid, sig)
+
+
+def stop_agent(pid: int, config: Path | str, grace: float = STOP_GRACE) -> bool:
+    """AgentProcess.stop for an agent known by pid: SIGCONT (a stopped process cannot
+    handle SIGTERM), SIGTERM (graceful leave), SIGKILL once `grace` runs out. True if it
+    had to be killed."""
+    if not runs_agent(pid, config):
+        return False
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        _signal_agent(pid, config, sig)
+    deadline = time.monotonic() + grace
+    killed = False
+    while not exited(pid):
+        if time.monotonic() > deadline:
+            _signal_agent(pid, config, signal.SIGKILL)
+            killed, deadline = True, time.monotonic() + grace
+        time.sleep(_POLL)
+    return killed
