@@ -25,8 +25,11 @@ class _Item(Generic[T]):
 
 
 class BroadcastQueue(Generic[T]):
-    def __init__(self, size_of: Callable[[T], int]) -> None:
+    def __init__(self, size_of: Callable[[T], int], *, min_size: int = 1) -> None:
+        """`min_size`: no item is smaller, so once less budget is left the rest of the
+        queue need not be looked at."""
         self._size_of = size_of
+        self._min_size = min_size
         self._buckets: dict[int, dict[str, _Item[T]]] = {}
         self._where: dict[str, int] = {}
 
@@ -48,14 +51,14 @@ class BroadcastQueue(Generic[T]):
         a count; items reaching `limit` transmissions are dropped."""
         taken: list[tuple[str, _Item[T]]] = []
         for count in sorted(self._buckets):
-            bucket = self._buckets[count]
-            for key in reversed(list(bucket)):
-                item = bucket[key]
+            for key, item in reversed(self._buckets[count].items()):
                 if item.size > budget:
+                    if budget < self._min_size:
+                        break
                     continue
                 budget -= item.size
                 taken.append((key, item))
-            if budget <= 0:
+            if budget < self._min_size:
                 break
         # Re-file oldest first, so that reading a bucket backwards stays newest first.
         for key, item in reversed(taken):

@@ -160,6 +160,10 @@ def meta_size(meta: NodeMeta) -> int:
     return size
 
 
+MIN_UPDATE_SIZE = 4 * _FIELD + _VARINT + 2
+"""The smallest update: a suspicion of a one-letter name by another."""
+
+
 def status_size(status: NodeStatus) -> int:
     return 10 * _FIELD + 6 * _VARINT + 16 + len(status.node) + len(status.report.policy_hash)
 

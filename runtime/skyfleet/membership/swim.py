@@ -35,6 +35,7 @@ from skyfleet.membership.awareness import Awareness
 from skyfleet.membership.broadcast import BroadcastQueue
 from skyfleet.membership.members import EventKind, Member, MemberEvent, MemberView
 from skyfleet.membership.messages import (
+    MIN_UPDATE_SIZE,
     Ack,
     Alive,
     Body,
@@ -114,8 +115,13 @@ class Swim:
         self._members: dict[str, Member] = {
             meta.name: Member(meta, MemberState.ALIVE, incarnation, 0.0)
         }
+        self._up = 1
+        self._names: list[str] = []
+        """Other members' names, for sampling gossip targets without a scan."""
         self._awareness = Awareness(config.awareness_max_multiplier)
-        self._broadcasts: BroadcastQueue[Update] = BroadcastQueue(update_size)
+        self._broadcasts: BroadcastQueue[Update] = BroadcastQueue(
+            update_size, min_size=MIN_UPDATE_SIZE
+        )
         self._timers = Timers()
         self._suspicions: dict[str, tuple[Suspicion, int, str]] = {}
         """Per suspect: the timer's bookkeeping, the incarnation suspected, the accuser."""
@@ -249,8 +255,9 @@ class Swim:
         return MemberView(m.meta, m.state, m.incarnation, m.state_since) if m else None
 
     def num_up(self) -> int:
-        """Alive or suspect members, self included: the N of the formulas."""
-        return sum(1 for m in self._members.values() if m.is_up)
+        """Alive or suspect members, self included: the N of the formulas. Kept as a
+        count (not a scan) because every send asks for it."""
+        return self._up
 
     # ------------------------------------------------------------------ news
 
@@ -274,6 +281,8 @@ class Swim:
         member = self._members.get(name)
         if member is None:
             self._members[name] = Member(alive.meta, MemberState.ALIVE, alive.incarnation, now)
+            self._up += 1
+            self._names.append(name)
             # A random slot, so that a new member is probed soon by some and late by others.
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), name)
             self._emit(EventKind.JOIN, name, alive.incarnation, now)
@@ -283,6 +292,8 @@ class Swim:
             was, old_meta = member.state, member.meta
             member.meta, member.incarnation = alive.meta, alive.incarnation
             if was != MemberState.ALIVE:
+                if not member.is_up:
+                    self._up += 1
                 member.state, member.state_since = MemberState.ALIVE, now
                 self._emit(EventKind.ALIVE, name, alive.incarnation, now)
             elif old_meta != alive.meta:
@@ -370,6 +381,8 @@ class Swim:
         if member.state == MemberState.LEFT or (member.state == MemberState.DEAD and not left):
             return  # a DEAD member may still turn out to have LEFT (a missed leave)
         self._cancel_suspicion(dead.node)
+        if member.is_up:
+            self._up -= 1
         member.state = MemberState.LEFT if left else MemberState.DEAD
         member.incarnation, member.state_since = dead.incarnation, now
         kind = EventKind.LEFT if left else EventKind.FAILED
@@ -522,22 +535,38 @@ class Swim:
                 self._broadcasts.queue(name, Suspect(name, incarnation, self.name))
         if not self._broadcasts:
             return
-        candidates = [
-            m
-            for n, m in self._members.items()
-            if n != self.name
-            and (
-                m.is_up
-                or (m.state == MemberState.DEAD and now - m.state_since < cfg.gossip_to_dead)
-            )
-        ]
         limit = retransmit_limit(cfg.retransmit_mult, self.num_up())
-        for member in self._rng.sample(candidates, min(cfg.gossip_nodes, len(candidates))):
+        for member in self._gossip_targets(now):
             news = self._broadcasts.take(cfg.packet_budget, limit)
             if not news:
                 break
             packet = Packet(self.name, self.meta.address, None, tuple(news))
             self._out.append(Outgoing(member.meta.address, packet, member.meta.name))
+
+    def _gossip_targets(self, now: float) -> list[Member]:
+        """Up to `gossip_nodes` random members that are up or recently dead. Sampled by
+        rejection from the name list, so a round costs O(fan-out), not O(N); falls back
+        to a scan when few members qualify."""
+        cfg = self._cfg
+
+        def wanted(m: Member) -> bool:
+            return m.is_up or (
+                m.state == MemberState.DEAD and now - m.state_since < cfg.gossip_to_dead
+            )
+
+        chosen: dict[str, Member] = {}
+        names = self._names
+        for _ in range(4 * cfg.gossip_nodes):
+            if len(chosen) == cfg.gossip_nodes or not names:
+                break
+            name = names[self._rng.randrange(len(names))]
+            member = self._members[name]
+            if name not in chosen and wanted(member):
+                chosen[name] = member
+        if len(chosen) < cfg.gossip_nodes:
+            pool = [m for n, m in self._members.items() if n != self.name and wanted(m)]
+            return self._rng.sample(pool, min(cfg.gossip_nodes, len(pool)))
+        return list(chosen.values())
 
     def _push_pull_interval(self) -> float:
         return push_pull_scale(self._cfg.push_pull_interval, self.num_up())
@@ -566,6 +595,7 @@ class Swim:
                 m.state == MemberState.LEFT and age > cfg.tombstone_timeout
             ):
                 del self._members[name]
+                self._names.remove(name)
                 self._statuses.pop(name, None)
                 self._emit(EventKind.REAPED, name, m.incarnation, now)
         dead = [m for m in self._members.values() if m.state == MemberState.DEAD]
