@@ -24,11 +24,17 @@ from skyfleet.membership.messages import (
     StatusReport,
     Suspect,
 )
-from skyfleet.transport.codec import MalformedPacket, packet_from_proto, packet_to_proto
+from skyfleet.transport.codec import (
+    MAX_INCARNATION,
+    MalformedPacket,
+    packet_from_proto,
+    packet_to_proto,
+)
 
 names = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True)
 addresses = st.builds(lambda h, p: f"{h}:{p}", names, st.integers(1, 65535))
 u64 = st.integers(0, 2**64 - 1)
+incarnations = st.integers(0, MAX_INCARNATION)  # above it: refused (see tests/hostile)
 metas = st.builds(
     NodeMeta,
     names,
@@ -46,14 +52,14 @@ reports = st.builds(
     latency_ms=st.floats(0, 1e9),
     error_rate=st.floats(0, 1),
 )
-statuses = st.builds(NodeStatus, names, u64, u64, reports)
+statuses = st.builds(NodeStatus, names, incarnations, u64, reports)
 updates = st.one_of(
-    st.builds(Alive, metas, u64),
-    st.builds(Suspect, names, u64, names),
-    st.builds(Dead, names, u64, names),
+    st.builds(Alive, metas, incarnations),
+    st.builds(Suspect, names, incarnations, names),
+    st.builds(Dead, names, incarnations, names),
     statuses,
 )
-records = st.builds(MemberRecord, metas, st.sampled_from(list(MemberState)), u64)
+records = st.builds(MemberRecord, metas, st.sampled_from(list(MemberState)), incarnations)
 bodies = st.one_of(
     st.none(),
     st.builds(Ping, u64, names),

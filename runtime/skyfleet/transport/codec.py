@@ -31,6 +31,11 @@ from skyfleet.membership.messages import (
 
 MAX_NAME = 253
 MAX_MEMBERS = 100_000
+MAX_INCARNATION = 2**63 - 1
+"""Highest incarnation a peer may claim. A node refutes news about itself by going one
+above it, and the wire field is a uint64: news at 2**64 - 1 would make the refutation
+unencodable and silence the node for good. Boot incarnations are milliseconds since the
+epoch (~2**41), so the cap leaves 2**62 refutations of headroom."""
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
 
 
@@ -138,6 +143,12 @@ def _address(value: str, field: str) -> str:
     return value
 
 
+def _incarnation(value: int, field: str) -> int:
+    if value > MAX_INCARNATION:
+        raise MalformedPacket(f"{field}: {value} is above the maximum {MAX_INCARNATION}")
+    return value
+
+
 def meta_from_proto(msg: pb.NodeMeta, field: str) -> NodeMeta:
     return NodeMeta(
         name=_name(msg.name, f"{field}.name"),
@@ -167,7 +178,8 @@ def status_from_proto(msg: pb.NodeStatus, field: str) -> NodeStatus:
         latency_ms=msg.latency_ms,
         error_rate=msg.error_rate,
     )
-    return NodeStatus(_name(msg.node, f"{field}.node"), msg.incarnation, msg.seq, report)
+    incarnation = _incarnation(msg.incarnation, f"{field}.incarnation")
+    return NodeStatus(_name(msg.node, f"{field}.node"), incarnation, msg.seq, report)
 
 
 def _update_from_proto(msg: pb.Update, field: str) -> Update:
@@ -175,19 +187,22 @@ def _update_from_proto(msg: pb.Update, field: str) -> Update:
     if kind == "status":
         return status_from_proto(msg.status, f"{field}.status")
     if kind == "alive":
-        return Alive(meta_from_proto(msg.alive.node, f"{field}.alive.node"), msg.alive.incarnation)
+        return Alive(
+            meta_from_proto(msg.alive.node, f"{field}.alive.node"),
+            _incarnation(msg.alive.incarnation, f"{field}.alive.incarnation"),
+        )
     if kind == "suspect":
         s = msg.suspect
         return Suspect(
             _name(s.node, f"{field}.suspect.node"),
-            s.incarnation,
+            _incarnation(s.incarnation, f"{field}.suspect.incarnation"),
             _name(s.source, f"{field}.suspect.source"),
         )
     if kind == "dead":
         d = msg.dead
         return Dead(
             _name(d.node, f"{field}.dead.node"),
-            d.incarnation,
+            _incarnation(d.incarnation, f"{field}.dead.incarnation"),
             _name(d.source, f"{field}.dead.source"),
         )
     raise MalformedPacket(f"{field}: empty update")
@@ -222,9 +237,12 @@ def _body_from_proto(msg: pb.Packet) -> Body:
             raise MalformedPacket(
                 f"push_pull.members[{i}].state: unknown state {r.state}"
             ) from None
+        where = f"push_pull.members[{i}]"
         records.append(
             MemberRecord(
-                meta_from_proto(r.node, f"push_pull.members[{i}].node"), state, r.incarnation
+                meta_from_proto(r.node, f"{where}.node"),
+                state,
+                _incarnation(r.incarnation, f"{where}.incarnation"),
             )
         )
     statuses = tuple(

@@ -114,8 +114,15 @@ class _PeerStream:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 label = peer_label(self._address, self._name)
                 self._sender.channels.log_failure(exc, label, "send")
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             pass
+        except asyncio.CancelledError:
+            # Awaiting a call we cancelled raises CancelledError. If our own task is being
+            # cancelled (`close`), it must end: swallowing that left the pump looping and
+            # `close` (and so a SIGTERM'd agent) waiting for ever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     async def close(self) -> None:
         self.task.cancel()
