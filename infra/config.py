@@ -205,9 +205,15 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
         cidr = ipam.parse_cidr(raw_cidr, cidr_key)
         if cidr.prefixlen > 16:
             raise AddressPlanError(f"{cidr_key}: needs a /16 or larger, got {cidr}")
-        ipam.zone_subnets(cidr, len(zones))
+        zone_net = ipam.zone_subnets(cidr, len(zones))[0]
     except AddressPlanError as exc:
         raise StackConfigError(str(exc)) from None
+    room = zone_net.num_addresses - RESERVED_PER_SUBNET
+    if hosts > room:
+        raise StackConfigError(
+            f"{key(cloud + 'HostsPerZone')}: {hosts} hosts do not fit a zone's {zone_net.prefixlen}"
+            f" subnet ({room} usable addresses)"
+        )
     return CloudConfig(
         cloud=cloud,
         region=region,
@@ -216,6 +222,17 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
         instance_size=r.string(f"{cloud}InstanceSize", "local" if environment == "local" else None),
         cidr=cidr,
     )
+
+
+RESERVED_PER_SUBNET = 5
+"""Addresses a cloud keeps in every subnet (AWS and Azure reserve 5, GCP 4)."""
+
+
+def _port(r: _Reader, name: str, default: int) -> int:
+    port = r.integer(name, default)
+    if not 0 < port < 65536:
+        raise StackConfigError(f"{key(name)}: a port is 1-65535, got {port}")
+    return port
 
 
 def _check_ranges(environment: str, clouds: tuple[CloudConfig, ...]) -> None:
@@ -241,6 +258,8 @@ def load_policy(path_text: str, version: int, root: Path) -> tuple[Path, dict[st
     """Read and validate the policy document; its version must equal the config's."""
     from skyfleet.policy.model import PolicyValidationError, parse_policy
 
+    if "\x00" in path_text:
+        raise StackConfigError(f"{key('policyFile')}: contains a NUL byte")
     path = (root / path_text).resolve()
     policy_root = (root / POLICY_DIR).resolve()
     if not path.is_relative_to(policy_root):
@@ -307,8 +326,8 @@ def load_stack_config(
         policy_file=policy_file,
         policy_version=version,
         policy_document=document,
-        agent_port=r.integer("agentPort", DEFAULT_AGENT_PORT),
-        metrics_port=r.integer("metricsPort", DEFAULT_METRICS_PORT),
+        agent_port=_port(r, "agentPort", DEFAULT_AGENT_PORT),
+        metrics_port=_port(r, "metricsPort", DEFAULT_METRICS_PORT),
         runtime_version=r.string("runtimeVersion", skyfleet.__version__),
         admin_ranges=tuple(admin_ranges),
     )
