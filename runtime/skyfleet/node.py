@@ -39,6 +39,7 @@ from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
 from skyfleet.policy.sync import PolicySync
 from skyfleet.services.admin import AdminService
+from skyfleet.services.decoding import RejectUndecodable
 from skyfleet.services.membership import MembershipService
 from skyfleet.services.policy import PolicyService
 from skyfleet.services.tasks import TasksService
@@ -170,7 +171,7 @@ class Agent:
             clock=self._clock,
             rng=random.Random(self._rng.random()),
         )
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[RejectUndecodable()])
         membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self.swim, self._clock, self._stop), server

@@ -555,14 +555,10 @@ async def test_foreign_requests_on_every_unary_method(target: Target):
     await still_healthy(target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpc decodes the request before any servicer code runs and answers UNKNOWN "
-    "('Unexpected DecodeError'); INVALID_ARGUMENT needs a server interceptor that decodes "
-    "itself (node.py builds the server; not changed here)",
-)
 async def test_bytes_that_are_no_protobuf_get_invalid_argument(target: Target):
     call = target.as_peer.unary_unary("/skyfleet.v1.Tasks/Submit")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await call(b"\xff\xff\xff", timeout=CALL_DEADLINE)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/skyfleet.v1.Tasks/Submit" in (refused.value.details() or "")
+    await still_healthy(target)
