@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,28 +11,14 @@ from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.tasks.executor import Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
-from skyfleet.tasks.router import Result, Router, TaskRejected
+from skyfleet.tasks.requests import TaskRejected
+from skyfleet.tasks.router import Result, Router
 from skyfleet.transport.tls import identity_from_context
 
 STREAM_WINDOW = 256
-"""Tasks of one stream in flight at once: past it, the stream reads no further (back
-pressure reaches the client through gRPC flow control)."""
-
-_OUTCOME_OF_CODE = {
-    grpc.StatusCode.DEADLINE_EXCEEDED: Outcome.DEADLINE_EXCEEDED,
-}
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
-def _check(req: tasks_pb2.SubmitTaskRequest) -> None:
-    if not req.handler:
-        raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, "handler: required")
-    if len(req.idempotency_key) > 256:
-        raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key: over 256 chars")
+"""Tasks of one stream in flight or awaiting delivery at once: past it, the stream reads
+no further, so a client that stops reading slows its own submissions (gRPC flow
+control) instead of growing this agent's memory."""
 
 
 def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
@@ -48,6 +33,17 @@ def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
     )
 
 
+def _rejection(request_id: str, exc: TaskRejected) -> tasks_pb2.SubmitTaskResponse:
+    """The streamed form of a status code: the stream carries on with the other tasks."""
+    outcome = (
+        Outcome.DEADLINE_EXCEEDED
+        if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        else Outcome.REJECTED
+    )
+    error = f"{exc.code.name}: {exc}"
+    return tasks_pb2.SubmitTaskResponse(request_id=request_id, outcome=int(outcome), error=error)
+
+
 class TasksService(tasks_pb2_grpc.TasksServicer):
     def __init__(self, router: Router, executor: Executor) -> None:
         self._router = router
@@ -57,8 +53,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         self, request: tasks_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
     ) -> tasks_pb2.SubmitTaskResponse:
         try:
-            _check(request)
-            result = await self._router.submit(request, _deadline(context))
+            result = await self._router.submit(request, context.time_remaining())
         except TaskRejected as exc:
             await context.abort(exc.code, str(exc))
         return _response(request.request_id, result)
@@ -68,36 +63,33 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         request_iterator: AsyncIterator[tasks_pb2.SubmitTaskRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[tasks_pb2.SubmitTaskResponse]:
-        deadline = _deadline(context)
+        """Every request gets exactly one response carrying its request_id, in completion
+        order. The stream's deadline is every task's deadline."""
         done: asyncio.Queue[tasks_pb2.SubmitTaskResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
 
         async def one(req: tasks_pb2.SubmitTaskRequest) -> None:
             try:
-                _check(req)
-                result = await self._router.submit(req, deadline)
-                await done.put(_response(req.request_id, result))
+                result = await self._router.submit(req, context.time_remaining())
+                done.put_nowait(_response(req.request_id, result))
             except TaskRejected as exc:
-                outcome = _OUTCOME_OF_CODE.get(exc.code, Outcome.REJECTED)
-                await done.put(
-                    tasks_pb2.SubmitTaskResponse(
-                        request_id=req.request_id, outcome=int(outcome), error=str(exc)
-                    )
-                )
-            finally:
-                window.release()
+                done.put_nowait(_rejection(req.request_id, exc))
 
         async def read() -> None:
-            async with asyncio.TaskGroup() as group:
-                async for req in request_iterator:
-                    await window.acquire()
-                    group.create_task(one(req))
-            await done.put(None)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    async for req in request_iterator:
+                        await window.acquire()
+                        group.create_task(one(req))
+            finally:
+                done.put_nowait(None)
 
         reader = asyncio.get_running_loop().create_task(read())
         try:
             while (item := await done.get()) is not None:
+                window.release()
                 yield item
+            await reader  # a failed read ends the stream with its error
         finally:
             reader.cancel()
 

@@ -2,22 +2,21 @@
 
 The decisions (which peer, whether a retry is allowed, outlier ejection, locality) are the
 pure `Balancer`'s; this module is the edge that carries them out: it builds the balancer's
-view of the peers from gossiped status plus its own sends, runs the attempt here or
-forwards it with the remaining deadline, classifies what happened, and closes every task
-with exactly one outcome in the ledger.
+view of the peers from gossiped status plus its own sends, has each attempt run here or
+forwarded with the remaining deadline (`skyfleet.tasks.attempts`, which also says what
+each way an attempt can end leads to), and closes every task with exactly one outcome in
+the ledger, whatever happens: a malformed request, a Cancel call, the caller's deadline
+or disconnection, or a bug in this code.
 
-Attempt results, and what follows:
-- the client's fault (unknown handler, bad payload): INVALID_ARGUMENT at once, no retry;
-- the peer is full (RESOURCE_EXHAUSTED): retry elsewhere; the peer is not an outlier;
-- the handler failed, the peer is unreachable or the attempt timed out: retry elsewhere,
-  and the failure feeds outlier detection; unreachable/timeout also marks the peer's
-  cloud as failed for this task, so the retry leaves that cloud at once.
+Cancellation has two sources, told apart so that each gets its outcome: a Cancel call
+cancels the task's own routing task (FAILED, "cancelled"); the caller going away cancels
+the submitting coroutine (DEADLINE_EXCEEDED if the deadline has come, else FAILED), and
+with it the routing task and the attempt in flight, which frees the executor's slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import random
 import time
@@ -27,26 +26,23 @@ from dataclasses import dataclass
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
-from skyfleet.balancing.balancer import Balancer, NoEligiblePeer, TaskRequest
+from skyfleet._generated.skyfleet.v1 import tasks_pb2
+from skyfleet.balancing.balancer import Balancer, Choice, NoEligiblePeer, TaskRequest
 from skyfleet.balancing.peers import Locale, PeerLoad
 from skyfleet.membership.messages import MemberState
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
-from skyfleet.tasks.executor import Executor, Overloaded
-from skyfleet.tasks.handlers import BadPayload, UnknownHandler
+from skyfleet.tasks.attempts import AttemptResult, Attempts, Verdict
+from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.ledger import Ledger, Outcome
+from skyfleet.tasks.requests import TaskRejected, check_request
 from skyfleet.transport.peers import PeerChannels
 
 log = logging.getLogger("skyfleet.tasks")
 
-
-class TaskRejected(Exception):
-    """The task cannot run anywhere; `code` is the gRPC status for the caller."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+DEADLINE_SLACK = 0.005
+"""Seconds by which this node's reading of a caller's deadline may trail gRPC's own: a
+caller cancelled this close to its deadline was cancelled by the deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +55,15 @@ class Result:
     latency: float = 0.0
 
 
-class _Verdict(enum.Enum):
-    OK = "ok"
-    CLIENT = "client"
-    FULL = "full"
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
+@dataclass(slots=True)
+class _Progress:
+    """One task's routing so far: what the next `TaskRequest` is built from."""
 
-
-_REMOTE_VERDICT = {
-    grpc.StatusCode.INVALID_ARGUMENT: _Verdict.CLIENT,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: _Verdict.FULL,
-    grpc.StatusCode.UNAVAILABLE: _Verdict.UNREACHABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: _Verdict.UNREACHABLE,
-    grpc.StatusCode.CANCELLED: _Verdict.UNREACHABLE,
-}
+    tried: list[str]
+    failed_clouds: list[str]
+    first_cloud: str = ""
+    last_error: str = ""
+    all_full: bool = True
 
 
 class Router:
@@ -90,7 +80,7 @@ class Router:
         self.name = swim.name
         self._swim = swim
         self._executor = executor
-        self._channels = channels
+        self._attempts = Attempts(swim.name, executor, channels)
         self._clock = clock
         meta = swim.meta
         self.balancer = Balancer(
@@ -101,7 +91,8 @@ class Router:
         self.ledger = Ledger()
         self._sent: dict[str, tuple[int, int]] = {}
         """Per peer: (status seq counted from, tasks sent since that status)."""
-        self._running: dict[str, asyncio.Task[Result]] = {}
+        self._flights: dict[str, set[asyncio.Task[Result]]] = {}
+        """Routing tasks in progress by idempotency key, for Cancel."""
         self.on_result: Callable[[Result], None] | None = None
         """Called with every successful or failed routed task (metrics)."""
 
@@ -170,18 +161,16 @@ class Router:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> Result:
-        """Run a task somewhere; exactly one ledger outcome whatever happens. Raises
-        TaskRejected for outcomes the caller should see as a gRPC status."""
+    async def submit(self, req: tasks_pb2.SubmitTaskRequest, timeout: float | None) -> Result:
+        """Run a task somewhere within `timeout` seconds (None: no deadline); exactly one
+        ledger outcome whatever happens. Raises TaskRejected for the outcomes a caller
+        should see as a gRPC status."""
         self.ledger.submitted += 1
-        # Unkeyed tasks get a key too: retries must never run twice on one executor.
-        key = req.idempotency_key or uuid.uuid4().hex
-        task = asyncio.current_task()
+        deadline = None if timeout is None else self._clock() + timeout
         outcome = Outcome.FAILED
         try:
-            if task is not None:
-                self._running[key] = task  # type: ignore[assignment]
-            result = await self._route(req, key, deadline)
+            check_request(req)
+            result = await self._fly(req, deadline)
             outcome = result.outcome
             if self.on_result is not None:
                 self.on_result(result)
@@ -193,133 +182,164 @@ class Router:
                 else Outcome.REJECTED
             )
             raise
+        except asyncio.CancelledError:
+            if deadline is not None and self._clock() >= deadline - DEADLINE_SLACK:
+                outcome = Outcome.DEADLINE_EXCEEDED
+            raise
         finally:
-            self._running.pop(key, None)
             self.ledger.close(outcome)
 
+    async def _fly(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> Result:
+        """Route in a task of its own, so that Cancel can stop the routing without
+        cancelling the caller, who still gets its one answer."""
+        # Unkeyed tasks get a key too: retries must never run twice on one executor.
+        key = req.idempotency_key or uuid.uuid4().hex
+        flight = asyncio.get_running_loop().create_task(self._route(req, key, deadline))
+        flights = self._flights.setdefault(key, set())
+        flights.add(flight)
+        try:
+            return await flight
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise  # our caller is going away; awaiting cancelled the flight too
+            return Result(Outcome.FAILED, error="cancelled by a Cancel call")
+        except TaskRejected:
+            raise
+        except Exception:
+            # A bug here must not lose the task: it still gets its one outcome.
+            log.exception("routing failed", extra={"task": key})
+            return Result(Outcome.FAILED, error="internal error while routing (logged)")
+        finally:
+            flights.discard(flight)
+            if not flights:
+                self._flights.pop(key, None)
+
     def cancel(self, key: str) -> bool:
-        task = self._running.get(key)
-        if task is None:
-            return False
-        task.cancel()
-        return True
+        """Cancel the routing (and the attempt in flight) of every task with this key."""
+        flights = self._flights.get(key, set())
+        for flight in flights:
+            flight.cancel()
+        return bool(flights)
 
     async def _route(
         self, req: tasks_pb2.SubmitTaskRequest, key: str, deadline: float | None
     ) -> Result:
         start = self._clock()
         kind = req.kind or req.handler
-        tried: list[str] = []
-        failed_clouds: list[str] = []
-        first_cloud, last_error, all_full = "", "", True
+        task = tasks_pb2.SubmitTaskRequest()
+        task.CopyFrom(req)
+        task.idempotency_key = key
+        progress = _Progress(tried=[], failed_clouds=[])
         attempt = 1
         while True:
             now = self._clock()
             if deadline is not None and now >= deadline:
                 raise TaskRejected(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"deadline exceeded after {attempt - 1} attempt(s): {last_error}",
+                    f"deadline exceeded after {attempt - 1} attempt(s): {progress.last_error}",
                 )
             request = TaskRequest(
                 kind=kind,
                 allowed_clouds=tuple(req.constraints.clouds),
                 allowed_regions=tuple(req.constraints.regions),
                 attempt=attempt,
-                tried=tuple(tried),
-                failed_clouds=tuple(failed_clouds),
-                first_cloud=first_cloud,
+                tried=tuple(progress.tried),
+                failed_clouds=tuple(progress.failed_clouds),
+                first_cloud=progress.first_cloud,
             )
             choice = self.balancer.choose(request, self.peers(), now)
             if isinstance(choice, NoEligiblePeer):
-                return self._give_up(choice, attempt, last_error, all_full)
+                return self._give_up(choice, attempt, progress)
             peer = choice.peer
-            if attempt > 1:
-                self.ledger.retried += 1
-                if tried and peer.cloud != self._cloud_of(tried[-1]):
-                    self.ledger.failed_over += 1
-            tried.append(peer.name)
-            first_cloud = first_cloud or peer.cloud
-            self.ledger.attempts += 1
-            timeout = self.balancer.policy.failover.per_attempt_timeout_seconds
-            if deadline is not None:
-                timeout = min(timeout, deadline - now)
-            verdict, output, error = await self._attempt(peer, req, key, attempt, timeout)
-            self.balancer.record(
-                choice,
-                ok=verdict in (_Verdict.OK, _Verdict.FULL, _Verdict.CLIENT),
-                now=self._clock(),
-            )
-            if verdict is _Verdict.OK:
-                return Result(
-                    Outcome.SUCCEEDED, output, "", peer.name, attempt, self._clock() - start
+            self._count_attempt(peer, progress)
+            result = await self._attempt(choice, task, deadline, now)
+            if result.verdict is Verdict.OK:
+                latency = self._clock() - start
+                return Result(Outcome.SUCCEEDED, result.output, "", peer.name, attempt, latency)
+            if result.verdict is Verdict.CLIENT:
+                raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, result.error)
+            if result.verdict is Verdict.DEADLINE:
+                raise TaskRejected(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"deadline exceeded during attempt {attempt} on {peer.name}: {result.error}",
                 )
-            if verdict is _Verdict.CLIENT:
-                raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, error)
-            all_full = all_full and verdict is _Verdict.FULL
-            last_error = f"{peer.name}: {error}"
-            if verdict is _Verdict.UNREACHABLE:
-                failed_clouds.append(peer.cloud)
+            progress.all_full = progress.all_full and result.verdict is Verdict.FULL
+            progress.last_error = f"{peer.name}: {result.error}"
+            if result.verdict is Verdict.UNREACHABLE:
+                progress.failed_clouds.append(peer.cloud)
             log.info(
                 "attempt failed",
-                extra={"task": key, "attempt": attempt, "peer": peer.name, "error": error},
+                extra={
+                    "task": key,
+                    "attempt": attempt,
+                    "peer": peer.name,
+                    "cloud": peer.cloud,
+                    "verdict": result.verdict.value,
+                    "error": result.error,
+                },
             )
             attempt += 1
+
+    def _count_attempt(self, peer: PeerLoad, progress: _Progress) -> None:
+        if progress.tried:
+            self.ledger.retried += 1
+            if peer.cloud != self._cloud_of(progress.tried[-1]):
+                self.ledger.failed_over += 1
+        progress.tried.append(peer.name)
+        progress.first_cloud = progress.first_cloud or peer.cloud
+        self.ledger.attempts += 1
+
+    async def _attempt(
+        self,
+        choice: Choice,
+        task: tasks_pb2.SubmitTaskRequest,
+        deadline: float | None,
+        now: float,
+    ) -> AttemptResult:
+        """Run one attempt and always close it with the balancer, even when cancelled:
+        an attempt never closed would hold a retry-budget slot forever."""
+        peer = choice.peer
+        timeout = self.balancer.policy.failover.per_attempt_timeout_seconds
+        by_deadline = deadline is not None and deadline - now <= timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - now)
+        result = AttemptResult(Verdict.DEADLINE, error="cancelled")
+        try:
+            if peer.name == self.name:
+                address = ""
+            else:
+                member = self._swim.member(peer.name)
+                if member is None:
+                    result = AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
+                    return result
+                address = member.meta.address
+                self._count_send(peer.name)
+            result = await self._attempts.run(
+                peer.name, address, task, choice.attempt, timeout, timeout_is_deadline=by_deadline
+            )
+            return result
+        finally:
+            if result.verdict is Verdict.DEADLINE:
+                # Neither a success nor the peer's failure: free the budget slot only
+                # (Balancer.record would count it as one or the other).
+                self.balancer.retry_budget.finished(retry=choice.attempt > 1)
+            else:
+                ok = not result.verdict.blames_peer
+                self.balancer.record(choice, ok=ok, now=self._clock())
 
     def _cloud_of(self, name: str) -> str:
         member = self._swim.member(name)
         return member.meta.cloud if member else ""
 
-    def _give_up(
-        self, why: NoEligiblePeer, attempt: int, last_error: str, all_full: bool
-    ) -> Result:
+    def _give_up(self, why: NoEligiblePeer, attempt: int, progress: _Progress) -> Result:
         if attempt == 1:
             raise TaskRejected(grpc.StatusCode.UNAVAILABLE, why.detail)
-        if all_full:
+        if progress.all_full:
             raise TaskRejected(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"every peer tried is full: {last_error}"
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"every peer tried is full: {progress.last_error}",
             )
-        return Result(Outcome.FAILED, error=f"{last_error}; {why.detail}", attempts=attempt - 1)
-
-    async def _attempt(
-        self,
-        peer: PeerLoad,
-        req: tasks_pb2.SubmitTaskRequest,
-        key: str,
-        attempt: int,
-        timeout: float,
-    ) -> tuple[_Verdict, bytes, str]:
-        if peer.name == self._swim.name:
-            return await self._run_here(req, key, timeout)
-        member = self._swim.member(peer.name)
-        if member is None:
-            return _Verdict.UNREACHABLE, b"", "no longer a member"
-        self._count_send(peer.name)
-        forwarded = tasks_pb2.SubmitTaskRequest()
-        forwarded.CopyFrom(req)
-        forwarded.idempotency_key = key
-        stub = tasks_pb2_grpc.TasksStub(self._channels.get(member.meta.address, peer.name))
-        request = tasks_pb2.ExecuteRequest(
-            task=forwarded, routed_by=self._swim.name, attempt=attempt
+        return Result(
+            Outcome.FAILED, error=f"{progress.last_error}; {why.detail}", attempts=attempt - 1
         )
-        try:
-            reply = await stub.Execute(request, timeout=max(0.001, timeout))
-        except grpc.aio.AioRpcError as exc:
-            verdict = _REMOTE_VERDICT.get(exc.code(), _Verdict.FAILED)
-            return verdict, b"", f"{exc.code().name}: {exc.details()}"
-        return _Verdict.OK, reply.output, ""
-
-    async def _run_here(
-        self, req: tasks_pb2.SubmitTaskRequest, key: str, timeout: float
-    ) -> tuple[_Verdict, bytes, str]:
-        try:
-            async with asyncio.timeout(max(0.001, timeout)):
-                done = await self._executor.execute(req.handler, req.payload, key)
-        except (UnknownHandler, BadPayload) as exc:
-            return _Verdict.CLIENT, b"", str(exc)
-        except Overloaded as exc:
-            return _Verdict.FULL, b"", f"full: {exc}"
-        except TimeoutError:
-            return _Verdict.UNREACHABLE, b"", "attempt timed out"
-        except Exception as exc:  # the handler's own failure, whatever it raised
-            return _Verdict.FAILED, b"", f"handler failed: {type(exc).__name__}: {exc}"
-        return _Verdict.OK, done.output, ""

@@ -1,0 +1,42 @@
+"""What a submitted task must look like, and the error for a task that cannot run.
+
+Checked by the router after the task is counted as submitted, so a malformed request is
+still a task with exactly one outcome (rejected) in the ledger, not one that vanished.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from skyfleet._generated.skyfleet.v1 import tasks_pb2
+
+MAX_NAME_LENGTH = 256
+"""Longest handler, kind, idempotency key, request id or constraint entry accepted: they
+are map keys and log fields, never documents."""
+
+
+class TaskRejected(Exception):
+    """The task cannot run anywhere; `code` is the gRPC status for the caller."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _invalid(message: str) -> TaskRejected:
+    return TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def check_request(req: tasks_pb2.SubmitTaskRequest) -> None:
+    """Raise TaskRejected (INVALID_ARGUMENT) naming the first bad field."""
+    if not req.handler:
+        raise _invalid("handler: required")
+    for name in ("handler", "kind", "idempotency_key", "request_id"):
+        if len(getattr(req, name)) > MAX_NAME_LENGTH:
+            raise _invalid(f"{name}: over {MAX_NAME_LENGTH} characters")
+    for name in ("clouds", "regions"):
+        for i, value in enumerate(getattr(req.constraints, name)):
+            if not value or len(value) > MAX_NAME_LENGTH:
+                raise _invalid(
+                    f"constraints.{name}[{i}]: expected a name of 1-{MAX_NAME_LENGTH} characters"
+                )

@@ -1,0 +1,227 @@
+"""Task routing through real agent processes while peers and a whole cloud are killed
+with SIGKILL: every task gets exactly one outcome, none is lost, none runs twice on one
+executor, and the agents' books (read from their Prometheus endpoints) add up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
+from skyfleet.client import tls_files_in
+from skyfleet.localfleet.layout import AgentSpec
+from skyfleet.localfleet.procs import LocalFleet
+from skyfleet.policy.signing import sign_policy
+from skyfleet.transport.tls import TlsMaterial, secure_channel
+
+pytestmark = [pytest.mark.realproc, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SUCCEEDED = tasks_pb2.TASK_OUTCOME_SUCCEEDED
+FAST_STATUS = {"status_refresh_interval": 1.0}
+"""Idle agents re-advertise their status every second, so routers learn every peer's
+capacity soon after the start (the default waits for a change or 30 s)."""
+
+
+def specs(placement: list[tuple[str, str]], ports: list[int]) -> list[AgentSpec]:
+    """(name, cloud) per agent; every agent has its own zone and metrics endpoint."""
+    n = len(placement)
+    seeds = (f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}")
+    return [
+        AgentSpec(
+            name=name,
+            cloud=cloud,
+            zone=f"{name}-zone",
+            address=f"127.0.0.1:{ports[i]}",
+            seeds=seeds,
+            overrides=dict(FAST_STATUS),
+            metrics_port=ports[n + i],
+        )
+        for i, (name, cloud) in enumerate(placement)
+    ]
+
+
+def write_policy(fleet: LocalFleet, version: int, **sections: dict[str, object]) -> None:
+    """A signed policy in the watched source folder: agents adopt it as they start."""
+    doc = json.loads((ROOT / "policies" / "default.json").read_text())
+    for section, fields in sections.items():
+        doc[section].update(fields)
+    doc["version"] = version
+    envelope = sign_policy(doc, fleet.layout.signing_key.read_bytes())
+    (fleet.layout.policy_source / "policy.json").write_text(json.dumps(envelope))
+
+
+def ready(version: int):  # type: ignore[no-untyped-def]
+    """Predicate: every observer sees every agent alive, with a status, on `version`."""
+    return lambda views: all(
+        all(r.state == "alive" and r.status_age is not None for r in v.values())
+        and all(r.policy_version == version for r in v.values())
+        for v in views.values()
+    )
+
+
+async def scrape(address: str) -> dict[str, float]:
+    """An agent's metrics as {sample name or name{label=value}: value}."""
+    host, _, port = address.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    raw = (await reader.read()).decode()
+    writer.close()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(raw.partition("\r\n\r\n")[2]):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def sleep_task(key: str, mean: float, dist: str = "exponential", **kw: object):  # type: ignore[no-untyped-def]
+    payload = json.dumps({"dist": dist, "mean": mean}).encode()
+    return tasks_pb2.SubmitTaskRequest(
+        handler="sleep", payload=payload, idempotency_key=key, request_id=key, **kw
+    )
+
+
+def admin_channel(fleet: LocalFleet, name: str) -> grpc.aio.Channel:
+    tls = TlsMaterial.load(tls_files_in(fleet.layout.tls, "admin"))
+    return secure_channel(fleet.specs[name].address, tls.channel_credentials(), name)
+
+
+async def test_the_peer_running_a_task_is_killed_and_the_task_succeeds_elsewhere(
+    tmp_path: Path, free_ports
+) -> None:
+    placement = [("a0", "aws"), ("b0", "azure"), ("c0", "gcp"), ("c1", "gcp"), ("c2", "gcp")]
+    with LocalFleet(tmp_path, specs(placement, free_ports(10))) as fleet:
+        # gcp is the cheaper remote cloud: a task allowed in gcp and azure tries gcp first.
+        write_policy(fleet, 2, clouds={"gcp": {"weight": 1, "relative_cost": 0.5}})
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2), names, timeout=60, what="agents ready on policy 2")
+
+        async def runner(candidates: list[str]) -> str:
+            """The one candidate running a task now (polling its executor gauge)."""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                for name in candidates:
+                    metrics = await scrape(fleet.specs[name].metrics_address)
+                    if metrics["skyfleet_executor_inflight"] == 1:
+                        return name
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"no task seen running on {candidates}")
+
+        async with admin_channel(fleet, "a0") as channel:
+            stub = tasks_pb2_grpc.TasksStub(channel)
+            gcp = ["c0", "c1", "c2"]
+
+            # Killed mid-task, the task is retried on a live peer within its constraint.
+            call = stub.Submit(
+                sleep_task("k1", 2.0, "fixed", constraints=tasks_pb2.Constraints(clouds=["gcp"])),
+                timeout=30,
+            )
+            victim = await runner(gcp)
+            fleet.agents[victim].signal(signal.SIGKILL)
+            reply = await call
+            assert reply.outcome == SUCCEEDED and reply.attempts == 2
+            assert reply.executed_by in set(gcp) - {victim}
+
+            # A peer that vanishes looks like a cloud failure: the retry leaves gcp for
+            # azure even though another gcp peer is alive and cheaper.
+            alive = [n for n in gcp if n != victim]
+            call = stub.Submit(
+                sleep_task(
+                    "k2", 2.0, "fixed", constraints=tasks_pb2.Constraints(clouds=["gcp", "azure"])
+                ),
+                timeout=30,
+            )
+            victim = await runner(alive)
+            fleet.agents[victim].signal(signal.SIGKILL)
+            reply = await call
+            assert (reply.outcome, reply.executed_by, reply.attempts) == (SUCCEEDED, "b0", 2)
+
+        books = await scrape(fleet.specs["a0"].metrics_address)
+        assert books["skyfleet_tasks_submitted_total"] == 2
+        assert books["skyfleet_tasks_total{outcome=succeeded}"] == 2
+        assert books["skyfleet_tasks_retried_total"] == 2
+        assert books["skyfleet_tasks_failed_over_total"] == 1  # k2's retry changed cloud
+
+
+async def test_a_cloud_killed_under_load_loses_no_task(tmp_path: Path, free_ports) -> None:
+    clouds = ("aws", "azure", "gcp")
+    placement = [(f"{c}-{i}", c) for c in clouds for i in range(3)]
+    with LocalFleet(tmp_path, specs(placement, free_ports(18))) as fleet:
+        # No locality preference: every router spreads its tasks over all three clouds.
+        write_policy(fleet, 2, locality={"prefer": "none"})
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2), names, timeout=60, what="9 agents ready on policy 2")
+
+        routers = [n for n in names if not n.startswith("gcp")]
+        doomed = [n for n in names if n.startswith("gcp")]
+        channels = {n: admin_channel(fleet, n) for n in routers}
+        streams = {
+            n: tasks_pb2_grpc.TasksStub(c).SubmitStream(timeout=60) for n, c in channels.items()
+        }
+        responses: list[tasks_pb2.SubmitTaskResponse] = []
+        via: dict[str, str] = {}
+
+        async def read(name: str) -> None:
+            async for response in streams[name]:
+                responses.append(response)
+
+        readers = [asyncio.ensure_future(read(n)) for n in routers]
+        total, rate, kill_at = 360, 120.0, 120
+        start = time.monotonic()
+        for i in range(total):
+            if i == kill_at:
+                for name in doomed:
+                    fleet.agents[name].signal(signal.SIGKILL)
+            key = f"t{i}"
+            router = routers[i % len(routers)]
+            via[key] = router
+            await streams[router].write(sleep_task(key, 0.04))
+            await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        for stream in streams.values():
+            await stream.done_writing()
+        await asyncio.gather(*readers)
+        for channel in channels.values():
+            await channel.close()
+
+        # Exactly one terminal outcome per submitted task, none lost, none doubled.
+        ids = Counter(r.request_id for r in responses)
+        assert set(ids) == set(via) and set(ids.values()) == {1}
+        outcomes = Counter(tasks_pb2.TaskOutcome.Name(r.outcome) for r in responses)
+        failures = [r for r in responses if r.outcome != SUCCEEDED]
+        assert all(r.error for r in failures), failures
+        assert outcomes["TASK_OUTCOME_SUCCEEDED"] >= 0.95 * total, (outcomes, failures[:5])
+
+        # The survivors agree the cloud is gone, and on each other.
+        await fleet.wait_for(
+            lambda views: all(v[d].state == "dead" for v in views.values() for d in doomed),
+            routers,
+            timeout=30,
+            what="the survivors to see gcp dead",
+        )
+        await fleet.wait_converged(routers, timeout=30)
+
+        # The books: each router counted exactly what its client saw; each surviving
+        # executor ran each task it is credited with once, and nothing else.
+        for name in routers:
+            books = await scrape(fleet.specs[name].metrics_address)
+            mine = [r for r in responses if via[r.request_id] == name]
+            seen = Counter(tasks_pb2.TaskOutcome.Name(r.outcome) for r in mine)
+            assert books["skyfleet_tasks_submitted_total"] == len(mine)
+            for outcome in ("succeeded", "failed", "deadline_exceeded", "rejected"):
+                counted = books[f"skyfleet_tasks_total{{outcome={outcome}}}"]
+                assert counted == seen[f"TASK_OUTCOME_{outcome.upper()}"], (name, outcome)
+            credited = sum(1 for r in responses if r.outcome == SUCCEEDED and r.executed_by == name)
+            assert books["skyfleet_executor_executed_total"] == credited, name
+            assert books["skyfleet_executor_failed_total"] == 0, name

@@ -1,0 +1,65 @@
+"""Handlers for task tests: real async handlers that record every start and wait for the
+test to release them, so a test decides when each task ends (no sleeps, no timing)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+from skyfleet.tasks.handlers import Handler, HandlerContext
+
+
+class Gates:
+    """A `gated` handler and its controls.
+
+    The payload names the task. A start is recorded as (executor, payload); the run
+    then waits until `release(payload)`; a payload starting with b"fail" raises once
+    released, one in `fail_on` raises on those executors. Cancellation is recorded too.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, bytes]] = []
+        self.cancelled: list[tuple[str, bytes]] = []
+        self._events: dict[bytes, asyncio.Event] = {}
+        self.open_all = False
+        self.fail_on: set[str] = set()
+
+    def event(self, payload: bytes) -> asyncio.Event:
+        return self._events.setdefault(payload, asyncio.Event())
+
+    def release(self, *payloads: bytes) -> None:
+        for p in payloads:
+            self.event(p).set()
+
+    def started(self, payload: bytes) -> int:
+        return sum(1 for _, p in self.starts if p == payload)
+
+    def per_executor(self) -> Counter[tuple[str, bytes]]:
+        return Counter(self.starts)
+
+    def handler(self, executor: str) -> Handler:
+        async def gated(payload: bytes, ctx: HandlerContext) -> bytes:
+            self.starts.append((executor, payload))
+            if executor in self.fail_on:
+                raise RuntimeError(f"{executor} refuses {payload.decode()}")
+            try:
+                if not self.open_all:
+                    await self.event(payload).wait()
+            except asyncio.CancelledError:
+                self.cancelled.append((executor, payload))
+                raise
+            if payload.startswith(b"fail"):
+                raise RuntimeError(f"{payload.decode()} failed on {executor}")
+            return executor.encode() + b":" + payload
+
+        return gated
+
+
+async def until(condition: Callable[[], bool], what: str, steps: int = 10_000) -> None:
+    """Let the event loop run (no sleeping) until `condition` holds."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")

@@ -1,0 +1,180 @@
+"""The executor: at most `capacity` running and `queue_limit` waiting, and at most one run
+per idempotency key. Handlers are gated by events, so every interleaving is chosen by
+the test."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from task_doubles import Gates, until
+
+from skyfleet.config.tasks import TaskSettings
+from skyfleet.tasks.executor import Execution, Executor, Overloaded
+from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def executor(gates: Gates, clock: FakeClock | None = None, **settings: object) -> Executor:
+    registry = HandlerRegistry({"gated": gates.handler("e")})
+    return Executor(registry, TaskSettings(**settings), clock=clock or FakeClock())  # type: ignore[arg-type]
+
+
+def run(e: Executor, payload: bytes, key: str = "") -> asyncio.Task[Execution]:
+    return asyncio.get_running_loop().create_task(e.execute("gated", payload, key))
+
+
+async def test_capacity_then_bounded_queue_then_overloaded() -> None:
+    gates = Gates()
+    e = executor(gates, capacity=2, queue_limit=1)
+    t1, t2, t3 = run(e, b"t1"), run(e, b"t2"), run(e, b"t3")
+    await until(lambda: e.inflight == 2 and e.queued == 1, "two running, one queued")
+    assert [p for _, p in gates.starts] == [b"t1", b"t2"]
+
+    with pytest.raises(Overloaded, match=r"2 running and 1 queued \(capacity 2, queue 1\)"):
+        await e.execute("gated", b"t4", "")
+    assert gates.started(b"t4") == 0
+    report = e.report(3, "h")
+    assert (report.inflight, report.queued, report.capacity) == (2, 1, 2)
+
+    # A finished run hands its slot to the queued task; the queue has room again.
+    gates.release(b"t1")
+    assert (await t1).output == b"e:t1"
+    await until(lambda: gates.started(b"t3") == 1, "t3 to start")
+    t5 = run(e, b"t5")
+    await until(lambda: e.queued == 1, "t5 queued")
+    gates.release(b"t2", b"t3", b"t5")
+    assert [(await t).output for t in (t2, t3, t5)] == [b"e:t2", b"e:t3", b"e:t5"]
+    assert (e.executed, e.inflight, e.queued) == (4, 0, 0)
+
+
+async def test_no_queue_refuses_as_soon_as_capacity_is_used() -> None:
+    gates = Gates()
+    e = executor(gates, capacity=1, queue_limit=0)
+    first = run(e, b"a")
+    await until(lambda: e.inflight == 1, "a running")
+    with pytest.raises(Overloaded):
+        await e.execute("gated", b"b", "")
+    gates.release(b"a")
+    await first
+
+
+async def test_a_finished_key_returns_the_first_result_as_duplicate() -> None:
+    gates = Gates()
+    gates.open_all = True
+    e = executor(gates)
+    first = await e.execute("gated", b"x", "key-1")
+    again = await e.execute("gated", b"x", "key-1")
+    assert first == Execution(b"e:x", duplicate=False)
+    assert again == Execution(b"e:x", duplicate=True)
+    assert gates.started(b"x") == 1 and e.executed == 1
+    # Another key runs.
+    assert (await e.execute("gated", b"x", "key-2")).duplicate is False
+    assert gates.started(b"x") == 2
+
+
+async def test_a_concurrent_duplicate_awaits_the_running_one_without_a_slot() -> None:
+    gates = Gates()
+    e = executor(gates, capacity=1, queue_limit=0)
+    first = run(e, b"x", "k")
+    await until(lambda: e.inflight == 1, "first running")
+    # Capacity and queue are full, yet the duplicate is admitted: it needs no slot.
+    second = run(e, b"x", "k")
+    await until(lambda: not second.done() and e.inflight == 1, "second waiting")
+    assert gates.started(b"x") == 1
+    gates.release(b"x")
+    assert (await first) == Execution(b"e:x", duplicate=False)
+    assert (await second) == Execution(b"e:x", duplicate=True)
+    assert gates.started(b"x") == 1
+
+
+async def test_a_failed_run_is_not_cached_and_its_waiters_get_the_failure() -> None:
+    gates = Gates()
+    e = executor(gates)
+    first = run(e, b"fail-once", "k")
+    await until(lambda: e.inflight == 1, "first running")
+    waiter = run(e, b"fail-once", "k")
+    await until(lambda: e.inflight == 1 and not waiter.done(), "waiter parked")
+    gates.release(b"fail-once")
+    for task in (first, waiter):
+        with pytest.raises(RuntimeError, match="fail-once failed on e"):
+            await task
+    assert gates.started(b"fail-once") == 1 and e.failed == 1
+
+    # The key is free again: a retry here runs the handler again.
+    retry = run(e, b"fail-once", "k")
+    await until(lambda: gates.started(b"fail-once") == 2, "the retry to start")
+    with pytest.raises(RuntimeError):
+        await retry
+    assert e.failed == 2
+
+
+async def test_a_cancelled_run_frees_its_slot_and_its_key() -> None:
+    gates = Gates()
+    e = executor(gates, capacity=1, queue_limit=1)
+    running = run(e, b"slow", "k")
+    queued = run(e, b"next", "k2")
+    await until(lambda: e.inflight == 1 and e.queued == 1, "one running, one queued")
+    queued.cancel()  # a deadline reached while waiting for a slot
+    running.cancel()  # ... and while running
+    for task in (running, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (e.inflight, e.queued) == (0, 0)
+    assert gates.cancelled == [("e", b"slow")] and gates.started(b"next") == 0
+    gates.open_all = True
+    assert (await e.execute("gated", b"slow", "k")).duplicate is False
+    assert gates.started(b"slow") == 2
+
+
+async def test_results_expire_after_the_ttl() -> None:
+    gates = Gates()
+    gates.open_all = True
+    clock = FakeClock()
+    e = executor(gates, clock, idempotency_ttl=60.0)
+    await e.execute("gated", b"x", "k")
+    clock.now += 59.0
+    assert (await e.execute("gated", b"x", "k")).duplicate is True
+    clock.now += 2.0
+    assert (await e.execute("gated", b"x", "k")).duplicate is False
+    assert gates.started(b"x") == 2
+
+
+async def test_unknown_handler_is_named_and_takes_no_slot() -> None:
+    e = executor(Gates(), capacity=1, queue_limit=0)
+    with pytest.raises(UnknownHandler, match="handler: unknown handler 'nope'"):
+        await e.execute("nope", b"", "k")
+    assert (e.inflight, e.queued, e.executed, e.failed) == (0, 0, 0, 0)
+
+
+async def test_report_carries_latency_and_error_rate() -> None:
+    clock = FakeClock()
+
+    async def takes_200ms(payload: bytes, ctx: object) -> bytes:
+        clock.now += 0.2
+        if payload == b"boom":
+            raise RuntimeError("boom")
+        return b""
+
+    e = Executor(
+        HandlerRegistry({"h": takes_200ms}),
+        TaskSettings(capacity=3, latency_decay=10.0),
+        clock=clock,
+    )
+    await e.execute("h", b"", "")
+    report = e.report(7, "abc")
+    assert report.latency_ms == pytest.approx(200.0)
+    assert report.error_rate == 0.0
+    assert (report.policy_version, report.policy_hash, report.capacity) == (7, "abc", 3)
+    with pytest.raises(RuntimeError):
+        await e.execute("h", b"boom", "")
+    # One failure right after a success: the rate moves towards 1 by (1 - exp(-0.2/10)).
+    assert e.report(7, "abc").error_rate == pytest.approx(1 - math.exp(-0.02))
