@@ -31,6 +31,7 @@ from skyfleet._generated.skyfleet.v1 import (
     tasks_pb2_grpc,
 )
 from skyfleet.config.agent import AgentConfig, ConfigError
+from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.observability.metrics import Metrics
@@ -108,6 +109,7 @@ class Agent:
         self._router: Router | None = None
         self._metrics: Metrics | None = None
         self._last_status: tuple[StatusReport, float] | None = None
+        self._status_due = False
         if registry is None:
             try:
                 registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
@@ -162,6 +164,7 @@ class Agent:
             self._channels, send_timeout=max(1.0, cfg.membership.probe_interval)
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
+        self._loop.add_listener(self._on_member_event)
         self._keeper = self._policy_keeper()
         self._router = Router(
             swim=self.swim,
@@ -267,6 +270,12 @@ class Agent:
     def status_report(self) -> StatusReport:
         return self.executor.report(self.policy.version, self.policy.hash)
 
+    def _on_member_event(self, event: MemberEvent) -> None:
+        """A member that (re)joins has none of our news: tell it our status now rather
+        than at the next refresh, so its balancer can route to us at once."""
+        if event.kind in (EventKind.JOIN, EventKind.ALIVE):
+            self._status_due = True  # coalesced: a join burst costs one status a second
+
     def publish_status(self) -> None:
         """Advertise our status now (also called when the policy changes)."""
         report = self.status_report()
@@ -280,9 +289,10 @@ class Agent:
             last, last_at = self._last_status or (None, 0.0)
             report = self.status_report()
             now = self._clock()
-            if worth_publishing(
+            if self._status_due or worth_publishing(
                 last, report, last_at=last_at, now=now, refresh=cfg.status_refresh_interval
             ):
+                self._status_due = False
                 self.loop.publish_status(report)
                 self._last_status = (report, now)
 

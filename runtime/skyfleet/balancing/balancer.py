@@ -54,6 +54,11 @@ class TaskRequest:
     """Clouds where earlier attempts failed; a retry avoids them while it can."""
     first_cloud: str = ""
     """Cloud of the first attempt: retries stay there when cross-cloud failover is off."""
+    never_reached: bool = False
+    """The previous attempt never reached its peer (connection refused, no route). Such a
+    retry is not charged to the retry budget: the budget exists to stop retries from
+    piling extra work onto struggling peers, and a refused connection did no work
+    anywhere — while failing over from a dead cloud is the very retry the fleet is for."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +72,8 @@ class Choice:
     """Locality tier the pick started from (0 = the preferred domain)."""
     panic: bool
     """Health was ignored because too few eligible peers were healthy."""
+    budgeted: bool = False
+    """This attempt holds a retry-budget retry slot."""
 
 
 class NoPeerReason(StrEnum):
@@ -138,7 +145,7 @@ class Balancer:
                 f"task {task.kind!r}: attempt {task.attempt} exceeds failover.max_attempts "
                 f"({failover.max_attempts})",
             )
-        retry = task.attempt > 1
+        retry = task.attempt > 1 and not task.never_reached
         if retry and not self._budget.can_retry():
             return NoEligiblePeer(
                 NoPeerReason.RETRY_BUDGET,
@@ -167,18 +174,25 @@ class Balancer:
         pool, tier = self._locality(eligible, healthy)
         peer = self.strategy.pick(pool, now)
         self._budget.started(retry=retry)
-        return Choice(peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic)
+        return Choice(
+            peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic, budgeted=retry
+        )
 
     def record(self, choice: Choice, *, ok: bool, now: float, unreachable: bool = False) -> None:
         """The attempt in `choice` ended (`ok` False: failed or timed out). Set
         `unreachable` when the peer was never reached (connection refused, no route):
         outlier detection then ejects it at once."""
-        self._budget.finished(retry=choice.attempt > 1)
+        self._budget.finished(retry=choice.budgeted)
         peer = choice.peer
         # The fleet size per cloud (for the max-ejection cap) is only needed on failures.
         fleet = Counter(p.cloud for p in self._last_peers) if not ok else Counter()
         self._outliers.record(peer.name, peer.cloud, ok, now, fleet, unreachable=unreachable)
         self.strategy.observe(peer, now - choice.sent_at, ok, now)
+
+    def release(self, choice: Choice) -> None:
+        """The attempt ended with no verdict on the peer (the task's own deadline, a
+        cancelled caller): only its retry-budget slot is freed."""
+        self._budget.finished(retry=choice.budgeted)
 
     def _rule(self, kind: str) -> RoutingRule | None:
         if kind not in self._rules:

@@ -77,9 +77,7 @@ def down(root: Path, say: Callable[[str], None]) -> list[str]:
         if stop_agent(pid, layout.config_path(name)):
             say(f"{name} did not leave in time: killed")
     left = [
-        f"process {n} ({p})"
-        for n, p in state.pids.items()
-        if runs_agent(p, layout.config_path(n))
+        f"process {n} ({p})" for n, p in state.pids.items() if runs_agent(p, layout.config_path(n))
     ]
     if state.network_prefix:
         netns.teardown(state.network_prefix)

@@ -49,7 +49,8 @@ class Workload:
             delay = next_at - self.now()
             if delay > 0:
                 try:
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                     break
                 except TimeoutError:
                     pass

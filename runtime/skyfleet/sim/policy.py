@@ -65,6 +65,9 @@ class PolicyNode:
     sync: PolicySync
     adopted_at: dict[int, float] = field(default_factory=dict)
     """Virtual time each version was adopted (the initial one at 0)."""
+    life: int = 0
+    """Which process of this name it is: events of an earlier life (before a crash and
+    restart) are dropped, as a dead process's timers and calls die with it."""
     pulls: int = 0
     pull_failures: int = 0
 
@@ -100,8 +103,10 @@ class PolicyCluster(SimCluster):
         super().__init__(config, seed=seed, network=network)
         s = settings or PolicySimSettings()
         self.settings = s
-        self.retry_after = s.retry_after or config.probe_interval * 5
-        self.fetch_timeout = s.fetch_timeout or max(2.0, config.probe_interval * 2)
+        self.retry_after = config.probe_interval * 5 if s.retry_after is None else s.retry_after
+        self.fetch_timeout = (
+            max(2.0, config.probe_interval * 2) if s.fetch_timeout is None else s.fetch_timeout
+        )
         self.policy: dict[str, PolicyNode] = {}
         self.advertising = False
         self.decisions: list[tuple[str, Decision]] = []
@@ -109,7 +114,7 @@ class PolicyCluster(SimCluster):
         self._trusted = trusted_keys
         self._initial = initial_envelope
         self._policy_rng = random.Random(seed + 2)
-        self._policy_heap: list[tuple[float, int, str, str, _Pull | None]] = []
+        self._policy_heap: list[tuple[float, int, str, str, int, _Pull | None]] = []
         self._policy_seq = 0
         self._holders: dict[int, set[str]] = {}
         self._served: dict[tuple[int, str], bytes] = {}
@@ -131,12 +136,13 @@ class PolicyCluster(SimCluster):
         and poll loops start with `start_advertising`, or at once if already started."""
         swim = super().add_node(name, seeds=seeds, cloud=cloud, zone=zone, incarnation=incarnation)
         rng = random.Random(self._policy_rng.random())
+        old = self.policy.get(name)
         node = PolicyNode(
             PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
             PolicySync(rng, retry_after=self.retry_after, fetch_timeout=self.fetch_timeout),
+            life=0 if old is None else old.life + 1,
         )
         node.adopted_at[node.version] = self.now
-        old = self.policy.get(name)
         if old is not None:
             self._holders.get(old.version, set()).discard(name)
         self.policy[name] = node
@@ -176,17 +182,20 @@ class PolicyCluster(SimCluster):
 
     def run_until(self, t: float) -> None:
         while self._policy_heap and self._policy_heap[0][0] <= t:
-            when, _, kind, name, pull = heapq.heappop(self._policy_heap)
+            when, _, kind, name, life, pull = heapq.heappop(self._policy_heap)
             super().run_until(when)
-            if self.nodes[name].up:
+            if self.nodes[name].up and self.policy[name].life == life:
                 self._fire(kind, name, pull)
+            elif kind == "serve" and pull is not None:  # the server died: the call fails
+                self._at(max(when, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
         super().run_until(t)
 
     # ------------------------------------------------------------------ internals
 
     def _at(self, when: float, kind: str, name: str, pull: _Pull | None = None) -> None:
         self._policy_seq += 1
-        heapq.heappush(self._policy_heap, (when, self._policy_seq, kind, name, pull))
+        life = self.policy[name].life
+        heapq.heappush(self._policy_heap, (when, self._policy_seq, kind, name, life, pull))
 
     def _start_loops(self, name: str) -> None:
         rng = self._policy_rng

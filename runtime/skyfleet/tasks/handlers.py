@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-import numpy as np
-
 from skyfleet.config.tasks import TaskSettings
 
 ENTRY_POINT_GROUP = "skyfleet.handlers"
@@ -97,6 +95,8 @@ async def sleep(payload: bytes, ctx: HandlerContext) -> bytes:
 def matrix_power_norm(n: int, rounds: int, seed: int, stop: threading.Event) -> float | None:
     """||M^rounds|| for a seeded random n x n matrix M, or None once `stop` is set: checked
     between rounds, so a cancelled task frees its core within one matrix product."""
+    import numpy as np  # here, not at the top: every agent start would pay ~0.2 s for it
+
     rng = np.random.default_rng(seed)
     m = rng.standard_normal((n, n)) / np.sqrt(n)
     acc = np.eye(n)

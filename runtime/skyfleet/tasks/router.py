@@ -64,6 +64,8 @@ class _Progress:
     first_cloud: str = ""
     last_error: str = ""
     all_full: bool = True
+    never_reached: bool = False
+    """The last attempt's peer could not be reached at all."""
 
 
 class Router:
@@ -247,6 +249,7 @@ class Router:
                 tried=tuple(progress.tried),
                 failed_clouds=tuple(progress.failed_clouds),
                 first_cloud=progress.first_cloud,
+                never_reached=progress.never_reached,
             )
             choice = self.balancer.choose(request, self.peers(), now)
             if isinstance(choice, NoEligiblePeer):
@@ -268,6 +271,7 @@ class Router:
             progress.last_error = f"{peer.name}: {result.error}"
             if result.verdict is Verdict.UNREACHABLE:
                 progress.failed_clouds.append(peer.cloud)
+            progress.never_reached = _never_reached(result)
             log.info(
                 "attempt failed",
                 extra={
@@ -321,12 +325,14 @@ class Router:
             return result
         finally:
             if result.verdict is Verdict.DEADLINE:
-                # Neither a success nor the peer's failure: free the budget slot only
-                # (Balancer.record would count it as one or the other).
-                self.balancer.retry_budget.finished(retry=choice.attempt > 1)
+                # Neither a success nor the peer's failure (Balancer.record would count
+                # it as one or the other).
+                self.balancer.release(choice)
             else:
                 ok = not result.verdict.blames_peer
-                self.balancer.record(choice, ok=ok, now=self._clock())
+                self.balancer.record(
+                    choice, ok=ok, now=self._clock(), unreachable=_never_reached(result)
+                )
 
     def _cloud_of(self, name: str) -> str:
         member = self._swim.member(name)
@@ -343,3 +349,9 @@ class Router:
         return Result(
             Outcome.FAILED, error=f"{progress.last_error}; {why.detail}", attempts=attempt - 1
         )
+
+
+def _never_reached(result: AttemptResult) -> bool:
+    """No connection at all (refused, no route, gone from membership), as opposed to a
+    peer that was reached and did not answer in time."""
+    return result.verdict is Verdict.UNREACHABLE and not result.timed_out

@@ -95,7 +95,8 @@ class _PeerStream:
                         s.channels.get(self._address, self._name)
                     )
                     self._call = stub.Stream()
-                await asyncio.wait_for(self._call.write(msg), s.send_timeout)
+                async with asyncio.timeout(s.send_timeout):
+                    await self._call.write(msg)
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
                 s.send_failures += 1
                 await self._reset()
@@ -109,7 +110,8 @@ class _PeerStream:
             return
         call.cancel()
         try:
-            await asyncio.wait_for(call, 1.0)
+            async with asyncio.timeout(1.0):
+                await call
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 label = peer_label(self._address, self._name)
@@ -130,7 +132,8 @@ class _PeerStream:
             await self.task
         if self._call is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._call.done_writing(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self._call.done_writing()
             self._call.cancel()
 
 
@@ -163,7 +166,8 @@ class PeerSender:
         queues = [s.queue.join() for s in self._streams.values()]
         if queues:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*queues), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):
+                    await asyncio.gather(*queues)
         for stream in self._streams.values():
             await stream.close()
         self._streams.clear()

@@ -57,8 +57,11 @@ class SwimLoop:
             deadline = self.swim.next_deadline()
             delay = None if deadline is None else max(0.0, deadline - self._clock())
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands as the event is set, and shutdown would then wait forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._emit(self.swim.tick(self._clock()))
