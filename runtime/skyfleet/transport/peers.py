@@ -29,7 +29,9 @@ log = logging.getLogger("skyfleet.transport")
 GRPC_OPTIONS = (("grpc.http2.bdp_probe", 0),)
 _CHANNEL_OPTIONS = (
     *GRPC_OPTIONS,
-    ("grpc.keepalive_time_ms", 10_000),
+    # Peer failure is membership's job (probes every second); keepalive only has to
+    # notice a dead connection eventually, and every ping costs each pair of nodes bytes.
+    ("grpc.keepalive_time_ms", 300_000),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 )
