@@ -166,6 +166,7 @@ class Agent:
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._loop.add_listener(self._on_member_event)
         self._keeper = self._policy_keeper()
+        self._loop.add_status_listener(self._keeper.nudge)
         self._router = Router(
             swim=self.swim,
             executor=self.executor,

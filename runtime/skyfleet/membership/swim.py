@@ -134,6 +134,9 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._statuses: dict[str, tuple[NodeStatus, float]] = {}
         self._status_seq = 0
+        self.statuses_received = 0
+        """Newer statuses of other nodes accepted so far: drivers watch it to react to
+        adverts (a newer policy) at once instead of polling."""
         self._seq = 0
         self._seeds: tuple[str, ...] = ()
         self._join_attempt = 0
@@ -307,6 +310,7 @@ class Swim:
         known = self._statuses.get(status.node)
         if status.supersedes(known[0] if known else None):
             self._statuses[status.node] = (status, now)
+            self.statuses_received += 1
             self._broadcasts.queue(
                 f"status:{status.node}", status, share=self._cfg.status_retransmit_share
             )

@@ -28,7 +28,8 @@ from skyfleet.transport.tls import peer_label
 log = logging.getLogger("skyfleet.policy")
 
 POLL_INTERVAL = 0.25
-"""How often adverts and the watched source are checked (cheap: no I/O unless changed)."""
+"""How often adverts and the watched source are checked when nothing wakes the keeper
+(cheap: no I/O unless changed). A newly gossiped advert wakes it at once (`nudge`)."""
 
 
 def envelope_bytes(envelope: dict[str, Any]) -> bytes:
@@ -59,6 +60,7 @@ class PolicyKeeper:
         self._on_change = on_change
         self._fetch_timeout = fetch_timeout
         self._seen_files: dict[Path, tuple[int, int]] = {}
+        self._nudged = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -84,6 +86,10 @@ class PolicyKeeper:
         envelope = self.adopter.current_envelope
         return envelope_bytes(envelope) if envelope else b""
 
+    def nudge(self) -> None:
+        """New adverts arrived: look at them now rather than at the next poll."""
+        self._nudged.set()
+
     async def run(self) -> None:
         while True:
             self._check_source()
@@ -92,7 +98,12 @@ class PolicyKeeper:
                 task = asyncio.get_running_loop().create_task(self._fetch(plan))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            await asyncio.sleep(POLL_INTERVAL)
+            self._nudged.clear()
+            try:
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._nudged.wait()
+            except TimeoutError:
+                pass
 
     def _adverts(self) -> list[Advert]:
         up = {m.name for m in self._swim.members() if m.state.name in ("ALIVE", "SUSPECT")}

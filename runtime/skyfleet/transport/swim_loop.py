@@ -37,9 +37,15 @@ class SwimLoop:
         self._clock = clock
         self._wake = asyncio.Event()
         self._listeners: list[EventListener] = []
+        self._status_listeners: list[Callable[[], None]] = []
+        self._statuses_seen = 0
 
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
+
+    def add_status_listener(self, listener: Callable[[], None]) -> None:
+        """Called after a step in which newer statuses of other nodes arrived."""
+        self._status_listeners.append(listener)
 
     def start(self, seeds: tuple[str, ...]) -> None:
         self._emit(self.swim.start(self._clock(), seeds))
@@ -91,5 +97,9 @@ class SwimLoop:
             )
             for listener in self._listeners:
                 listener(event)
+        if self.swim.statuses_received != self._statuses_seen:
+            self._statuses_seen = self.swim.statuses_received
+            for notify in self._status_listeners:
+                notify()
         # The core may have armed an earlier timer than the one the loop waits for.
         self._wake.set()
