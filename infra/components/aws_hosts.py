@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import ipam, publication
-from infra.components.bootstrap import FleetBootstrap
+from infra.components.host_args import HostsArgs
 from infra.config import CloudConfig
-from infra.topology import HostSpec
 
 
 @dataclass(frozen=True)
-class AwsHostsArgs:
-    environment: str
-    cloud: CloudConfig
-    hosts: tuple[HostSpec, ...]
-    boot: FleetBootstrap
-    fleet_ranges: tuple[IPv4Network, ...]
-    admin_ranges: tuple[IPv4Network, ...]
-    agent_port: int
-    metrics_port: int
+class AwsHostsArgs(HostsArgs):
+    """AWS needs nothing beyond the common plan."""
 
 
 class AwsHosts(pulumi.ComponentResource):

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_azure_native as azure
 
 from infra import ipam, publication
-from infra.components.bootstrap import FleetBootstrap
-from infra.config import CloudConfig
+from infra.components.host_args import HostsArgs
 from infra.topology import HostSpec
 
 IMAGE = {
@@ -30,20 +28,12 @@ IMAGE = {
 
 
 @dataclass(frozen=True)
-class AzureHostsArgs:
-    environment: str
-    cloud: CloudConfig
-    hosts: tuple[HostSpec, ...]
-    boot: FleetBootstrap
-    fleet_ranges: tuple[IPv4Network, ...]
-    admin_ranges: tuple[IPv4Network, ...]
-    agent_port: int
-    metrics_port: int
+class AzureHostsArgs(HostsArgs):
     ssh_public_key: str
-    policy_account: str
-    """Storage account holding the published policy (see infra.publication)."""
     """Azure requires one; port 22 is never opened, so it is a break-glass key for the
     serial console / Bastion only."""
+    policy_account: str
+    """Storage account holding the published policy (see infra.publication)."""
 
 
 def _rule(name: str, priority: int, port: str, sources: list[str], access: str) -> dict:

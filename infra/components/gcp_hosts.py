@@ -10,30 +10,19 @@ keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra import ipam, publication
-from infra.components.bootstrap import FleetBootstrap
-from infra.config import CloudConfig
-from infra.topology import HostSpec
+from infra.components.host_args import HostsArgs
 
 AGENT_TAG = "skyfleet-agent"
 IMAGE = "ubuntu-os-cloud/ubuntu-2204-lts"
 
 
 @dataclass(frozen=True)
-class GcpHostsArgs:
-    environment: str
-    cloud: CloudConfig
-    hosts: tuple[HostSpec, ...]
-    boot: FleetBootstrap
-    fleet_ranges: tuple[IPv4Network, ...]
-    admin_ranges: tuple[IPv4Network, ...]
-    agent_port: int
-    metrics_port: int
+class GcpHostsArgs(HostsArgs):
     policy_bucket: str
     """GCS bucket holding the published policy (see infra.publication)."""
 

@@ -7,9 +7,13 @@ import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skyfleet.cli.main import CliError
 from skyfleet.config.agent import ConfigError
+
+if TYPE_CHECKING:
+    from skyfleet.client import AgentClient
 
 DEFAULT_TLS_DIR = Path(".skyfleet/local/tls")
 
@@ -26,6 +30,18 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", default="admin", help="certificate name to use (admin)")
 
 
+def client_from_args(args: argparse.Namespace) -> AgentClient:
+    """An AgentClient for `--agent` with the `--identity` certificate from `--tls-dir`."""
+    from skyfleet.client import AgentClient, tls_files_in
+    from skyfleet.transport.tls import TlsMaterial
+
+    try:
+        tls = TlsMaterial.load(tls_files_in(args.tls_dir, args.identity))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return AgentClient(args.agent, tls)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     members = sub.add_parser("members", help="list an agent's view of the fleet")
     add_connection_args(members)
@@ -34,16 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _members(args: argparse.Namespace) -> int:
-    from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
-    from skyfleet.transport.tls import TlsMaterial
-
-    try:
-        tls = TlsMaterial.load(tls_files_in(args.tls_dir, args.identity))
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    from skyfleet.client import AgentError, MemberRow
 
     async def fetch() -> tuple[str, list[MemberRow]]:
-        async with AgentClient(args.agent, tls) as client:
+        async with client_from_args(args) as client:
             return await client.list_members()
 
     try:

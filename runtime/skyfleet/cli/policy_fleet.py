@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skyfleet.cli.main import CliError
-from skyfleet.cli.members import add_connection_args
-from skyfleet.config.agent import ConfigError
+from skyfleet.cli.members import add_connection_args, client_from_args
 
 if TYPE_CHECKING:
     from skyfleet._generated.skyfleet.v1.policy_pb2 import PublishPolicyResponse
-    from skyfleet.client import AgentClient, MemberRow
+    from skyfleet.client import MemberRow
 
 
 def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
@@ -30,17 +29,6 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
 
 
-def _client(args: argparse.Namespace) -> AgentClient:
-    from skyfleet.client import AgentClient, tls_files_in
-    from skyfleet.transport.tls import TlsMaterial
-
-    try:
-        tls = TlsMaterial.load(tls_files_in(args.tls_dir, args.identity))
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-    return AgentClient(args.agent, tls)
-
-
 def _cmd_publish(args: argparse.Namespace) -> int:
     from skyfleet.client import AgentError
 
@@ -50,7 +38,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {exc.strerror}") from None
 
     async def go() -> PublishPolicyResponse:
-        async with _client(args) as client:
+        async with client_from_args(args) as client:
             return await client.publish_policy(envelope)
 
     try:
@@ -65,7 +53,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from skyfleet.client import AgentError
 
     async def go() -> tuple[str, list[MemberRow]]:
-        async with _client(args) as client:
+        async with client_from_args(args) as client:
             return await client.list_members()
 
     try:

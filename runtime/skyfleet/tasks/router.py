@@ -29,7 +29,8 @@ import grpc
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.balancing.balancer import Balancer, Choice, NoEligiblePeer, TaskRequest
 from skyfleet.balancing.peers import Locale, PeerLoad
-from skyfleet.membership.messages import MemberState
+from skyfleet.membership.members import MemberView
+from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.tasks.attempts import AttemptResult, Attempts, Verdict
@@ -111,22 +112,7 @@ class Router:
             if m.state not in (MemberState.ALIVE, MemberState.SUSPECT):
                 continue
             if m.name == self._swim.name:
-                e = self._executor
-                report = e.report(0, "")
-                views.append(
-                    PeerLoad(
-                        name=m.name,
-                        cloud=m.meta.cloud,
-                        region=m.meta.region,
-                        zone=m.meta.zone,
-                        capacity=report.capacity,
-                        inflight=report.inflight,
-                        queued=report.queued,
-                        latency_ewma=report.latency_ms / 1000.0,
-                        error_rate=report.error_rate,
-                        status_at=self._clock(),
-                    )
-                )
+                views.append(_peer_load(m, self._executor.report(0, ""), self._clock()))
                 continue
             known = statuses.get(m.name)
             if known is None or known[0].report.capacity == 0:
@@ -135,19 +121,11 @@ class Router:
             seq, sent = self._sent.get(m.name, (status.seq, 0))
             if seq != status.seq:
                 sent = 0  # a fresher status already includes our earlier sends
-            r = status.report
             views.append(
-                PeerLoad(
-                    name=m.name,
-                    cloud=m.meta.cloud,
-                    region=m.meta.region,
-                    zone=m.meta.zone,
-                    capacity=r.capacity,
-                    inflight=r.inflight,
-                    queued=r.queued,
-                    latency_ewma=r.latency_ms / 1000.0,
-                    error_rate=r.error_rate,
-                    status_at=received,
+                _peer_load(
+                    m,
+                    status.report,
+                    received,
                     sent_since_status=sent,
                     healthy=m.state == MemberState.ALIVE,
                 )
@@ -355,3 +333,28 @@ def _never_reached(result: AttemptResult) -> bool:
     """No connection at all (refused, no route, gone from membership), as opposed to a
     peer that was reached and did not answer in time."""
     return result.verdict is Verdict.UNREACHABLE and not result.timed_out
+
+
+def _peer_load(
+    member: MemberView,
+    report: StatusReport,
+    status_at: float,
+    *,
+    sent_since_status: int = 0,
+    healthy: bool = True,
+) -> PeerLoad:
+    """The balancer's view of a member from its status report."""
+    return PeerLoad(
+        name=member.name,
+        cloud=member.meta.cloud,
+        region=member.meta.region,
+        zone=member.meta.zone,
+        capacity=report.capacity,
+        inflight=report.inflight,
+        queued=report.queued,
+        latency_ewma=report.latency_ms / 1000.0,
+        error_rate=report.error_rate,
+        status_at=status_at,
+        sent_since_status=sent_since_status,
+        healthy=healthy,
+    )
