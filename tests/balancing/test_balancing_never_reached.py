@@ -30,3 +30,12 @@ def test_retry_after_unreachable_peer_is_not_budgeted() -> None:
     b.record(failover, ok=True, now=1.0)
     b.release(held)
     assert b.retry_budget.active == 0 and b.retry_budget.active_retries == 0
+
+
+def test_unbudgeted_retry_still_leaves_the_failed_cloud() -> None:
+    b, peers = balancer(), fleet()
+    for _ in range(10):
+        task = TaskRequest(kind="t", attempt=2, never_reached=True, failed_clouds=("aws",))
+        choice = b.choose(task, peers, now=0.0)
+        assert isinstance(choice, Choice) and choice.peer.cloud != "aws"
+        b.release(choice)

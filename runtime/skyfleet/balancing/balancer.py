@@ -145,8 +145,9 @@ class Balancer:
                 f"task {task.kind!r}: attempt {task.attempt} exceeds failover.max_attempts "
                 f"({failover.max_attempts})",
             )
-        retry = task.attempt > 1 and not task.never_reached
-        if retry and not self._budget.can_retry():
+        retry = task.attempt > 1
+        budgeted = retry and not task.never_reached
+        if budgeted and not self._budget.can_retry():
             return NoEligiblePeer(
                 NoPeerReason.RETRY_BUDGET,
                 f"task {task.kind!r}: retry budget spent ({self._budget.active_retries} "
@@ -173,9 +174,9 @@ class Balancer:
             )
         pool, tier = self._locality(eligible, healthy)
         peer = self.strategy.pick(pool, now)
-        self._budget.started(retry=retry)
+        self._budget.started(retry=budgeted)
         return Choice(
-            peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic, budgeted=retry
+            peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic, budgeted=budgeted
         )
 
     def record(self, choice: Choice, *, ok: bool, now: float, unreachable: bool = False) -> None:

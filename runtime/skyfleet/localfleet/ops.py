@@ -56,10 +56,13 @@ def up(
     version = policy["version"]
     took = asyncio.run(
         fleet.wait_for(
-            lambda views: all(v[n].policy_version == version for n, v in views.items()),
+            # Every agent must also *see* every other on it: `status` then agrees everywhere.
+            lambda views: all(
+                row.policy_version == version for v in views.values() for row in v.values()
+            ),
             list(fleet.specs),
             timeout=60,
-            what=f"policy v{version} on every agent",
+            what=f"policy v{version} on every agent, as every agent sees it",
         )
     )
     say(f"policy v{version} signed into {fleet.layout.policy_source}, on all in {took:.2f}s")
