@@ -4,8 +4,9 @@ every simulated node, adverts riding on the simulated gossip, pulls as request/r
 What each node does is what `skyfleet.node.Agent` and `transport.policy_loop.PolicyKeeper`
 do, minus the I/O:
 
-- every `status_interval` (staggered), and at once after an adoption, it publishes its
-  status (policy version and hash) through `Swim.publish_status`;
+- every `status_interval` (staggered) it re-advertises its status (policy version and
+  hash) through `Swim.publish_status` when the agent's rule says so (a change, or the
+  refresh interval), and at once after an adoption;
 - every `poll_interval` it asks its `PolicySync` for a pull, given the adverts it holds;
 - a pull is a request to the chosen peer and a reply carrying the peer's signed envelope
   as the bytes the Fetch RPC would carry, each way delayed (or lost) by the cluster's
@@ -41,6 +42,7 @@ from skyfleet.policy.signing import TrustedKeys
 from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
 from skyfleet.sim.cluster import SimCluster
 from skyfleet.sim.network import SimNetwork
+from skyfleet.status.publication import worth_publishing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +72,8 @@ class PolicyNode:
     restart) are dropped, as a dead process's timers and calls die with it."""
     pulls: int = 0
     pull_failures: int = 0
+    last_status: tuple[StatusReport, float] | None = None
+    """What it last advertised, and when: the agent's own re-advertising rule applies."""
 
     @property
     def version(self) -> int:
@@ -205,7 +209,7 @@ class PolicyCluster(SimCluster):
 
     def _fire(self, kind: str, name: str, pull: _Pull | None) -> None:
         if kind == "advertise":
-            self._publish(name)
+            self._publish(name, only_if_worth=True)
             self._at(self.now + self.config.status_interval, "advertise", name)
         elif kind == "poll":
             self._poll(name)
@@ -220,11 +224,23 @@ class PolicyCluster(SimCluster):
             assert pull is not None
             self._pull_failed(pull)
 
-    def _publish(self, name: str) -> None:
+    def _publish(self, name: str, *, only_if_worth: bool = False) -> None:
+        """Advertise the node's status; on the periodic tick only when the agent would
+        (`worth_publishing`: a change, or the refresh interval)."""
         node = self.policy[name]
         report = StatusReport(
             policy_version=node.version, policy_hash=node.adopter.current_hash or ""
         )
+        last, last_at = node.last_status or (None, 0.0)
+        if only_if_worth and not worth_publishing(
+            last,
+            report,
+            last_at=last_at,
+            now=self.now,
+            refresh=self.config.status_refresh_interval,
+        ):
+            return
+        node.last_status = (report, self.now)
         out = self.nodes[name].swim.publish_status(report, self.now)
         if out:  # publishing only queues news today; send whatever it may produce
             self._dispatch(name, out)
