@@ -5,7 +5,11 @@ agents run, so these are the protocol's figures, not a model's. Per fleet size a
 
 1. Build: start N nodes in batches, each joining through one of a few seeds, until every
    node sees every node alive (virtual join time, wall time). A join floods N alive
-   messages into N tables, O(N^2 log N) work: it dominates the benchmark's wall time.
+   messages into N tables, O(N^2 log N) work and N^2 queued items: it dominates the
+   benchmark's wall time and, at N = 10,000, needs more memory than this machine has.
+   From `--converged-from` on, the fleet instead starts converged (`add_converged`:
+   every node knows every other, nothing queued, shared immutable entries) and phases
+   2-5 run on it unchanged; the join figure is then not measured.
 2. Steady state (c): once the join news has drained, bytes and packets per node per
    second over a window (sizes are `messages.packet_size` estimates of the encoding).
 3. Dissemination (a): one node hears it is suspected and refutes with a new
@@ -20,6 +24,7 @@ agents run, so these are the protocol's figures, not a model's. Per fleet size a
 Run from the repository root:
     .venv/bin/python bench/membership_sim.py                    # quick: N = 100, 1,000
     .venv/bin/python bench/membership_sim.py --sizes 100,1000,10000 --runs 3
+    .venv/bin/python bench/membership_sim.py --sizes 1000 --converged-from 1000  # shortcut check
 """
 
 from __future__ import annotations
@@ -49,10 +54,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SERF_MODEL = {"n": 1000, "fraction": 0.9999, "seconds": 2.2}
 """Serf's convergence simulator: 99.99 % of 1,000 nodes informed in 2.2 s (gossip
 interval 200 ms, fan-out 3, no loss)."""
-BYTES_PER_RECORD = 320
-"""Peak memory per (node, known member) pair while a join's news is queued, measured
-with tracemalloc at N = 10,000 (2.0 MB per node once drained, 3.2 MB with the queue):
-every simulated node holds its own table, so a fleet costs N^2 records."""
+BYTES_PER_RECORD = {"join": 320, "converged": 80}
+"""Peak memory per (node, known member) pair. Join: measured with tracemalloc at N =
+10,000 (2.0 MB per node once drained, 3.2 MB with the queue), every node holding its own
+entries. Converged start: shared entries, so only each node's dict slot and its two name
+lists (probe order, gossip sample) are its own."""
 
 
 @dataclass(slots=True)
@@ -82,8 +88,10 @@ def measure_size(
     *,
     config: MembershipConfig | None = None,
     plan: JoinPlan | None = None,
+    converged: bool = False,
 ) -> SizeRun:
-    """One run at fleet size `n`: build, steady traffic, dissemination, detection."""
+    """One run at fleet size `n`: build (join, or a converged start), steady traffic,
+    dissemination, detection."""
     config = config or membership_preset("lan")
     plan = plan or JoinPlan()
     cluster = SimCluster(config, seed=seed)
@@ -98,10 +106,13 @@ def measure_size(
         run.wall_s[phase], run.cpu_s[phase] = round(now - clock, 3), round(now_cpu - cpu, 3)
         clock, cpu = now, now_cpu
 
-    run.join_s = build_fleet(cluster, tally, n, plan)
+    if converged:
+        cluster.add_converged(node_names(n))
+    else:
+        run.join_s = build_fleet(cluster, tally, n, plan)
+        if run.join_s is None:
+            raise RuntimeError(f"N={n}: the fleet did not converge within {plan.timeout} s")
     lap("join")
-    if run.join_s is None:
-        raise RuntimeError(f"N={n}: the fleet did not converge within {plan.timeout} s")
     traffic = measure_traffic(cluster, tally, settle_step=5.0, max_settle=300.0)
     run.settle_s = traffic.settle_s
     run.bytes_per_node_s, run.packets_per_node_s = (
@@ -218,15 +229,17 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def check_memory(sizes: list[int]) -> None:
+def check_memory(sizes: list[int], converged_from: int) -> None:
     """Refuse, before hours of work, a size whose N^2 tables cannot fit in free memory."""
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     for n in sizes:
-        need = n * n * BYTES_PER_RECORD
+        build = "converged" if n >= converged_from else "join"
+        need = n * n * BYTES_PER_RECORD[build]
         if need > 0.8 * free:
             raise SystemExit(
-                f"--sizes: N={n:,} needs about {need / 2**30:.1f} GiB for the simulated member "
-                f"tables (N^2 x {BYTES_PER_RECORD} B); {free / 2**30:.1f} GiB is free"
+                f"--sizes: N={n:,} ({build}) needs about {need / 2**30:.1f} GiB for the "
+                f"simulated member tables (N^2 x {BYTES_PER_RECORD[build]} B); "
+                f"{free / 2**30:.1f} GiB is free"
             )
 
 
@@ -235,15 +248,22 @@ def main() -> None:
     parser.add_argument("--sizes", type=_sizes, default=[100, 1000], help="e.g. 100,1000,10000")
     parser.add_argument("--seed", type=int, default=1, help="run r uses seed + r")
     parser.add_argument("--runs", type=int, default=1, help="runs per size (medians reported)")
+    parser.add_argument(
+        "--converged-from",
+        type=int,
+        default=5000,
+        help="sizes from this one on start converged instead of joining (memory)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/membership_sim.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/membership_dissemination.png")
     args = parser.parse_args()
-    check_memory(args.sizes)
+    check_memory(args.sizes, args.converged_from)
     config = membership_preset("lan")
     results: dict[int, list[SizeRun]] = {}
     for n in args.sizes:
         for r in range(args.runs):
-            run = measure_size(n, args.seed + r, config=config)
+            converged = n >= args.converged_from
+            run = measure_size(n, args.seed + r, config=config, converged=converged)
             results.setdefault(n, []).append(run)
             print(f"N={n} seed={run.seed}: wall {run.wall_s} cpu {run.cpu_s}", flush=True)
     summaries = {n: summarize(runs) for n, runs in results.items()}
@@ -253,6 +273,7 @@ def main() -> None:
     document = {
         "config": asdict(config),
         "join_plan": asdict(JoinPlan()),
+        "converged_from": args.converged_from,
         "serf_model": SERF_MODEL,
         "sizes": {
             str(n): {"summary": summaries[n], "runs": [asdict(r) for r in runs]}

@@ -114,6 +114,27 @@ def test_crashed_node_is_declared_dead_by_all_within_the_suspicion_bounds(
     assert cluster.converged()
 
 
+def test_a_fleet_started_converged_behaves_like_one_that_joined() -> None:
+    """`add_converged` is the simulator's shortcut for N = 10,000: it must start with
+    nothing to gossip and still detect a crash within the same bounds as a joined fleet."""
+    n = 40
+    cluster = SimCluster(LAN, seed=3)
+    cluster.add_converged(names(n))
+    assert cluster.converged()
+    cluster.run_for(3.0)
+    quiet = 2.0 / LAN.probe_interval  # one ping and one ack per probe, no gossip at all
+    sent = sum(node.packets_sent for node in cluster.nodes.values())
+    assert sent <= 3.0 * n * quiet * 1.1
+    lo, hi = suspicion_bounds(LAN, n)
+    cluster.crash("n7")
+    took = cluster.run_until_true(
+        lambda: cluster.all_see("n7", MemberState.DEAD), LAN.probe_interval + hi
+    )
+    assert took is not None and lo <= took < hi
+    assert failed(cluster, cluster.live_names()) == []
+    assert cluster.converged()
+
+
 # ---------------------------------------------------------------------- suspicion, refutation
 
 

@@ -8,33 +8,28 @@ from dataclasses import dataclass
 from skyfleet.membership.messages import MemberRecord, MemberState, NodeMeta
 
 
-@dataclass(slots=True)
-class Member:
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """One node as seen from here. Immutable: a change replaces the entry, so tables may
+    share entries (the simulator starts 10,000 nodes from one converged table)."""
+
     meta: NodeMeta
     state: MemberState
     incarnation: int
     state_since: float
     """Time of the last state change, for reaping and for `state_age`."""
 
-    def record(self) -> MemberRecord:
-        return MemberRecord(self.meta, self.state, self.incarnation)
+    @property
+    def name(self) -> str:
+        return self.meta.name
 
     @property
     def is_up(self) -> bool:
         """Alive or suspect: still probed and still a valid gossip target."""
         return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
 
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    meta: NodeMeta
-    state: MemberState
-    incarnation: int
-    state_since: float
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
+    def record(self) -> MemberRecord:
+        return MemberRecord(self.meta, self.state, self.incarnation)
 
 
 class EventKind(enum.Enum):

@@ -28,12 +28,13 @@ Usage: the driver calls `start`, then `handle(packet, now)` for each packet rece
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.awareness import Awareness
 from skyfleet.membership.broadcast import BroadcastQueue
-from skyfleet.membership.members import EventKind, Member, MemberEvent, MemberView
+from skyfleet.membership.members import EventKind, MemberEvent, MemberView
 from skyfleet.membership.messages import (
     MIN_UPDATE_SIZE,
     Ack,
@@ -112,8 +113,8 @@ class Swim:
         self._cfg = config
         self._rng = rng
         self._incarnation = incarnation
-        self._members: dict[str, Member] = {
-            meta.name: Member(meta, MemberState.ALIVE, incarnation, 0.0)
+        self._members: dict[str, MemberView] = {
+            meta.name: MemberView(meta, MemberState.ALIVE, incarnation, 0.0)
         }
         self._up = 1
         self._names: list[str] = []
@@ -151,7 +152,7 @@ class Swim:
         """Arm the periodic timers (staggered, so a fleet started together does not
         probe in lockstep) and join through `seeds`."""
         cfg = self._cfg
-        self._members[self.name].state_since = now
+        self._members[self.name] = replace(self._members[self.name], state_since=now)
         self._timers.set("probe", now + self._rng.uniform(0, cfg.probe_interval))
         self._timers.set("gossip", now + self._rng.uniform(0, cfg.gossip_interval))
         # Staggered: a fleet started together must not exchange full tables in lockstep.
@@ -162,6 +163,22 @@ class Swim:
         if self._seeds:
             self._send_join(now)
         return self._flush()
+
+    def adopt_members(self, members: Iterable[MemberView]) -> None:
+        """Know `members` at once, with no news about them to spread, as if the join had
+        long converged. The simulator starts large fleets this way: a real 10,000-node
+        join floods N alive messages into N tables (N^2 queued items), while adopted
+        entries are shared between tables because they are immutable."""
+        for m in members:
+            if m.name == self.name or m.name in self._members:
+                continue
+            self._members[m.name] = m
+            self._names.append(m.name)
+            self._up += m.is_up
+        self._probe_order = [n for n in self._names if self._members[n].is_up]
+        self._rng.shuffle(self._probe_order)
+        self._probe_index = 0
+        self._joined = True
 
     def handle(self, packet: Packet, now: float) -> list[Outgoing]:
         """Process one received packet."""
@@ -248,14 +265,10 @@ class Swim:
         return self._joined
 
     def members(self) -> list[MemberView]:
-        return [
-            MemberView(m.meta, m.state, m.incarnation, m.state_since)
-            for _, m in sorted(self._members.items())
-        ]
+        return [m for _, m in sorted(self._members.items())]
 
     def member(self, name: str) -> MemberView | None:
-        m = self._members.get(name)
-        return MemberView(m.meta, m.state, m.incarnation, m.state_since) if m else None
+        return self._members.get(name)
 
     def num_up(self) -> int:
         """Alive or suspect members, self included: the N of the formulas. Kept as a
@@ -283,7 +296,7 @@ class Swim:
             return
         member = self._members.get(name)
         if member is None:
-            self._members[name] = Member(alive.meta, MemberState.ALIVE, alive.incarnation, now)
+            self._members[name] = MemberView(alive.meta, MemberState.ALIVE, alive.incarnation, now)
             self._up += 1
             self._names.append(name)
             # A random slot, so that a new member is probed soon by some and late by others.
@@ -292,15 +305,19 @@ class Swim:
         elif alive.incarnation <= member.incarnation:
             return
         else:
-            was, old_meta = member.state, member.meta
-            member.meta, member.incarnation = alive.meta, alive.incarnation
-            if was != MemberState.ALIVE:
+            if member.state != MemberState.ALIVE:
                 if not member.is_up:
                     self._up += 1
-                member.state, member.state_since = MemberState.ALIVE, now
+                self._members[name] = MemberView(
+                    alive.meta, MemberState.ALIVE, alive.incarnation, now
+                )
                 self._emit(EventKind.ALIVE, name, alive.incarnation, now)
-            elif old_meta != alive.meta:
-                self._emit(EventKind.UPDATE, name, alive.incarnation, now)
+            else:
+                self._members[name] = replace(
+                    member, meta=alive.meta, incarnation=alive.incarnation
+                )
+                if member.meta != alive.meta:
+                    self._emit(EventKind.UPDATE, name, alive.incarnation, now)
             self._cancel_suspicion(name)
         self._broadcasts.queue(name, alive)
 
@@ -350,10 +367,8 @@ class Swim:
             return
         if member.state != MemberState.ALIVE:
             return
-        member.state, member.incarnation, member.state_since = (
-            MemberState.SUSPECT,
-            suspect.incarnation,
-            now,
+        self._members[suspect.node] = replace(
+            member, state=MemberState.SUSPECT, incarnation=suspect.incarnation, state_since=now
         )
         self.stats.suspicions += 1
         self._emit(EventKind.SUSPECT, suspect.node, suspect.incarnation, now, suspect.source)
@@ -387,8 +402,12 @@ class Swim:
         self._cancel_suspicion(dead.node)
         if member.is_up:
             self._up -= 1
-        member.state = MemberState.LEFT if left else MemberState.DEAD
-        member.incarnation, member.state_since = dead.incarnation, now
+        self._members[dead.node] = replace(
+            member,
+            state=MemberState.LEFT if left else MemberState.DEAD,
+            incarnation=dead.incarnation,
+            state_since=now,
+        )
         kind = EventKind.LEFT if left else EventKind.FAILED
         self._emit(kind, dead.node, dead.incarnation, now, dead.source)
         self._broadcasts.queue(dead.node, dead)
@@ -396,8 +415,7 @@ class Swim:
     def _refute(self, accused_incarnation: int, now: float) -> None:
         """Someone believes an older life of ours is suspect or dead: outbid it."""
         self._incarnation = max(self._incarnation, accused_incarnation) + 1
-        me = self._members[self.name]
-        me.incarnation = self._incarnation
+        self._members[self.name] = replace(self._members[self.name], incarnation=self._incarnation)
         self.stats.refutations += 1
         # Being accused is evidence our own responses are late (Lifeguard).
         self._awareness.apply_delta(1)
@@ -440,7 +458,7 @@ class Swim:
         ping = Ping(self._seq, target.meta.name)
         self._send(target.meta.address, ping, target.meta.name, hint)
 
-    def _next_probe_target(self) -> Member | None:
+    def _next_probe_target(self) -> MemberView | None:
         for _ in range(2):
             while self._probe_index < len(self._probe_order):
                 member = self._members.get(self._probe_order[self._probe_index])
@@ -547,18 +565,18 @@ class Swim:
             packet = Packet(self.name, self.meta.address, None, tuple(news))
             self._out.append(Outgoing(member.meta.address, packet, member.meta.name))
 
-    def _gossip_targets(self, now: float) -> list[Member]:
+    def _gossip_targets(self, now: float) -> list[MemberView]:
         """Up to `gossip_nodes` random members that are up or recently dead. Sampled by
         rejection from the name list, so a round costs O(fan-out), not O(N); falls back
         to a scan when few members qualify."""
         cfg = self._cfg
 
-        def wanted(m: Member) -> bool:
+        def wanted(m: MemberView) -> bool:
             return m.is_up or (
                 m.state == MemberState.DEAD and now - m.state_since < cfg.gossip_to_dead
             )
 
-        chosen: dict[str, Member] = {}
+        chosen: dict[str, MemberView] = {}
         names = self._names
         for _ in range(4 * cfg.gossip_nodes):
             if len(chosen) == cfg.gossip_nodes or not names:
