@@ -4,7 +4,8 @@ passes the time of every observation, so the rules below can be checked without 
 Rules
 - An agent is *up* at its first answered poll; the cluster is up when every agent is.
 - An observer has *converged* at the first poll where it lists all N nodes as alive.
-  The cluster has converged when every node has.
+  The cluster has converged when every node has. The join time runs from the join
+  command (`join_started`), the launch-to-converged time from the launch.
 - After `kill(victim, t)`, an observer has *detected* the failure at its first poll that
   shows the victim dead or left, or no longer lists it (a system may forget the dead).
   The killed node itself is no observer any more.
@@ -29,6 +30,7 @@ class RunRecorder:
     def __init__(self, names: list[str], launched_at: float) -> None:
         self.names = tuple(names)
         self.launched_at = launched_at
+        self.join_started_at: float | None = None
         self.up_at: dict[str, float] = {}
         self.converged_at: dict[str, float] = {}
         self.first_alive_at: dict[tuple[str, str], float] = {}
@@ -70,6 +72,9 @@ class RunRecorder:
             if view.get(self.victim) in _GONE:
                 self.detected_at[observer] = now
 
+    def join_started(self, at: float) -> None:
+        self.join_started_at = at
+
     def polling_paused(self) -> None:
         """Forget the last poll times, so a pause does not show up as one long gap."""
         self._last_poll.clear()
@@ -83,6 +88,9 @@ class RunRecorder:
     def _observers(self) -> list[str]:
         return [n for n in self.names if n != self.victim]
 
+    def all_up(self) -> bool:
+        return all(n in self.up_at for n in self.names)
+
     def all_converged(self) -> bool:
         return all(n in self.converged_at for n in self.names)
 
@@ -90,14 +98,20 @@ class RunRecorder:
         return self.victim is not None and all(n in self.detected_at for n in self._observers())
 
     def up_seconds(self) -> float | None:
-        """Launch of the joiners until the last agent answered its first poll: process
-        start-up, which the join time includes."""
-        if not all(n in self.up_at for n in self.names):
+        """Launch until the last agent answered its first poll: process start-up."""
+        if not self.all_up():
             return None
         return max(self.up_at.values()) - self.launched_at
 
     def join_seconds(self) -> float | None:
-        """Launch of the joiners until the last node saw everyone alive."""
+        """Join command until the last node saw everyone alive."""
+        if not self.all_converged() or self.join_started_at is None:
+            return None
+        return max(self.converged_at.values()) - self.join_started_at
+
+    def launch_to_converged_seconds(self) -> float | None:
+        """Launch until the last node saw everyone alive: start-up, the bench's own
+        join calls, and the join."""
         if not self.all_converged():
             return None
         return max(self.converged_at.values()) - self.launched_at
@@ -122,12 +136,12 @@ class RunRecorder:
         return report
 
     def slowest_pair(self) -> tuple[str, str, float] | None:
-        """(observer, subject, seconds from launch) of the last pair to see each other
-        alive: when a join is slow, this says who was late."""
+        """(observer, subject, seconds from the join command) of the last pair to see
+        each other alive: when a join is slow, this says who was late."""
         if not self.first_alive_at:
             return None
         (observer, subject), at = max(self.first_alive_at.items(), key=lambda kv: kv[1])
-        return observer, subject, at - self.launched_at
+        return observer, subject, at - (self.join_started_at or self.launched_at)
 
     def detection_seconds(self) -> tuple[float | None, float | None]:
         """(first observer, last observer) to see the victim gone, from the kill."""

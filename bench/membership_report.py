@@ -29,8 +29,9 @@ class Metric:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("join_s", "join: all N see all N alive (s)", "{:.2f}"),
-    Metric("up_s", "  of which start-up: all N APIs answer (s)", "{:.2f}"),
+    Metric("join_s", "join: from the join command until all N see all N alive (s)", "{:.2f}"),
+    Metric("up_s", "start-up: launch until all N APIs answer (s)", "{:.2f}"),
+    Metric("launch_to_converged_s", "launch until all N see all N alive (s)", "{:.2f}"),
     Metric("detect_all_s", "kill -9: all survivors see it dead (s)", "{:.2f}"),
     Metric("detect_first_s", "kill -9: first survivor sees it dead (s)", "{:.2f}"),
     Metric("bytes_per_node_s", "steady state: bytes sent / node / s", "{:.0f}"),

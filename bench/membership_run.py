@@ -1,11 +1,12 @@
 """One measured run: N real agents of one system on loopback, from launch to teardown.
 
 Phases, each bounded by a deadline:
-1. Start the seed (node 0) and wait until its membership API answers. Serf retries a
-   failed -retry-join only after -retry-interval, so starting everyone at once would
-   measure that timer instead of the protocol; both systems get the same treatment.
-2. Start the other N-1 agents at once (t0), each seeded with node 0, and poll every
-   agent's member list until every agent lists all N alive: the *join* time.
+1. Launch all N agents at once, none knowing any other, and poll until every agent's
+   membership API answers: the *start-up* time (process start, imports, listening).
+2. Open one more API connection per agent and use it once (so no connection set-up is
+   timed), then tell agents 1..N-1 at once to join through node 0 (`serf join`, Admin/
+   Join) and poll every agent's member list until every agent lists all N alive: the
+   *join* time, from the join command. The launch-to-converged time is reported too.
 3. Settle, then pause polling and count the bytes the agents send each other (iptables)
    and the CPU they burn (/proc) over a steady-state window. Polling is paused because
    Skyfleet's admin API shares the gossip port, and its traffic must not be counted.
@@ -46,9 +47,9 @@ class RunResult:
     system: str
     n: int
     run: int
-    seed_ready_s: float | None = None
     up_s: float | None = None
     join_s: float | None = None
+    launch_to_converged_s: float | None = None
     detect_first_s: float | None = None
     detect_all_s: float | None = None
     bytes_per_node_s: float | None = None
@@ -217,25 +218,25 @@ async def run_once(
     ctx = _Ctx(system, settings, RunRecorder(names, 0.0), PollGate(), procs)
     pollers = ctx.pollers
     try:
-        started = time.monotonic()
-        procs.start(seed.name, system.argv(seed, seed, run_dir))
-        seed_client = await _connect(ctx, seed, settings.start_timeout)
-        pollers.append(asyncio.create_task(_poll(ctx, seed, seed_client), name=seed.name))
-        await _until(ctx, lambda: ctx.polls > 0, settings.start_timeout, "seed API")
-        result.seed_ready_s = time.monotonic() - started
-
         ctx.recorder.launched_at = time.monotonic()
-        for node in nodes[1:]:
-            procs.start(node.name, system.argv(node, seed, run_dir))
-        for node in nodes[1:]:
+        for node in nodes:
+            procs.start(node.name, system.argv(node, run_dir))
+        for node in nodes:
             pollers.append(asyncio.create_task(_poll(ctx, node, None), name=node.name))
+        await _until(ctx, ctx.recorder.all_up, settings.start_timeout, "start-up")
+
+        joiners = [await _connect(ctx, node, settings.start_timeout) for node in nodes[1:]]
         try:
+            await asyncio.gather(*(client.members() for client in joiners))  # warm up
+            ctx.recorder.join_started(time.monotonic())
+            await asyncio.gather(*(client.join(seed) for client in joiners))
             await _until(ctx, ctx.recorder.all_converged, settings.join_timeout, "join")
         except RunFailed as exc:
             short = ctx.recorder.not_converged()
             detail = "; ".join(f"{o} sees {what}" for o, what in sorted(short.items())[:5])
             raise RunFailed(f"{exc} ({len(short)} not converged: {detail})") from None
-        result.join_s = ctx.recorder.join_seconds()
+        finally:
+            await asyncio.gather(*(client.close() for client in joiners))
 
         await asyncio.sleep(settings.settle)
         await _steady_state(ctx, counter, nodes, result)
@@ -259,6 +260,7 @@ def _summarise(ctx: _Ctx, result: RunResult) -> None:
     rec = ctx.recorder
     result.up_s = rec.up_seconds()
     result.join_s = rec.join_seconds()
+    result.launch_to_converged_s = rec.launch_to_converged_seconds()
     result.slowest_pair = rec.slowest_pair()
     result.detect_first_s, result.detect_all_s = rec.detection_seconds()
     result.false_deaths = len(rec.false_deaths)

@@ -92,6 +92,13 @@ class SerfRpcClient:
         except (KeyError, TypeError) as exc:
             raise SerfRpcError(f"serf RPC members: unexpected answer ({exc!r})") from None
 
+    async def join(self, seed: NodeSpec) -> None:
+        body = await self._call(
+            "join", {"Existing": [seed.gossip_addr], "Replay": False}, has_body=True
+        )
+        if not isinstance(body, dict) or body.get("Num", 0) < 1:
+            raise SerfRpcError(f"serf RPC join {seed.gossip_addr}: joined nobody ({body!r})")
+
     async def close(self) -> None:
         self._writer.close()
         try:
@@ -101,7 +108,7 @@ class SerfRpcClient:
 
 
 class SerfSystem:
-    """Serf agents with the LAN profile, each joined to the first through -retry-join."""
+    """Serf agents with the LAN profile, started alone and joined by `serf join` RPC."""
 
     label = "Serf"
     ports_per_node = 2
@@ -122,7 +129,7 @@ class SerfSystem:
             for i, name in enumerate(names)
         ]
 
-    def argv(self, node: NodeSpec, seed: NodeSpec, run_dir: Path) -> list[str]:
+    def argv(self, node: NodeSpec, run_dir: Path) -> list[str]:
         return [
             self._binary,
             "agent",
@@ -131,12 +138,6 @@ class SerfSystem:
             f"-bind={node.gossip_addr}",
             f"-rpc-addr={node.api_addr}",
             "-log-level=warn",
-            # Every node, the seed included (it joins itself, a no-op), as Skyfleet's seeds.
-            f"-retry-join={seed.gossip_addr}",
-            # The default retry interval is 30 s. The seed is up before the others start, so
-            # the first attempt succeeds and the interval never matters; should one ever
-            # fail, a 1 s retry keeps the run from measuring a timer.
-            "-retry-interval=1s",
         ]
 
     async def connect(self, node: NodeSpec) -> SerfRpcClient:

@@ -30,6 +30,7 @@ ADMIN_NAME = "bench-admin"
 
 RPC_TIMEOUT = 2.0
 """Seconds one ListMembers call may take before the poll counts as failed."""
+JOIN_TIMEOUT = 15.0
 
 _STATE = {
     membership_pb2.MEMBER_STATE_ALIVE: Status.ALIVE,
@@ -74,13 +75,20 @@ class AdminMembersClient:
         view.setdefault(reply.local_node or self._node, Status.ALIVE)
         return view
 
+    async def join(self, seed: NodeSpec) -> None:
+        request = admin_pb2.JoinRequest(seeds=[seed.gossip_addr])
+        try:
+            await self._stub.Join(request, timeout=JOIN_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise OSError(f"{self._node}: Join {exc.code().name}: {exc.details()}") from None
+
     async def close(self) -> None:
         await self._channel.close()
 
 
 class SkyfleetSystem:
-    """Skyfleet agents (this repository's `skyfleet agent run`), every one seeded with the
-    first node, as `-retry-join` does for Serf."""
+    """Skyfleet agents (this repository's `skyfleet agent run`), started alone and joined
+    by the Admin/Join RPC, as `serf join` does for Serf."""
 
     label = "Skyfleet"
     ports_per_node = 1
@@ -110,11 +118,11 @@ class SkyfleetSystem:
             NodeSpec(name=n, gossip_port=p, api_port=p) for n, p in zip(names, ports, strict=True)
         ]
 
-    def argv(self, node: NodeSpec, seed: NodeSpec, run_dir: Path) -> list[str]:
+    def argv(self, node: NodeSpec, run_dir: Path) -> list[str]:
         if self._tls_dir is None:
             raise RuntimeError("SkyfleetSystem.prepare() must run before argv()")
         config = run_dir / f"{node.name}.toml"
-        config.write_text(agent_toml(node, seed, self._tls_dir, run_dir / f"{node.name}-state"))
+        config.write_text(agent_toml(node, self._tls_dir, run_dir / f"{node.name}-state"))
         return [_skyfleet_command(), "agent", "run", "--config", str(config)]
 
     async def connect(self, node: NodeSpec) -> AdminMembersClient:
@@ -138,8 +146,9 @@ def _skyfleet_command() -> str:
     return found
 
 
-def agent_toml(node: NodeSpec, seed: NodeSpec, tls_dir: Path, state_dir: Path) -> str:
-    """The agent config file (format: skyfleet/config/agent.py) for one bench node."""
+def agent_toml(node: NodeSpec, tls_dir: Path, state_dir: Path) -> str:
+    """The agent config file (format: skyfleet/config/agent.py) for one bench node, with
+    no seeds: it joins when the bench says so."""
     return f"""\
 [node]
 name = "{node.name}"
@@ -147,9 +156,6 @@ cloud = "local"
 region = "local"
 zone = "local-a"
 bind = "{node.gossip_addr}"
-
-[join]
-seeds = ["{seed.gossip_addr}"]
 
 [tls]
 ca = "{tls_dir / "ca.pem"}"

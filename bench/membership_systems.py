@@ -51,6 +51,11 @@ class MembershipClient(Protocol):
         """The observer's current member list, itself included."""
         ...
 
+    async def join(self, seed: NodeSpec) -> None:
+        """Have the agent join the fleet through `seed` (`serf join`, Admin/Join);
+        returns once the agent says it joined."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -71,8 +76,8 @@ class MembershipSystem(Protocol):
         """Assign the freshly allocated ports (`ports_per_node` per name) to nodes."""
         ...
 
-    def argv(self, node: NodeSpec, seed: NodeSpec, run_dir: Path) -> list[str]:
-        """Command line of one agent that joins the cluster through `seed`."""
+    def argv(self, node: NodeSpec, run_dir: Path) -> list[str]:
+        """Command line of one agent, started alone (it joins on the bench's command)."""
         ...
 
     async def connect(self, node: NodeSpec) -> MembershipClient:

@@ -142,3 +142,12 @@ class AgentClient:
             await self._admin.Leave(admin_pb2.LeaveRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise AgentError(describe_rpc_error(exc, self._label)) from None
+
+    async def join(self, seeds: list[str], timeout: float = 15.0) -> int:
+        """Have the agent join a fleet through `seeds` (admin identity); the number of
+        members it then knows up, itself included."""
+        try:
+            reply = await self._admin.Join(admin_pb2.JoinRequest(seeds=seeds), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentError(describe_rpc_error(exc, self._label)) from None
+        return reply.members_up

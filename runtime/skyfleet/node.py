@@ -178,7 +178,7 @@ class Agent:
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[RejectUndecodable()])
         membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
         admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(self.swim, self._clock, self._stop), server
+            AdminService(self._loop, self._clock, self._stop), server
         )
         policy_pb2_grpc.add_PolicyServicer_to_server(PolicyService(self._keeper), server)
         tasks_pb2_grpc.add_TasksServicer_to_server(

@@ -7,6 +7,7 @@ written out by the test, so each rule of swim.py is checked in isolation.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -22,10 +23,12 @@ from skyfleet.membership.messages import (
     MemberState,
     Nack,
     NodeMeta,
+    NodeStatus,
     Outgoing,
     Packet,
     Ping,
     PushPull,
+    StatusReport,
     Suspect,
     Update,
 )
@@ -471,3 +474,60 @@ def test_leave_announces_left_and_is_never_refuted() -> None:
         b.handle(packet(a, None, accusation), 6.0)
     assert b.incarnation == 0 and b.stats.refutations == 0
     assert not of_type([o for _, o in advance(b, 20.0)], Ping)
+
+
+# ---------------------------------------------------------------------- eager gossip
+
+# Rounds 5 s apart, so every gossip packet inside a test's window is an early one, and
+# probes rare, so the peers (which never answer) are not suspected meanwhile.
+SLOW_ROUNDS = MembershipConfig(gossip_interval=5.0, probe_interval=100.0, probe_timeout=50.0)
+
+
+def gossip_times(swim: Swim, until: float) -> list[float]:
+    """When `swim` sent gossip (bodiless packets carrying news) up to `until`."""
+    return sorted({at for at, o in advance(swim, until) if o.packet.body is None})
+
+
+def started_with_peers(config: MembershipConfig = SLOW_ROUNDS) -> Swim:
+    swim = Swim(NodeMeta("a", "mem://a"), config, random.Random(2))
+    swim.start(0.0)
+    introduce(swim, make("b"), make("c"), make("d"), now=0.0)
+    advance(swim, 1.0)
+    return swim
+
+
+def test_fresh_membership_news_is_gossiped_at_once_not_at_the_next_round() -> None:
+    a = started_with_peers()
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    assert gossip_times(a, 1.001) == [1.001]
+
+
+def test_eager_rounds_are_at_most_one_per_gap() -> None:
+    a = started_with_peers()
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    advance(a, 1.001)
+    a.handle(packet(make("b"), None, Suspect("d", 0, "b")), 1.002)
+    gap = SLOW_ROUNDS.gossip_eager_gap
+    assert gossip_times(a, 2.0) == [pytest.approx(1.001 + gap)]
+
+
+def test_with_the_gap_at_the_gossip_interval_news_waits_for_the_round() -> None:
+    periodic = replace(SLOW_ROUNDS, gossip_eager_gap=SLOW_ROUNDS.gossip_interval)
+    a = started_with_peers(periodic)
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    first = gossip_times(a, 7.0)[0]
+    assert 1.001 < first <= 1.001 + periodic.gossip_interval
+
+
+def test_a_load_report_waits_for_the_round_a_new_policy_does_not() -> None:
+    a = started_with_peers()
+    a.publish_status(StatusReport(policy_version=1, policy_hash="h1", inflight=1), 1.0)
+    advance(a, 2.0)
+    a.publish_status(StatusReport(policy_version=1, policy_hash="h1", inflight=9), 2.001)
+    assert gossip_times(a, 3.0) == []
+    a.publish_status(StatusReport(policy_version=2, policy_hash="h2", inflight=9), 3.001)
+    assert gossip_times(a, 3.001) == [3.001]
+    # Another node's advert of a version above any seen so far is urgent too.
+    newer = NodeStatus("b", 0, 7, StatusReport(policy_version=3, policy_hash="h3"))
+    a.handle(packet(make("b"), None, newer), 4.001)
+    assert gossip_times(a, 4.001) == [4.001]

@@ -107,3 +107,29 @@ async def test_certificate_for_another_node_is_refused_at_start(layout) -> None:
     wrong = tls_files_in(layout.tls, "n1")
     with pytest.raises(ConfigError, match="tls.cert: certificate is for 'n1'"):
         await Agent(replace(config, tls=wrong)).start()
+
+
+async def test_join_at_run_time_needs_an_admin_and_valid_seeds(layout, monkeypatch) -> None:
+    from skyfleet.client import AgentError
+    from skyfleet.services import admin as admin_service
+
+    layout, (n0, n1) = layout
+    async with (
+        Agent(load_agent_config(layout.config_path("n0"))),
+        Agent(load_agent_config(layout.config_path("n1"))),
+    ):
+        async with AgentClient(n1.address, material(layout, "n0"), agent_name="n1") as agent:
+            with pytest.raises(AgentError, match="PERMISSION_DENIED|admin"):
+                await agent.join([n0.address])
+        async with AgentClient(n1.address, material(layout, "admin"), agent_name="n1") as admin:
+            with pytest.raises(AgentError, match=r"seeds\[1\]"):
+                await admin.join([n0.address, "no-port"])
+            monkeypatch.setattr(admin_service, "JOIN_TIMEOUT", 0.5)
+            with pytest.raises(AgentError, match="no seed answered"):
+                await admin.join(["127.0.0.1:1"])
+            assert await admin.join([n0.address]) == 2
+            _, rows = await admin.list_members()
+            assert [r.name for r in rows] == ["n0", "n1"]
+        async with AgentClient(n0.address, material(layout, "admin"), agent_name="n0") as admin:
+            _, rows = await admin.list_members()
+            assert [(r.name, r.state) for r in rows] == [("n0", "alive"), ("n1", "alive")]

@@ -1,4 +1,5 @@
-"""`skyfleet members --agent ADDR`: an agent's member table, as a table or JSON."""
+"""`skyfleet members --agent ADDR`: an agent's member table, as a table or JSON;
+`skyfleet join --agent ADDR SEED...`: have a running agent join a fleet."""
 
 from __future__ import annotations
 
@@ -47,6 +48,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_connection_args(members)
     members.add_argument("--json", action="store_true", help="print JSON instead of a table")
     members.set_defaults(func=_members)
+    join = sub.add_parser("join", help="have a running agent join a fleet through seeds")
+    add_connection_args(join)
+    join.add_argument("seeds", nargs="+", metavar="SEED", help="host:port of a fleet member")
+    join.set_defaults(func=_join)
+
+
+def _join(args: argparse.Namespace) -> int:
+    from skyfleet.client import AgentError
+
+    async def call() -> int:
+        async with client_from_args(args) as client:
+            return await client.join(args.seeds)
+
+    try:
+        up = asyncio.run(call())
+    except AgentError as exc:
+        raise CliError(str(exc)) from None
+    print(f"joined: {args.agent} now knows {up} member(s) up")
+    return 0
 
 
 def _members(args: argparse.Namespace) -> int:

@@ -43,6 +43,12 @@ class MembershipConfig:
     gossip_nodes: int = 3
     """Fan-out of each gossip round."""
 
+    gossip_eager_gap: float = 0.05
+    """Fresh news (membership changes, a new policy version) pulls the next gossip round
+    forward to now, at most once per this many seconds; load reports wait for the
+    periodic rounds. Each hop then costs a round trip instead of half a gossip interval.
+    Set it to `gossip_interval` for memberlist's purely periodic rounds."""
+
     gossip_to_dead: float = 30.0
     """Dead members still receive gossip for this long, so that a node wrongly marked dead
     hears about it quickly and refutes."""
@@ -124,6 +130,7 @@ class MembershipConfig:
             "probe_interval",
             "probe_timeout",
             "gossip_interval",
+            "gossip_eager_gap",
             "push_pull_interval",
             "reconnect_interval",
             "status_interval",

@@ -135,6 +135,10 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._statuses: dict[str, tuple[NodeStatus, float]] = {}
         self._status_seq = 0
+        self._policy_seen = 0
+        """Highest policy version any status advertised so far: a status above it is
+        urgent news."""
+        self._last_gossip = -float("inf")
         self.statuses_received = 0
         """Newer statuses of other nodes accepted so far: drivers watch it to react to
         adverts (a newer policy) at once instead of polling."""
@@ -216,6 +220,16 @@ class Swim:
     def next_deadline(self) -> float | None:
         return self._timers.next_deadline()
 
+    def join(self, seeds: tuple[str, ...], now: float) -> list[Outgoing]:
+        """Join (more of) a fleet through `seeds` at run time, as `serf join` does: a
+        push-pull with each, retried with backoff until one answers (`joined`)."""
+        self._seeds = tuple(s for s in seeds if s != self.meta.address)
+        if not self._seeds or self._leaving:
+            return []
+        self._joined, self._join_attempt = False, 0
+        self._send_join(now)
+        return self._flush()
+
     def leave(self, now: float) -> list[Outgoing]:
         """Announce a graceful leave. Keep calling `tick` for `leave_propagate_delay` so
         the news spreads; the node no longer probes nor refutes."""
@@ -236,10 +250,10 @@ class Swim:
         """Advertise our own load and policy; it rides on gossip like membership news."""
         self._status_seq += 1
         status = NodeStatus(self.name, self._incarnation, self._status_seq, report)
+        previous = self._statuses.get(self.name)
         self._statuses[self.name] = (status, now)
-        self._broadcasts.queue(
-            f"status:{self.name}", status, share=self._cfg.status_retransmit_share
-        )
+        policy_changed = previous is None or _policy(previous[0]) != _policy(status)
+        self._queue_status(status, now, urgent=policy_changed and report.policy_version > 0)
         return self._flush()
 
     def statuses(self) -> dict[str, tuple[NodeStatus, float]]:
@@ -319,7 +333,7 @@ class Swim:
                 if member.meta != alive.meta:
                     self._emit(EventKind.UPDATE, name, alive.incarnation, now)
             self._cancel_suspicion(name)
-        self._broadcasts.queue(name, alive)
+        self._news(name, alive, now)
 
     def _on_status(self, status: NodeStatus, now: float) -> None:
         if status.node == self.name:
@@ -328,9 +342,19 @@ class Swim:
         if status.supersedes(known[0] if known else None):
             self._statuses[status.node] = (status, now)
             self.statuses_received += 1
-            self._broadcasts.queue(
-                f"status:{status.node}", status, share=self._cfg.status_retransmit_share
-            )
+            self._queue_status(status, now, urgent=False)
+
+    def _queue_status(self, status: NodeStatus, now: float, *, urgent: bool) -> None:
+        """Load reports go out with the next rounds at a share of the retransmits. A
+        policy version above any advertised so far, or our own adoption of a new one, is
+        news like membership news: full retransmits, gossiped at once."""
+        newer = status.report.policy_version > self._policy_seen
+        self._policy_seen = max(self._policy_seen, status.report.policy_version)
+        if urgent or newer:
+            self._news(f"status:{status.node}", status, now)
+        else:
+            share = self._cfg.status_retransmit_share
+            self._broadcasts.queue(f"status:{status.node}", status, share=share)
 
     def _accused(self, incarnation: int, now: float) -> None:
         """News says we are suspect or dead. At our incarnation or above: refute. Below
@@ -355,15 +379,13 @@ class Swim:
         if member.state == MemberState.LEFT:
             # Someone missed the leave and now suspects a node that will never answer:
             # repeat the leave notice, so it ends LEFT rather than FAILED.
-            self._broadcasts.queue(
-                suspect.node, Dead(suspect.node, member.incarnation, suspect.node)
-            )
+            self._news(suspect.node, Dead(suspect.node, member.incarnation, suspect.node), now)
             return
         if member.state == MemberState.SUSPECT:
             entry = self._suspicions.get(suspect.node)
             if entry is not None and entry[0].confirm(suspect.source):
                 self._timers.set(("suspicion", suspect.node), entry[0].deadline())
-                self._broadcasts.queue(suspect.node, suspect)
+                self._news(suspect.node, suspect, now)
             return
         if member.state != MemberState.ALIVE:
             return
@@ -372,7 +394,7 @@ class Swim:
         )
         self.stats.suspicions += 1
         self._emit(EventKind.SUSPECT, suspect.node, suspect.incarnation, now, suspect.source)
-        self._broadcasts.queue(suspect.node, suspect)
+        self._news(suspect.node, suspect, now)
         cfg = self._cfg
         n = self.num_up()
         k = cfg.suspicion_mult - 2
@@ -410,7 +432,7 @@ class Swim:
         )
         kind = EventKind.LEFT if left else EventKind.FAILED
         self._emit(kind, dead.node, dead.incarnation, now, dead.source)
-        self._broadcasts.queue(dead.node, dead)
+        self._news(dead.node, dead, now)
 
     def _refute(self, accused_incarnation: int, now: float) -> None:
         """Someone believes an older life of ours is suspect or dead: outbid it."""
@@ -420,7 +442,17 @@ class Swim:
         # Being accused is evidence our own responses are late (Lifeguard).
         self._awareness.apply_delta(1)
         self._emit(EventKind.REFUTED, self.name, self._incarnation, now)
-        self._broadcasts.queue(self.name, Alive(self.meta, self._incarnation))
+        self._news(self.name, Alive(self.meta, self._incarnation), now)
+
+    def _news(self, key: str, update: Update, now: float) -> None:
+        """Queue fresh news and pull the next gossip round forward to now (at most one
+        early round per `gossip_eager_gap`): each hop then costs a round trip rather than
+        half a gossip interval, while a quiet fleet still gossips nothing."""
+        self._broadcasts.queue(key, update)
+        due = self._timers.deadline("gossip")
+        at = max(now, self._last_gossip + self._cfg.gossip_eager_gap)
+        if due is not None and at < due:
+            self._timers.set("gossip", at)
 
     def _cancel_suspicion(self, name: str) -> None:
         if self._suspicions.pop(name, None) is not None:
@@ -545,6 +577,7 @@ class Swim:
     def _timer_gossip(self, now: float) -> None:
         cfg = self._cfg
         self._timers.set("gossip", now + cfg.gossip_interval)
+        self._last_gossip = now
         for name, (suspicion, incarnation, accuser) in self._suspicions.items():
             # Our own accusation that nobody has confirmed may simply not have been heard
             # (our outbound path is what failed): keep telling it until it resolves, so
@@ -653,8 +686,9 @@ class Swim:
     # ------------------------------------------------------------------ join
 
     def _timer_join(self, now: float) -> None:
-        if self._joined or self.num_up() > 1:
-            self._joined = True
+        """Retry until a seed itself answers, as Serf's retry-join does: members heard of
+        through others do not prove that the seeds' fleet was reached."""
+        if self._joined:
             return
         self._join_attempt += 1
         self._send_join(now)
@@ -693,3 +727,7 @@ class Swim:
     def _flush(self) -> list[Outgoing]:
         out, self._out = self._out, []
         return out
+
+
+def _policy(status: NodeStatus) -> tuple[int, str]:
+    return status.report.policy_version, status.report.policy_hash

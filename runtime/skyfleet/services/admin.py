@@ -9,14 +9,19 @@ from collections.abc import Callable
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
-from skyfleet.membership.swim import Swim
+from skyfleet.config.agent import ConfigError, split_host_port
 from skyfleet.transport.codec import meta_to_proto, status_to_proto
+from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import require_admin
+
+JOIN_TIMEOUT = 10.0
+"""Seconds a Join call waits for a seed to answer (the core keeps retrying after)."""
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, swim: Swim, clock: Callable[[], float], stop: asyncio.Event) -> None:
-        self._swim = swim
+    def __init__(self, loop: SwimLoop, clock: Callable[[], float], stop: asyncio.Event) -> None:
+        self._loop = loop
+        self._swim = loop.swim
         self._clock = clock
         self._stop = stop
 
@@ -48,3 +53,22 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         await require_admin(context)
         self._stop.set()
         return admin_pb2.LeaveResponse()
+
+    async def Join(  # noqa: N802 - gRPC method name
+        self, request: admin_pb2.JoinRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.JoinResponse:
+        await require_admin(context)
+        if not request.seeds:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "seeds: give at least one")
+        for i, seed in enumerate(request.seeds):
+            try:
+                split_host_port(seed, f"seeds[{i}]")
+            except ConfigError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not await self._loop.join(tuple(request.seeds), JOIN_TIMEOUT):
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"no seed answered within {JOIN_TIMEOUT:.0f} s ({', '.join(request.seeds)}); "
+                "the agent keeps retrying",
+            )
+        return admin_pb2.JoinResponse(members_up=self._swim.num_up())

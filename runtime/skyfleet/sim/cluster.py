@@ -141,6 +141,12 @@ class SimCluster:
                 self._wake(name)
         self.now = max(self.now, t)
 
+    def deliver_now(self, name: str, packet: Packet) -> None:
+        """Hand `name` a packet from outside the fleet (a test's or a bench's), as if it
+        had just arrived: its answers are sent and its timers rescheduled as usual."""
+        self._push(self.now, "deliver", name, packet)
+        self.run_until(self.now)
+
     def run_for(self, dt: float) -> None:
         self.run_until(self.now + dt)
 

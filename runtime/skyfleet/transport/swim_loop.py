@@ -39,6 +39,7 @@ class SwimLoop:
         self._listeners: list[EventListener] = []
         self._status_listeners: list[Callable[[], None]] = []
         self._statuses_seen = 0
+        self._join_waiters: list[asyncio.Future[bool]] = []
 
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -49,6 +50,20 @@ class SwimLoop:
 
     def start(self, seeds: tuple[str, ...]) -> None:
         self._emit(self.swim.start(self._clock(), seeds))
+
+    async def join(self, seeds: tuple[str, ...], timeout: float) -> bool:
+        """Join through `seeds`; whether a seed answered within `timeout` seconds."""
+        joined = asyncio.get_running_loop().create_future()
+        self._join_waiters.append(joined)
+        self._emit(self.swim.join(seeds, self._clock()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await joined
+        except TimeoutError:
+            return False
+        finally:
+            if joined in self._join_waiters:
+                self._join_waiters.remove(joined)
 
     def deliver(self, packet: Packet) -> None:
         """Feed one received packet (called from the gRPC handler)."""
@@ -101,5 +116,10 @@ class SwimLoop:
             self._statuses_seen = self.swim.statuses_received
             for notify in self._status_listeners:
                 notify()
+        if self._join_waiters and self.swim.joined:
+            for waiter in self._join_waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+            self._join_waiters.clear()
         # The core may have armed an earlier timer than the one the loop waits for.
         self._wake.set()

@@ -43,3 +43,15 @@ class LeaveRequest(_message.Message):
 class LeaveResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("seeds",)
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    seeds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seeds: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("members_up",)
+    MEMBERS_UP_FIELD_NUMBER: _ClassVar[int]
+    members_up: int
+    def __init__(self, members_up: _Optional[int] = ...) -> None: ...

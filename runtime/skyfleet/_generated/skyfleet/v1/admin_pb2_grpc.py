@@ -44,6 +44,11 @@ class AdminStub(object):
                 request_serializer=skyfleet_dot_v1_dot_admin__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_admin__pb2.LeaveResponse.FromString,
                 _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/skyfleet.v1.Admin/Join',
+                request_serializer=skyfleet_dot_v1_dot_admin__pb2.JoinRequest.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_admin__pb2.JoinResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer(object):
@@ -62,6 +67,14 @@ class AdminServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Join(self, request, context):
+        """Join (more of) a fleet through seeds at run time, as `serf join` does: answers once
+        a seed has exchanged tables with this agent (admin identity required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +87,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=skyfleet_dot_v1_dot_admin__pb2.LeaveRequest.FromString,
                     response_serializer=skyfleet_dot_v1_dot_admin__pb2.LeaveResponse.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=skyfleet_dot_v1_dot_admin__pb2.JoinRequest.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_admin__pb2.JoinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +148,33 @@ class Admin(object):
             '/skyfleet.v1.Admin/Leave',
             skyfleet_dot_v1_dot_admin__pb2.LeaveRequest.SerializeToString,
             skyfleet_dot_v1_dot_admin__pb2.LeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Admin/Join',
+            skyfleet_dot_v1_dot_admin__pb2.JoinRequest.SerializeToString,
+            skyfleet_dot_v1_dot_admin__pb2.JoinResponse.FromString,
             options,
             channel_credentials,
             insecure,
