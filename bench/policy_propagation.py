@@ -110,13 +110,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="real runs per size (medians)")
     parser.add_argument("--sim-runs", type=int, default=1, help="simulated runs per size")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--converged-from",
+        type=int,
+        default=5000,
+        help="simulated sizes from this one on start converged instead of joining (memory)",
+    )
     parser.add_argument("--quick", action="store_true", help="real N=5, sim N=200, 1 run each")
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/policy_propagation.json")
     args = parser.parse_args()
     if args.quick:
         args.real_sizes, args.sim_sizes, args.runs, args.sim_runs = [5], [200], 1, 1
-    check_memory(args.sim_sizes)
+    check_memory(args.sim_sizes, args.converged_from)
     config = membership_preset("lan")
 
     real: dict[int, list[Any]] = {}
@@ -127,7 +133,8 @@ def main() -> None:
     sim: dict[int, list[SimRun]] = {}
     for n in args.sim_sizes:
         for r in range(args.sim_runs):
-            run = run_size(n, args.seed + r, config, plan=JoinPlan())
+            converged = n >= args.converged_from
+            run = run_size(n, args.seed + r, config, plan=JoinPlan(), converged=converged)
             sim.setdefault(n, []).append(run)
             print(f"sim N={n} seed={run.seed}: {asdict(run)}", flush=True)
 

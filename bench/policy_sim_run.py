@@ -4,7 +4,8 @@ in the same simulation (`skyfleet.sim.policy.PolicyCluster`: the agents' own SWI
 
 Phases of a run:
 1. Build: N nodes join (the membership benchmark's join plan) until all see all alive,
-   then run until the join news has drained (the packet rate is the quiet one).
+   then run until the join news has drained (the packet rate is the quiet one); or, for
+   large N (memory), start converged (`SimCluster.add_converged`).
 2. Status loops start on every node (status every `status_interval`, policy polls every
    250 ms); a few status periods pass.
 3. Fresh alive: one node refutes a suspicion with a new incarnation; time until every
@@ -123,7 +124,9 @@ def policy_spread(
     return (half[0] if half else None), took
 
 
-def run_size(n: int, seed: int, config: MembershipConfig, *, plan: JoinPlan) -> SimRun:
+def run_size(
+    n: int, seed: int, config: MembershipConfig, *, plan: JoinPlan, converged: bool = False
+) -> SimRun:
     key, public = generate_signing_key()
     trusted = TrustedKeys.from_pems([public])
     v1, v2 = signed_pair(key)
@@ -138,10 +141,13 @@ def run_size(n: int, seed: int, config: MembershipConfig, *, plan: JoinPlan) -> 
         clock = now
         print(f"  sim N={n}: {phase} done in {run.wall_s[phase]} s wall", flush=True)
 
-    run.join_s = build_fleet(cluster, tally, n, plan)
-    if run.join_s is None:
-        raise RuntimeError(f"N={n}: the fleet did not converge")
-    settle(cluster)
+    if converged:
+        cluster.add_converged(names)
+    else:
+        run.join_s = build_fleet(cluster, tally, n, plan)
+        if run.join_s is None:
+            raise RuntimeError(f"N={n}: the fleet did not converge")
+        settle(cluster)
     lap("join")
     cluster.start_advertising()
     cluster.run_for(3 * config.status_interval)

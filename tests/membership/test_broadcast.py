@@ -90,3 +90,13 @@ def test_zero_budget_takes_nothing_and_counts_nothing() -> None:
     queue = make_queue(("a", "A"))
     assert queue.take(0, 1) == []
     assert queue.take(BIG, 1) == ["A"]
+
+
+def test_extra_transmissions_come_on_top_of_the_limit_and_go_first() -> None:
+    queue: BroadcastQueue[str] = BroadcastQueue(len)
+    queue.queue("old", "old")
+    queue.take(budget=100, limit=5)  # "old" has been sent once
+    queue.queue("fresh", "fresh", extra=2)
+    assert queue.take(budget=5, limit=1) == ["fresh"]  # room for one: the fresh one
+    sends = 1 + sum(queue.take(budget=5, limit=1).count("fresh") for _ in range(5))
+    assert sends == 3  # the limit of 1, plus 2 extra

@@ -531,3 +531,14 @@ def test_a_load_report_waits_for_the_round_a_new_policy_does_not() -> None:
     newer = NodeStatus("b", 0, 7, StatusReport(policy_version=3, policy_hash="h3"))
     a.handle(packet(make("b"), None, newer), 4.001)
     assert gossip_times(a, 4.001) == [4.001]
+
+
+def test_a_joiner_announces_itself_to_the_table_it_received() -> None:
+    a, c = make("a"), make("c")
+    introduce(a, c)
+    b = Swim(NodeMeta("b", "mem://b"), SLOW_ROUNDS, random.Random(5))
+    reply = deliver(a, b.start(0.0, seeds=(a.meta.address,)), 0.01)
+    b.handle(reply[0].packet, 0.02)
+    gossip = [o for at, o in advance(b, 0.02) if o.packet.body is None]
+    assert {o.to_name for o in gossip} == {"a", "c"}
+    assert all(carries(o, Alive(b.meta, 0)) for o in gossip)

@@ -39,12 +39,14 @@ class BroadcastQueue(Generic[T]):
     def __contains__(self, key: str) -> bool:
         return key in self._where
 
-    def queue(self, key: str, value: T, *, share: float = 1.0) -> None:
+    def queue(self, key: str, value: T, *, share: float = 1.0, extra: int = 0) -> None:
         """Queue `value` as the news about `key`, replacing any older news about it. It
-        is sent `share` of the usual number of times (at least once)."""
+        is sent `share` of the usual number of times (at least once), plus `extra` times
+        (its count starts below zero, so those go first)."""
         self._discard(key)
-        self._buckets.setdefault(0, {})[key] = _Item(value, 0, self._size_of(value), share)
-        self._where[key] = 0
+        item = _Item(value, -extra, self._size_of(value), share)
+        self._buckets.setdefault(-extra, {})[key] = item
+        self._where[key] = -extra
 
     def take(self, budget: int, limit: int) -> list[T]:
         """News fitting in `budget` bytes, least-transmitted first and newest first within

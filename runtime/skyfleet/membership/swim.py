@@ -447,8 +447,11 @@ class Swim:
     def _news(self, key: str, update: Update, now: float) -> None:
         """Queue fresh news and pull the next gossip round forward to now (at most one
         early round per `gossip_eager_gap`): each hop then costs a round trip rather than
-        half a gossip interval, while a quiet fleet still gossips nothing."""
-        self._broadcasts.queue(key, update)
+        half a gossip interval, while a quiet fleet still gossips nothing. The early round
+        is a head start on top of the usual retransmits (`extra`), not taken from them:
+        spent all at once during a join burst, those would reach only the members known
+        in its first milliseconds."""
+        self._broadcasts.queue(key, update, extra=self._cfg.gossip_nodes)
         due = self._timers.deadline("gossip")
         at = max(now, self._last_gossip + self._cfg.gossip_eager_gap)
         if due is not None and at < due:
@@ -668,6 +671,9 @@ class Swim:
             if not self._joined:
                 self._joined = True
                 self._timers.cancel("join")
+                # Announce ourselves too, to the table we just received: the seed's news
+                # of us may have been spent before it knew of nodes that joined alongside.
+                self._news(self.name, Alive(self.meta, self._incarnation), now)
         else:
             reply = self._state(is_reply=True)
             self._send(packet.sender_address, reply, packet.sender, piggyback=False)

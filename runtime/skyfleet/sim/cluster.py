@@ -50,7 +50,7 @@ class SimCluster:
         self.network = network or SimNetwork(random.Random(seed + 1))
         self.nodes: dict[str, SimNode] = {}
         self._by_address: dict[str, str] = {}
-        self._heap: list[tuple[float, int, str, str, Packet | None]] = []
+        self._heap: list[tuple[float, int, str, str, Packet | Callable[[], None] | None]] = []
         self._seq = 0
 
     # ------------------------------------------------------------------ fleet control
@@ -123,19 +123,24 @@ class SimCluster:
 
     def run_until(self, t: float) -> None:
         while self._heap and self._heap[0][0] <= t:
-            when, _, kind, name, packet = heapq.heappop(self._heap)
+            when, _, kind, name, payload = heapq.heappop(self._heap)
             self.now = when
+            if kind == "call":
+                assert callable(payload)
+                payload()
+                continue
             node = self.nodes.get(name)
             if node is None or not node.up:
                 continue
             if kind == "deliver":
-                assert packet is not None
+                assert isinstance(payload, Packet)
                 if node.starve_slot:
-                    node.inbox.append(packet)
+                    node.inbox.append(payload)
                     self._schedule_wake(name)
                 else:
-                    self._dispatch(name, node.swim.handle(packet, when))
+                    self._dispatch(name, node.swim.handle(payload, when))
                     self._schedule_wake(name)
+                    self.after_step(name)
             elif node.wake_at == when:
                 node.wake_at = None
                 self._wake(name)
@@ -146,6 +151,16 @@ class SimCluster:
         had just arrived: its answers are sent and its timers rescheduled as usual."""
         self._push(self.now, "deliver", name, packet)
         self.run_until(self.now)
+
+    def call_at(self, when: float, action: Callable[[], None]) -> None:
+        """Run `action` at virtual time `when`, in order with the packets and timers: how
+        a model layered on the fleet (policy pulls) schedules its own events."""
+        self._push(when, "call", "", action)
+
+    def after_step(self, name: str) -> None:
+        """Called after node `name` handled packets or fired timers. A no-op here; a
+        layered model overrides it to react as its agent would (the policy model polls
+        at once when new adverts arrived, as the agent's keeper is nudged)."""
 
     def run_for(self, dt: float) -> None:
         self.run_until(self.now + dt)
@@ -192,6 +207,7 @@ class SimCluster:
             out += node.swim.handle(packet, self.now)
         self._dispatch(name, out)
         self._schedule_wake(name)
+        self.after_step(name)
 
     def _schedule_wake(self, name: str) -> None:
         node = self.nodes[name]
@@ -224,6 +240,8 @@ class SimCluster:
             if transit is not None:
                 self._push(self.now + transit, "deliver", dst, o.packet)
 
-    def _push(self, when: float, kind: str, name: str, packet: Packet | None) -> None:
+    def _push(
+        self, when: float, kind: str, name: str, payload: Packet | Callable[[], None] | None
+    ) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, kind, name, packet))
+        heapq.heappush(self._heap, (when, self._seq, kind, name, payload))

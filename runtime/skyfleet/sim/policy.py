@@ -7,16 +7,16 @@ do, minus the I/O:
 - every `status_interval` (staggered) it re-advertises its status (policy version and
   hash) through `Swim.publish_status` when the agent's rule says so (a change, or the
   refresh interval), and at once after an adoption;
-- every `poll_interval` it asks its `PolicySync` for a pull, given the adverts it holds;
+- every `poll_interval` it asks its `PolicySync` for a pull, given the adverts it holds,
+  and at once after a step in which newer statuses arrived (the keeper's nudge);
 - a pull is a request to the chosen peer and a reply carrying the peer's signed envelope
   as the bytes the Fetch RPC would carry, each way delayed (or lost) by the cluster's
   `SimNetwork`; the reply is offered to the node's `PolicyAdopter`, which parses and
   verifies the ed25519 signature like any other offer. A request to a crashed peer, or a
   lost packet, costs the requester its `fetch_timeout`, as a gRPC deadline would.
 
-Policy events sit in a heap of their own; `run_until` interleaves them with the
-membership events through `SimCluster.run_until`, so the membership simulation is the
-unmodified one.
+Policy events go into the cluster's own event heap (`SimCluster.call_at`), in order with
+packets and timers; the membership simulation is the unmodified one.
 
 Adverts: the keeper hands `next_fetch` every up member's advertised version, and
 `next_fetch` keeps those above the node's own. Here only those are gathered, found
@@ -27,7 +27,6 @@ statuses on each of 4 N polls per second.
 
 from __future__ import annotations
 
-import heapq
 import json
 import random
 from collections.abc import Iterator
@@ -72,6 +71,8 @@ class PolicyNode:
     restart) are dropped, as a dead process's timers and calls die with it."""
     pulls: int = 0
     pull_failures: int = 0
+    statuses_seen: int = 0
+    """`Swim.statuses_received` when last looked at: a change nudges a poll."""
     last_status: tuple[StatusReport, float] | None = None
     """What it last advertised, and when: the agent's own re-advertising rule applies."""
 
@@ -118,8 +119,6 @@ class PolicyCluster(SimCluster):
         self._trusted = trusted_keys
         self._initial = initial_envelope
         self._policy_rng = random.Random(seed + 2)
-        self._policy_heap: list[tuple[float, int, str, str, int, _Pull | None]] = []
-        self._policy_seq = 0
         self._holders: dict[int, set[str]] = {}
         self._served: dict[tuple[int, str], bytes] = {}
         self.pull_seconds: list[float] = []
@@ -182,24 +181,29 @@ class PolicyCluster(SimCluster):
         names = names if names is not None else self.live_names()
         return sum(1 for n in names if self.policy[n].version >= version)
 
-    # ------------------------------------------------------------------ running
-
-    def run_until(self, t: float) -> None:
-        while self._policy_heap and self._policy_heap[0][0] <= t:
-            when, _, kind, name, life, pull = heapq.heappop(self._policy_heap)
-            super().run_until(when)
-            if self.nodes[name].up and self.policy[name].life == life:
-                self._fire(kind, name, pull)
-            elif kind == "serve" and pull is not None:  # the server died: the call fails
-                self._at(max(when, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
-        super().run_until(t)
-
     # ------------------------------------------------------------------ internals
 
+    def after_step(self, name: str) -> None:
+        """Newer statuses arrived: poll now, as the agent's keeper is nudged."""
+        node = self.policy.get(name)
+        if node is None or not self.advertising:
+            return
+        received = self.nodes[name].swim.statuses_received
+        if received != node.statuses_seen:
+            node.statuses_seen = received
+            self._poll(name)
+
     def _at(self, when: float, kind: str, name: str, pull: _Pull | None = None) -> None:
-        self._policy_seq += 1
         life = self.policy[name].life
-        heapq.heappush(self._policy_heap, (when, self._policy_seq, kind, name, life, pull))
+        self.call_at(when, lambda: self._event(kind, name, life, pull))
+
+    def _event(self, kind: str, name: str, life: int, pull: _Pull | None) -> None:
+        """A policy event falls due: dropped if its process died since (a crash ends its
+        timers and calls); a call to a dead server fails at the requester's deadline."""
+        if self.nodes[name].up and self.policy[name].life == life:
+            self._fire(kind, name, pull)
+        elif kind == "serve" and pull is not None:
+            self._at(max(self.now, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
 
     def _start_loops(self, name: str) -> None:
         rng = self._policy_rng
