@@ -31,6 +31,7 @@ from skyfleet._generated.skyfleet.v1 import (
     tasks_pb2_grpc,
 )
 from skyfleet.config.agent import AgentConfig, ConfigError
+from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, StatusReport
 from skyfleet.membership.swim import Swim
@@ -234,6 +235,7 @@ class Agent:
             raise ConfigError(f"policy.trusted_keys: {exc}") from None
         store = PolicyStore(cfg.state_dir)
         loaded = store.load(trusted)
+        timings = policy_sync_timings(cfg.membership)
         return PolicyKeeper(
             adopter=PolicyAdopter(trusted_keys=trusted, current=loaded.envelope),
             store=store,
@@ -241,13 +243,13 @@ class Agent:
             channels=self.channels,
             sync=PolicySync(
                 random.Random(self._rng.random()),
-                retry_after=cfg.membership.probe_interval * 5,
-                fetch_timeout=max(2.0, cfg.membership.probe_interval * 2),
+                retry_after=timings.retry_after,
+                fetch_timeout=timings.fetch_timeout,
             ),
             clock=self._clock,
             source=cfg.policy.source,
             on_change=self._policy_changed,
-            fetch_timeout=max(2.0, cfg.membership.probe_interval * 2),
+            timings=timings,
         )
 
     @property

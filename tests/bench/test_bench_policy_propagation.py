@@ -10,9 +10,9 @@ from types import ModuleType
 import pytest
 
 from skyfleet.config import membership_preset
+from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.policy.signing import TrustedKeys, generate_signing_key
-from skyfleet.sim.policy import PolicyCluster, PolicySimSettings
-from skyfleet.transport.policy_loop import POLL_INTERVAL
+from skyfleet.sim.policy import PolicyCluster
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -25,8 +25,11 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return policy_propagation
 
 
-def test_the_simulated_poll_interval_is_the_agents() -> None:
-    assert PolicySimSettings().poll_interval == POLL_INTERVAL
+def test_the_simulated_policy_timings_are_the_agents() -> None:
+    wan = membership_preset("wan")
+    cluster = PolicyCluster(wan, trusted_keys=TrustedKeys.from_pems([generate_signing_key()[1]]))
+    assert cluster.timings == policy_sync_timings(wan)
+    assert cluster.timings.fetch_timeout == 2 * wan.probe_interval  # WAN: above the floor
 
 
 def test_simulated_rollout_reaches_every_node_by_verified_pulls(bench: ModuleType) -> None:

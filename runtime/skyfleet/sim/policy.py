@@ -7,7 +7,7 @@ do, minus the I/O:
 - every `status_interval` (staggered) it re-advertises its status (policy version and
   hash) through `Swim.publish_status` when the agent's rule says so (a change, or the
   refresh interval), and at once after an adoption;
-- every `poll_interval` it asks its `PolicySync` for a pull, given the adverts it holds,
+- every poll interval it asks its `PolicySync` for a pull, given the adverts it holds,
   and at once after a step in which newer statuses arrived (the keeper's nudge);
 - a pull is a request to the chosen peer and a reply carrying the peer's signed envelope
   as the bytes the Fetch RPC would carry, each way delayed (or lost) by the cluster's
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyfleet.config.membership import MembershipConfig
+from skyfleet.config.policy_sync import PolicySyncTimings, policy_sync_timings
 from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import Decision, PolicyAdopter
@@ -46,16 +47,9 @@ from skyfleet.status.publication import worth_publishing
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicySimSettings:
-    """The agent's policy timings (see `Agent._policy_keeper`)."""
-
-    poll_interval: float = 0.25
-    """How often a node looks for a newer advert: `transport.policy_loop.POLL_INTERVAL`
-    (a test keeps the two equal)."""
-    retry_after: float | None = None
-    """Skip a peer that failed to serve for this long; None: 5 x probe interval, as the
-    agent wires it."""
-    fetch_timeout: float | None = None
-    """Deadline of one pull; None: max(2 s, 2 x probe interval), as the agent wires it."""
+    timings: PolicySyncTimings | None = None
+    """Poll interval, fetch deadline, retry delay; None: the agent's own, derived from
+    the membership config (`policy_sync_timings`)."""
     serve_time: float = 0.0
     """Seconds a peer takes to answer a Fetch, beyond the network delay."""
 
@@ -108,10 +102,8 @@ class PolicyCluster(SimCluster):
         super().__init__(config, seed=seed, network=network)
         s = settings or PolicySimSettings()
         self.settings = s
-        self.retry_after = config.probe_interval * 5 if s.retry_after is None else s.retry_after
-        self.fetch_timeout = (
-            max(2.0, config.probe_interval * 2) if s.fetch_timeout is None else s.fetch_timeout
-        )
+        self.timings = s.timings or policy_sync_timings(config)
+        self.fetch_timeout = self.timings.fetch_timeout
         self.policy: dict[str, PolicyNode] = {}
         self.advertising = False
         self.decisions: list[tuple[str, Decision]] = []
@@ -142,7 +134,9 @@ class PolicyCluster(SimCluster):
         old = self.policy.get(name)
         node = PolicyNode(
             PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
-            PolicySync(rng, retry_after=self.retry_after, fetch_timeout=self.fetch_timeout),
+            PolicySync(
+                rng, retry_after=self.timings.retry_after, fetch_timeout=self.fetch_timeout
+            ),
             life=0 if old is None else old.life + 1,
         )
         node.adopted_at[node.version] = self.now
@@ -209,7 +203,7 @@ class PolicyCluster(SimCluster):
         rng = self._policy_rng
         self._publish(name)
         self._at(self.now + rng.uniform(0, self.config.status_interval), "advertise", name)
-        self._at(self.now + rng.uniform(0, self.settings.poll_interval), "poll", name)
+        self._at(self.now + rng.uniform(0, self.timings.poll_interval), "poll", name)
 
     def _fire(self, kind: str, name: str, pull: _Pull | None) -> None:
         if kind == "advertise":
@@ -217,7 +211,7 @@ class PolicyCluster(SimCluster):
             self._at(self.now + self.config.status_interval, "advertise", name)
         elif kind == "poll":
             self._poll(name)
-            self._at(self.now + self.settings.poll_interval, "poll", name)
+            self._at(self.now + self.timings.poll_interval, "poll", name)
         elif kind == "serve":
             assert pull is not None
             self._serve(name, pull)

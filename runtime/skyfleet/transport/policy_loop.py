@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import policy_pb2, policy_pb2_grpc
+from skyfleet.config.policy_sync import PolicySyncTimings
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import Decision, PolicyAdopter, log_decision
 from skyfleet.policy.store import PolicyStore
@@ -26,11 +27,6 @@ from skyfleet.transport.peers import PeerChannels
 from skyfleet.transport.tls import peer_label
 
 log = logging.getLogger("skyfleet.policy")
-
-POLL_INTERVAL = 0.25
-"""How often adverts and the watched source are checked when nothing wakes the keeper
-(cheap: no I/O unless changed). A newly gossiped advert wakes it at once (`nudge`)."""
-
 
 def envelope_bytes(envelope: dict[str, Any]) -> bytes:
     return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
@@ -48,7 +44,7 @@ class PolicyKeeper:
         clock: Callable[[], float],
         source: Path | None,
         on_change: Callable[[], None],
-        fetch_timeout: float,
+        timings: PolicySyncTimings,
     ) -> None:
         self.adopter = adopter
         self._store = store
@@ -58,7 +54,7 @@ class PolicyKeeper:
         self._clock = clock
         self._source = source
         self._on_change = on_change
-        self._fetch_timeout = fetch_timeout
+        self._timings = timings
         self._seen_files: dict[Path, tuple[int, int]] = {}
         self._nudged = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +96,7 @@ class PolicyKeeper:
                 task.add_done_callback(self._tasks.discard)
             self._nudged.clear()
             try:
-                async with asyncio.timeout(POLL_INTERVAL):
+                async with asyncio.timeout(self._timings.poll_interval):
                     await self._nudged.wait()
             except TimeoutError:
                 pass
@@ -122,7 +118,8 @@ class PolicyKeeper:
         stub = policy_pb2_grpc.PolicyStub(self._channels.get(member.meta.address, plan.node))
         try:
             reply = await stub.Fetch(
-                policy_pb2.FetchPolicyRequest(version=plan.version), timeout=self._fetch_timeout
+                policy_pb2.FetchPolicyRequest(version=plan.version),
+                timeout=self._timings.fetch_timeout,
             )
         except grpc.aio.AioRpcError as exc:
             self._channels.log_failure(exc, peer, "policy fetch")
