@@ -33,7 +33,7 @@ from skyfleet._generated.skyfleet.v1 import (
 from skyfleet.config.agent import AgentConfig, ConfigError
 from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.membership.members import EventKind, MemberEvent
-from skyfleet.membership.messages import NodeMeta, StatusReport
+from skyfleet.membership.messages import NodeMeta, Packet, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.observability.metrics import Metrics
 from skyfleet.policy.adoption import PolicyAdopter
@@ -49,8 +49,9 @@ from skyfleet.status.publication import worth_publishing
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.router import Router
-from skyfleet.transport.peers import GRPC_OPTIONS, PeerChannels, PeerSender
+from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, PeerSender
 from skyfleet.transport.policy_loop import PolicyKeeper
+from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import TlsMaterial
 
@@ -161,8 +162,12 @@ class Agent:
                 f"but node.name is {cfg.node.name!r}"
             )
         self._channels = PeerChannels(tls.channel_credentials())
+        return_paths = ReturnPaths(QUEUE_LIMIT)
         self._sender = PeerSender(
-            self._channels, send_timeout=max(1.0, cfg.membership.probe_interval)
+            self._channels,
+            send_timeout=max(1.0, cfg.membership.probe_interval),
+            deliver=self._deliver,
+            return_paths=return_paths,
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._loop.add_listener(self._on_member_event)
@@ -177,7 +182,9 @@ class Agent:
             rng=random.Random(self._rng.random()),
         )
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[RejectUndecodable()])
-        membership_pb2_grpc.add_MembershipServicer_to_server(MembershipService(self._loop), server)
+        membership_pb2_grpc.add_MembershipServicer_to_server(
+            MembershipService(self._loop, return_paths), server
+        )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self._loop, self._clock, self._stop), server
         )
@@ -272,6 +279,11 @@ class Agent:
 
     def status_report(self) -> StatusReport:
         return self.executor.report(self.policy.version, self.policy.hash)
+
+    def _deliver(self, packet: Packet) -> None:
+        """A packet a peer sent back on one of our streams."""
+        if self._loop is not None:
+            self._loop.deliver(packet)
 
     def _on_member_event(self, event: MemberEvent) -> None:
         """A member that (re)joins has none of our news: tell it our status now rather

@@ -13,7 +13,7 @@ import pytest
 
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.members import EventKind
-from skyfleet.membership.messages import MemberState
+from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.timing import retransmit_limit, suspicion_timeout
 from skyfleet.sim import SimCluster
 
@@ -397,3 +397,21 @@ def test_a_fleet_started_together_spreads_its_push_pulls() -> None:
 
     assert cluster.run_until_true(all_pushed, 2 * LAN.push_pull_interval) is not None
     assert max(first.values()) - min(first.values()) > LAN.probe_interval
+
+
+@pytest.mark.parametrize("seed", [2, 9, 10])
+def test_a_status_published_from_outside_the_loop_goes_out_at_once(seed: int) -> None:
+    """A driver's call into a core (a status publication) may pull its next gossip round
+    forward; `emit` must re-arm the node's wake-up, or the news waits for an old timer
+    (these seeds' next wake-up was 90-160 ms away)."""
+    cluster = SimCluster(LAN, seed=seed)
+    cluster.add_converged(names(10))
+    cluster.run_for(1.0)
+    report = StatusReport(policy_version=1, policy_hash="h1")
+    cluster.emit("n2", cluster.nodes["n2"].swim.publish_status(report, cluster.now))
+
+    def holders() -> int:
+        return sum("n2" in node.swim.statuses() for node in cluster.nodes.values())
+
+    took = cluster.run_until_true(lambda: holders() >= 1 + LAN.gossip_nodes, 1.0, step=0.002)
+    assert took is not None and took <= LAN.gossip_eager_gap

@@ -1,20 +1,26 @@
-"""`skyfleet.v1.Membership`: where peers' packets enter the agent."""
+"""`skyfleet.v1.Membership`: where peers' packets enter the agent, and, on `Exchange`
+streams, where our own packets for the caller leave."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2, membership_pb2_grpc
+from skyfleet.membership.messages import Packet
 from skyfleet.transport.codec import MalformedPacket, packet_from_proto
+from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import require_sender
 
 
 class MembershipService(membership_pb2_grpc.MembershipServicer):
-    def __init__(self, loop: SwimLoop) -> None:
+    def __init__(self, loop: SwimLoop, return_paths: ReturnPaths) -> None:
         self._loop = loop
+        self._return_paths = return_paths
 
     async def Stream(  # noqa: N802 - gRPC method name
         self,
@@ -23,12 +29,57 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
     ) -> membership_pb2.DeliverReply:
         caller: str | None = None
         async for request in request_iterator:
-            try:
-                packet = packet_from_proto(request)
-            except MalformedPacket as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad packet: {exc}")
+            packet = await _decode(request, context)
             if packet.sender != caller:
                 # A packet speaks only for the node whose certificate opened the stream.
                 caller = (await require_sender(context, packet.sender)).name
             self._loop.deliver(packet)
         return membership_pb2.DeliverReply()
+
+    async def Exchange(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[membership_pb2.Packet],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[membership_pb2.Packet]:
+        """Deliver the caller's packets; once its first packet has named and placed it
+        (certificate CN, checked address), our packets for it go out on this stream."""
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            return
+        packet = await _decode(first, context)
+        caller = (await require_sender(context, packet.sender)).name
+        key = (packet.sender_address, caller)
+
+        async def receive() -> None:
+            async for request in requests:
+                packet = await _decode(request, context)
+                if packet.sender != caller:  # the certificate speaks for one node only
+                    await require_sender(context, packet.sender)
+                self._loop.deliver(packet)
+
+        outbox = self._return_paths.open(key)  # before delivering: the answer may go back
+        receiver = asyncio.ensure_future(receive())
+        try:
+            self._loop.deliver(packet)
+            while not receiver.done():
+                outgoing = asyncio.ensure_future(outbox.get())
+                await asyncio.wait({receiver, outgoing}, return_when=asyncio.FIRST_COMPLETED)
+                if outgoing.done():
+                    yield outgoing.result()
+                else:
+                    outgoing.cancel()
+            receiver.result()  # a refused packet aborts the call with its status
+        finally:
+            self._return_paths.close(key, outbox)
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
+
+
+async def _decode(request: membership_pb2.Packet, context: grpc.aio.ServicerContext) -> Packet:
+    try:
+        return packet_from_proto(request)
+    except MalformedPacket as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad packet: {exc}")
+        raise  # unreachable: abort raises

@@ -146,6 +146,13 @@ class SimCluster:
                 self._wake(name)
         self.now = max(self.now, t)
 
+    def emit(self, name: str, out: list[Outgoing]) -> None:
+        """Send what node `name`'s core returned from a call made outside the event loop
+        (a status it publishes) and re-arm its wake-up: the call may have moved a timer
+        forward (fresh news pulls the next gossip round to now)."""
+        self._dispatch(name, out)
+        self._schedule_wake(name)
+
     def deliver_now(self, name: str, packet: Packet) -> None:
         """Hand `name` a packet from outside the fleet (a test's or a bench's), as if it
         had just arrived: its answers are sent and its timers rescheduled as usual."""

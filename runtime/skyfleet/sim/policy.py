@@ -239,9 +239,7 @@ class PolicyCluster(SimCluster):
         ):
             return
         node.last_status = (report, self.now)
-        out = self.nodes[name].swim.publish_status(report, self.now)
-        if out:  # publishing only queues news today; send whatever it may produce
-            self._dispatch(name, out)
+        self.emit(name, self.nodes[name].swim.publish_status(report, self.now))
 
     def _adverts(self, name: str) -> Iterator[Advert]:
         """The adverts above our version that `name`'s gossip has delivered (module

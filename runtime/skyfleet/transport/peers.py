@@ -1,11 +1,15 @@
 """Outbound side of the agent: one mTLS channel per peer, and one long-lived membership
-stream per peer carrying our packets to it.
+stream (`Exchange`) per peer carrying our packets to it.
 
-Packets are one-way (replies come back on the peer's own stream to us), so sending never
-blocks the protocol loop: a packet goes into the peer's bounded queue and a pump task
-writes it. A packet that cannot be written (peer gone, handshake refused, queue full) is
-simply lost, which SWIM is built to tolerate; the failure is logged once per peer per
-minute, naming the peer. A broken stream is reopened by the next packet.
+Packets are one-way, so sending never blocks the protocol loop: a packet goes into the
+peer's bounded queue and a pump task writes it. The peer may send its own packets back
+on the response side of our stream (see `return_paths`); we deliver those when they come
+from the address we dialled and, if we dialled a named node, from that node. Likewise,
+a packet for a peer that has a stream open to us, and to which we have none, goes out on
+that stream: one connection per pair of nodes. A packet that cannot be written (peer
+gone, handshake refused, queue full) is simply lost, which SWIM is built to tolerate;
+the failure is logged once per peer per minute, naming the peer. A broken stream is
+reopened by the next packet.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2, membership_pb2_grpc
-from skyfleet.membership.messages import Outgoing
-from skyfleet.transport.codec import packet_to_proto
+from skyfleet.membership.messages import Outgoing, Packet
+from skyfleet.transport.codec import MalformedPacket, packet_from_proto, packet_to_proto
+from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.tls import describe_rpc_error, peer_label, secure_channel
 
 log = logging.getLogger("skyfleet.transport")
@@ -58,10 +64,8 @@ class PeerChannels:
 
     def log_failure(self, exc: grpc.aio.AioRpcError, peer: str, what: str) -> None:
         """Log an RPC failure naming the peer, at most once a minute per peer."""
-        now = time.monotonic()
-        if now - self._last_error.get(peer, -_ERROR_LOG_INTERVAL) < _ERROR_LOG_INTERVAL:
+        if not self._may_log(peer):
             return
-        self._last_error[peer] = now
         code = exc.code()
         level = logging.INFO if code == grpc.StatusCode.DEADLINE_EXCEEDED else logging.WARNING
         log.log(
@@ -69,6 +73,19 @@ class PeerChannels:
             f"{what}: {describe_rpc_error(exc, peer)}",
             extra={"peer": peer, "code": code.name},
         )
+
+    def log_refusal(self, peer: str, why: str) -> None:
+        """Log a packet dropped because the peer sent what it may not, at most once a
+        minute per peer."""
+        if self._may_log(peer):
+            log.warning(f"dropped a packet from {peer}: {why}", extra={"peer": peer})
+
+    def _may_log(self, peer: str) -> bool:
+        now = time.monotonic()
+        if now - self._last_error.get(peer, -_ERROR_LOG_INTERVAL) < _ERROR_LOG_INTERVAL:
+            return False
+        self._last_error[peer] = now
+        return True
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -84,7 +101,8 @@ class _PeerStream:
         self._sender = sender
         self._address = address
         self._name = name
-        self._call: grpc.aio.StreamUnaryCall | None = None
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._listener: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -96,34 +114,61 @@ class _PeerStream:
                     stub = membership_pb2_grpc.MembershipStub(
                         s.channels.get(self._address, self._name)
                     )
-                    self._call = stub.Stream()
+                    self._call = stub.Exchange()
+                    self._listener = asyncio.get_running_loop().create_task(
+                        self._listen(self._call)
+                    )
                 async with asyncio.timeout(s.send_timeout):
                     await self._call.write(msg)
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
                 s.send_failures += 1
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    label = peer_label(self._address, self._name)
+                    s.channels.log_failure(exc, label, "send")
                 await self._reset()
             finally:
                 self.queue.task_done()
 
+    async def _listen(self, call: grpc.aio.StreamStreamCall) -> None:
+        """Deliver what the peer sends back on our stream; a stream that ends or breaks
+        is noticed (and reopened) by the next write."""
+        label = peer_label(self._address, self._name)
+        try:
+            async for msg in call:
+                try:
+                    packet = packet_from_proto(msg)
+                except MalformedPacket as exc:
+                    self._sender.channels.log_refusal(label, f"sent a bad packet back: {exc}")
+                    return
+                if packet.sender_address != self._address or (
+                    self._name is not None and packet.sender != self._name
+                ):
+                    self._sender.channels.log_refusal(
+                        label, f"answered as {packet.sender!r} from {packet.sender_address!r}"
+                    )
+                    continue
+                self._sender.deliver(packet)
+        except grpc.aio.AioRpcError:
+            return
+
     async def _reset(self) -> None:
-        """Drop the broken stream, logging why it broke."""
+        """Drop the broken stream (its failure was logged where it showed)."""
         call, self._call = self._call, None
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
         if call is None:
             return
         call.cancel()
         try:
             async with asyncio.timeout(1.0):
-                await call
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                label = peer_label(self._address, self._name)
-                self._sender.channels.log_failure(exc, label, "send")
+                await call.code()
         except TimeoutError:
             pass
         except asyncio.CancelledError:
-            # Awaiting a call we cancelled raises CancelledError. If our own task is being
-            # cancelled (`close`), it must end: swallowing that left the pump looping and
-            # `close` (and so a SIGTERM'd agent) waiting for ever.
+            # Awaiting a call we cancelled may raise CancelledError. If our own task is
+            # being cancelled (`close`), it must end: swallowing that left the pump looping
+            # and `close` (and so a SIGTERM'd agent) waiting for ever.
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
@@ -132,6 +177,8 @@ class _PeerStream:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+        if self._listener is not None:
+            self._listener.cancel()
         if self._call is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(0.5):
@@ -140,9 +187,19 @@ class _PeerStream:
 
 
 class PeerSender:
-    def __init__(self, channels: PeerChannels, send_timeout: float) -> None:
+    def __init__(
+        self,
+        channels: PeerChannels,
+        send_timeout: float,
+        *,
+        deliver: Callable[[Packet], None],
+        return_paths: ReturnPaths,
+    ) -> None:
         self.channels = channels
         self.send_timeout = send_timeout
+        self.deliver = deliver
+        """Where packets a peer sends back on our streams go (the protocol loop)."""
+        self._return_paths = return_paths
         self._streams: dict[tuple[str, str | None], _PeerStream] = {}
         self.bytes_sent = 0
         self.packets_sent = 0
@@ -153,15 +210,23 @@ class PeerSender:
             msg = packet_to_proto(o.packet)
             key = (o.address, o.to_name)
             stream = self._streams.get(key)
-            if stream is None:
+            queue = stream.queue if stream is not None else self._return_path(key)
+            if queue is None:
                 stream = self._streams[key] = _PeerStream(self, o.address, o.to_name)
+                queue = stream.queue
             try:
-                stream.queue.put_nowait(msg)
+                queue.put_nowait(msg)
             except asyncio.QueueFull:
                 self.send_failures += 1
                 continue
             self.packets_sent += 1
             self.bytes_sent += msg.ByteSize()
+
+    def _return_path(
+        self, key: tuple[str, str | None]
+    ) -> asyncio.Queue[membership_pb2.Packet] | None:
+        address, name = key
+        return None if name is None else self._return_paths.get((address, name))
 
     async def drain(self) -> None:
         """Let queued packets go out briefly (a leave must get out), then stop the pumps."""

@@ -28,6 +28,7 @@ from skyfleet.transport.tls import peer_label
 
 log = logging.getLogger("skyfleet.policy")
 
+
 def envelope_bytes(envelope: dict[str, Any]) -> bytes:
     return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
 

@@ -39,6 +39,11 @@ class MembershipStub(object):
                 request_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
                 _registered_method=True)
+        self.Exchange = channel.stream_stream(
+                '/skyfleet.v1.Membership/Exchange',
+                request_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
+                _registered_method=True)
 
 
 class MembershipServicer(object):
@@ -56,6 +61,17 @@ class MembershipServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exchange(self, request_iterator, context):
+        """As Stream, and the callee may send its own packets to the caller on the response
+        side, so one connection serves a pair of nodes both ways (half the TLS handshakes
+        when a fleet forms). The callee answers only on streams whose caller it has
+        authenticated by certificate; the caller accepts only packets sent from the address
+        it dialled, and, when it dialled a named node, only packets from that node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MembershipServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +79,11 @@ def add_MembershipServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
                     response_serializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.SerializeToString,
+            ),
+            'Exchange': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exchange,
+                    request_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +113,33 @@ class Membership(object):
             '/skyfleet.v1.Membership/Stream',
             skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
             skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exchange(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skyfleet.v1.Membership/Exchange',
+            skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
+            skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
             options,
             channel_credentials,
             insecure,
