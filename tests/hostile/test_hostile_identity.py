@@ -181,7 +181,15 @@ def operator_session(ops: Path, address: str, layout: FleetLayout) -> list[str]:
     key = ops / "signing.key"
     assert key.exists(), out[-1]
     out += [
-        cli("policy", "sign", "--key", str(key), str(ROOT / "policies" / "default.json")),
+        cli(
+            "policy",
+            "sign",
+            "--key",
+            str(key),
+            "--out",
+            str(ops / "default.signed.json"),  # never next to the repository's file
+            str(ROOT / "policies" / "default.json"),
+        ),
         cli(
             "policy",
             "sign",
