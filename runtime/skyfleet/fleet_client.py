@@ -52,13 +52,19 @@ class FleetClient:
         *,
         rng: random.Random | None = None,
         rest: float = 5.0,
+        max_rest: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """An entry agent that fails to answer is tried last for `rest` seconds, twice as
+        long after each further failure in a row (up to `max_rest`), as Envoy ejects a
+        host for longer each time; an answer clears it."""
         self._entries = list(entries)
         self._rng = rng or random.Random()
         self._rest = rest
+        self._max_rest = max_rest
         self._clock = clock
         self._down_until: dict[str, float] = {}
+        self._strikes: dict[str, int] = {}
         creds = tls.channel_credentials()
         self._channels = {e.name: secure_channel(e.address, creds, e.name) for e in entries}
         self._stubs = {n: tasks_pb2_grpc.TasksStub(c) for n, c in self._channels.items()}
@@ -102,9 +108,11 @@ class FleetClient:
                     error=exc.details() or "",
                 )
                 if code in _RETRY_ELSEWHERE:
-                    self._down_until[entry.name] = self._clock() + self._rest
+                    self._rest_entry(entry.name)
                     continue
                 return last
+            self._down_until.pop(entry.name, None)
+            self._strikes.pop(entry.name, None)
             return Outcome(
                 key,
                 _TASK_OUTCOME.get(reply.outcome, "failed"),
@@ -116,3 +124,9 @@ class FleetClient:
             )
         assert last is not None
         return last
+
+    def _rest_entry(self, name: str) -> None:
+        strikes = self._strikes.get(name, 0) + 1
+        self._strikes[name] = strikes
+        rest = min(self._max_rest, self._rest * 2 ** (strikes - 1))
+        self._down_until[name] = self._clock() + rest
