@@ -14,7 +14,7 @@ import pytest
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.members import EventKind
 from skyfleet.membership.messages import MemberState, StatusReport
-from skyfleet.membership.timing import retransmit_limit, suspicion_timeout
+from skyfleet.membership.timing import push_pull_scale, retransmit_limit, suspicion_timeout
 from skyfleet.sim import SimCluster
 
 LAN = MembershipConfig()
@@ -133,6 +133,18 @@ def test_a_fleet_started_converged_behaves_like_one_that_joined() -> None:
     assert took is not None and lo <= took < hi
     assert failed(cluster, cluster.live_names()) == []
     assert cluster.converged()
+
+
+def test_a_fleet_started_converged_spreads_push_pulls_over_the_scaled_interval() -> None:
+    """A converged fleet's push-pulls are spread over the interval scaled for its size,
+    not crowded into the unscaled one a node alone would use."""
+    n = 200
+    cluster = SimCluster(LAN, seed=5)
+    cluster.add_converged(names(n))
+    cluster.run_for(LAN.push_pull_interval)
+    push_pulls = sum(node.swim.stats.push_pulls for node in cluster.nodes.values())
+    expected = n * LAN.push_pull_interval / push_pull_scale(LAN.push_pull_interval, n)
+    assert push_pulls <= 1.5 * expected < n
 
 
 # ---------------------------------------------------------------------- suspicion, refutation

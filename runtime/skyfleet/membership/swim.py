@@ -168,11 +168,13 @@ class Swim:
             self._send_join(now)
         return self._flush()
 
-    def adopt_members(self, members: Iterable[MemberView]) -> None:
+    def adopt_members(self, members: Iterable[MemberView], now: float) -> None:
         """Know `members` at once, with no news about them to spread, as if the join had
         long converged. The simulator starts large fleets this way: a real 10,000-node
         join floods N alive messages into N tables (N^2 queued items), while adopted
-        entries are shared between tables because they are immutable."""
+        entries are shared between tables because they are immutable. The push-pull
+        timer is re-drawn over the interval scaled for the fleet's size, as a long-
+        converged fleet's would be (the one armed at start assumed a fleet of one)."""
         for m in members:
             if m.name == self.name or m.name in self._members:
                 continue
@@ -183,6 +185,8 @@ class Swim:
         self._rng.shuffle(self._probe_order)
         self._probe_index = 0
         self._joined = True
+        if "push_pull" in self._timers:
+            self._timers.set("push_pull", now + self._rng.uniform(0, self._push_pull_interval()))
 
     def handle(self, packet: Packet, now: float) -> list[Outgoing]:
         """Process one received packet."""

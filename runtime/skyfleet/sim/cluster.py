@@ -87,7 +87,7 @@ class SimCluster:
         ]
         for entry in entries:
             swim = self.add_node(entry.name, cloud=cloud, zone=zone)
-            swim.adopt_members(entries)
+            swim.adopt_members(entries, self.now)
 
     @staticmethod
     def address(name: str) -> str:
