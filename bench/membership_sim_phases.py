@@ -140,12 +140,18 @@ def quiet_packet_rate(cluster: SimCluster, n: int) -> float:
 
 
 def measure_traffic(
-    cluster: SimCluster, tally: EventTally, *, settle_step: float, max_settle: float
+    cluster: SimCluster,
+    tally: EventTally,
+    *,
+    settle_step: float,
+    max_settle: float,
+    window: float | None = None,
 ) -> Traffic:
     """Wait (in `settle_step`s) until the fleet's packet rate is within 2 % of the quiet
-    rate, then count bytes and packets over one push-pull period: push-pulls are the
-    bulk of quiet traffic and fire at once across the fleet, so a shorter window would
-    hold either a whole storm of them or none."""
+    rate, then count bytes and packets over `window` seconds, by default one push-pull
+    period: after a join the push-pulls of the whole fleet may fire close together, so a
+    shorter window would hold a storm of them or none. A converged start spreads them
+    evenly over the period, so a shorter window is a fair sample there."""
     live = len(cluster.live_names())
     quiet = quiet_packet_rate(cluster, live)
     start = cluster.now
@@ -157,7 +163,7 @@ def measure_traffic(
         if (_totals(cluster)[1] - p0) / (live * settle_step) <= 1.02 * quiet:
             settle = cluster.now - start
             break
-    window = push_pull_scale(cluster.config.push_pull_interval, live)
+    window = window or push_pull_scale(cluster.config.push_pull_interval, live)
     b0, p0 = _totals(cluster)
     cluster.run_for(window)
     tally.drain(cluster)
