@@ -103,7 +103,6 @@ class PolicyCluster(SimCluster):
         s = settings or PolicySimSettings()
         self.settings = s
         self.timings = s.timings or policy_sync_timings(config)
-        self.fetch_timeout = self.timings.fetch_timeout
         self.policy: dict[str, PolicyNode] = {}
         self.advertising = False
         self.decisions: list[tuple[str, Decision]] = []
@@ -135,7 +134,7 @@ class PolicyCluster(SimCluster):
         node = PolicyNode(
             PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
             PolicySync(
-                rng, retry_after=self.timings.retry_after, fetch_timeout=self.fetch_timeout
+                rng, retry_after=self.timings.retry_after, fetch_timeout=self.timings.fetch_timeout
             ),
             life=0 if old is None else old.life + 1,
         )
@@ -197,7 +196,12 @@ class PolicyCluster(SimCluster):
         if self.nodes[name].up and self.policy[name].life == life:
             self._fire(kind, name, pull)
         elif kind == "serve" and pull is not None:
-            self._at(max(self.now, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
+            self._at(
+                max(self.now, pull.started + self.timings.fetch_timeout),
+                "fail",
+                pull.requester,
+                pull,
+            )
 
     def _start_loops(self, name: str) -> None:
         rng = self._policy_rng
@@ -271,7 +275,7 @@ class PolicyCluster(SimCluster):
         transit = self.network.transit(name, plan.node)
         server = self.nodes.get(plan.node)
         if transit is None or server is None or not server.up:
-            self._at(self.now + self.fetch_timeout, "fail", name, pull)
+            self._at(self.now + self.timings.fetch_timeout, "fail", name, pull)
         else:
             self._at(self.now + transit, "serve", plan.node, pull)
 
@@ -279,9 +283,14 @@ class PolicyCluster(SimCluster):
         envelope = self._envelope_bytes(name)
         transit = self.network.transit(name, pull.requester)
         done = self.now + self.settings.serve_time + (transit or 0.0)
-        if transit is None or not envelope or done > pull.started + self.fetch_timeout:
+        if transit is None or not envelope or done > pull.started + self.timings.fetch_timeout:
             # Nothing to serve counts as a failed pull, as an empty Fetch reply does.
-            self._at(max(self.now, pull.started + self.fetch_timeout), "fail", pull.requester, pull)
+            self._at(
+                max(self.now, pull.started + self.timings.fetch_timeout),
+                "fail",
+                pull.requester,
+                pull,
+            )
             return
         self._at(done, "reply", pull.requester, replace(pull, envelope=envelope))
 
