@@ -62,10 +62,7 @@ BYTES_PER_RECORD = {"join": 320, "converged": 45}
 """Peak memory per (node, known member) pair. Join: measured with tracemalloc at N =
 10,000 (2.0 MB per node once drained, 3.2 MB with the queue), every node holding its own
 entries. Converged start: measured 3.9 GiB RSS at N = 10,000, about 42 B per pair (shared
-entries: each node owns only its dict slots and its two name lists)."""Peak memory per (node, known member) pair. Join: measured with tracemalloc at N =
-10,000 (2.0 MB per node once drained, 3.2 MB with the queue), every node holding its own
-entries. Converged start: shared entries, so only each node's dict slot and its two name
-lists (probe order, gossip sample) are its own."""
+entries: each node owns only its dict slots and its two name lists)."""
 
 
 @dataclass(slots=True)
