@@ -37,6 +37,7 @@ from membership_sim_phases import (
 )
 
 from skyfleet.config import MembershipConfig
+from skyfleet.membership.timing import push_pull_scale
 from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.signing import TrustedKeys, generate_signing_key, sign_policy
 from skyfleet.sim.policy import PolicyCluster
@@ -95,8 +96,13 @@ def settle(cluster: PolicyCluster, step: float = 2.0, limit: float = 600.0) -> N
 
 
 def status_spread(cluster: PolicyCluster, tally: EventTally, subject: str) -> float | None:
+    """Virtual seconds until every live node holds `subject`'s fresh status. Gossip at a
+    quarter of the retransmits reaches about four nodes in five; push-pull repairs the
+    rest, and every node starts one per (scaled) push-pull interval, so two of those
+    intervals bound the wait (a fixed 60 s fell short past N = 32, where it is 60 s)."""
     seq = cluster.advertise_now(subject)
     swims = [cluster.nodes[n].swim for n in cluster.live_names() if n != subject]
+    timeout = 2 * push_pull_scale(cluster.config.push_pull_interval, len(swims) + 1)
 
     def everyone() -> bool:
         for swim in swims:
@@ -105,7 +111,7 @@ def status_spread(cluster: PolicyCluster, tally: EventTally, subject: str) -> fl
                 return False
         return True
 
-    return advance_until(cluster, tally, everyone, timeout=60.0, step=STEP)
+    return advance_until(cluster, tally, everyone, timeout=timeout, step=STEP)
 
 
 def policy_spread(

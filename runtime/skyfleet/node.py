@@ -101,6 +101,7 @@ class Agent:
             config.membership,
             random.Random(self._rng.random()),
             incarnation=boot_incarnation() if incarnation is None else incarnation,
+            warm=self._connected,
         )
         self._stop = asyncio.Event()
         self._server: grpc.aio.Server | None = None
@@ -279,6 +280,10 @@ class Agent:
 
     def status_report(self) -> StatusReport:
         return self.executor.report(self.policy.version, self.policy.hash)
+
+    def _connected(self, peer: NodeMeta) -> bool:
+        """Whether a packet to `peer` would go out without a new handshake."""
+        return self._sender is not None and self._sender.connected(peer.address, peer.name)
 
     def _deliver(self, packet: Packet) -> None:
         """A packet a peer sent back on one of our streams."""

@@ -91,6 +91,20 @@ def test_fifty_nodes_joining_through_one_seed_converge(seed: int) -> None:
     assert took is not None
 
 
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_burst_of_joins_converges_within_a_round_of_reaching_the_seed(seed: int) -> None:
+    # The seed completes the snapshot each early joiner got (join catch-up): the burst
+    # needs neither gossip to cover every pair nor the first push-pull (seed 5 above).
+    cluster = fleet(50, seed=seed)
+    took = cluster.run_until_true(cluster.converged, LAN.gossip_interval, step=0.01)
+    assert took is not None
+
+
+def test_without_join_catch_up_the_same_burst_waits_for_gossip() -> None:
+    cluster = fleet(50, seed=5, config=replace(LAN, join_catch_up_window=0.0))
+    assert cluster.run_until_true(cluster.converged, LAN.gossip_interval, step=0.01) is None
+
+
 # ---------------------------------------------------------------------- crash detection
 
 
@@ -427,3 +441,29 @@ def test_a_status_published_from_outside_the_loop_goes_out_at_once(seed: int) ->
 
     took = cluster.run_until_true(lambda: holders() >= 1 + LAN.gossip_nodes, 1.0, step=0.002)
     assert took is not None and took <= LAN.gossip_eager_gap
+
+
+# ---------------------------------------------------------------------- simulated connections
+
+
+def test_a_pair_is_connected_by_its_first_packet_until_either_end_crashes() -> None:
+    cluster = SimCluster(LAN, seed=1)
+    cluster.add_node("n0")
+    cluster.add_node("n1")
+    assert not cluster.connected("n0", "n1")
+    cluster.add_node("n2", seeds=(cluster.address("n0"),))
+    cluster.run_for(0.01)
+    # One connection per pair, used both ways (as the agent's Exchange streams are).
+    assert cluster.connected("n2", "n0") and cluster.connected("n0", "n2")
+    assert not cluster.connected("n1", "n2")
+    cluster.crash("n2")
+    assert not cluster.connected("n0", "n2")
+
+
+def test_a_converged_fleet_starts_connected_and_a_restarted_node_does_not() -> None:
+    cluster = SimCluster(LAN, seed=1)
+    cluster.add_converged(names(4))
+    assert cluster.connected("n0", "n3") and cluster.connected("n3", "n0")
+    cluster.crash("n3")
+    cluster.restart("n3", seeds=(), incarnation=1)
+    assert not cluster.connected("n0", "n3")

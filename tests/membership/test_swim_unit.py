@@ -542,3 +542,118 @@ def test_a_joiner_announces_itself_to_the_table_it_received() -> None:
     gossip = [o for at, o in advance(b, 0.02) if o.packet.body is None]
     assert {o.to_name for o in gossip} == {"a", "c"}
     assert all(carries(o, Alive(b.meta, 0)) for o in gossip)
+
+
+# ------------------------------------------------------- early rounds, open connections
+
+
+def started_with_warm(warm: set[str], config: MembershipConfig = SLOW_ROUNDS) -> Swim:
+    """Like `started_with_peers`, but the transport holds open connections to `warm` only."""
+    swim = Swim(
+        NodeMeta("a", "mem://a"), config, random.Random(2), warm=lambda peer: peer.name in warm
+    )
+    swim.start(0.0)
+    introduce(swim, make("b"), make("c"), make("d"), now=0.0)
+    advance(swim, 1.0)
+    return swim
+
+
+def gossip_to(swim: Swim, until: float) -> list[tuple[float, str | None]]:
+    """(time, member) of every gossip packet `swim` sent up to `until`."""
+    return [(at, o.to_name) for at, o in advance(swim, until) if o.packet.body is None]
+
+
+def test_an_early_round_goes_only_to_members_on_an_open_connection() -> None:
+    a = started_with_warm({"b"})
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    assert gossip_to(a, 1.001) == [(1.001, "b")]
+
+
+def test_with_no_open_connection_news_waits_for_the_periodic_round() -> None:
+    a = started_with_warm(set())
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    sent = gossip_to(a, 7.0)
+    assert sent, "the periodic round must still gossip"
+    first = sent[0][0]
+    assert 1.001 < first <= 1.001 + SLOW_ROUNDS.gossip_interval
+    # The periodic round draws from every member, connected or not.
+    assert {name for at, name in sent if at == first} == {"b", "c", "d"}
+
+
+def test_an_early_round_does_not_postpone_the_periodic_one() -> None:
+    a = started_with_warm({"b"})
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    sent = gossip_to(a, 12.0)
+    cold = [at for at, name in sent if name != "b"]
+    # Rounds every 5 s from a phase in [0, 5): the next periodic one comes before 6.001,
+    # where it would land had the early round at 1.001 restarted the schedule.
+    assert cold and cold[0] < 1.001 + SLOW_ROUNDS.gossip_interval
+
+
+# ---------------------------------------------------------------------- join catch-up
+
+
+def seed_node(config: MembershipConfig = LAN) -> Swim:
+    swim = Swim(NodeMeta("a", "mem://a"), config, random.Random(0))
+    swim.start(0.0)
+    return swim
+
+
+def join_through(seed: Swim, joiner: Swim, now: float) -> Packet:
+    """`joiner` joins through `seed` at `now`; the seed's reply."""
+    [reply] = deliver(seed, joiner.start(now, seeds=(seed.meta.address,)), now)
+    return reply.packet
+
+
+def catch_ups(sent: list[tuple[float, Outgoing]]) -> list[tuple[float, Outgoing]]:
+    """Push-pull replies sent outside any exchange: the catch-ups."""
+    return [
+        (at, o) for at, o in sent if isinstance(o.packet.body, PushPull) and o.packet.body.is_reply
+    ]
+
+
+def listed(out: Outgoing) -> list[str]:
+    assert isinstance(out.packet.body, PushPull)
+    return [r.meta.name for r in out.packet.body.members]
+
+
+def burst(seed: Swim) -> tuple[Swim, Swim, list[tuple[float, Outgoing]]]:
+    """b joins through `seed` at 0.1, c at 0.12; what the seed sends until 0.5."""
+    b, c = make("b", seed=1), make("c", seed=2)
+    b.handle(join_through(seed, b, 0.1), 0.1)
+    advance(seed, 0.1)  # the early round for the news of b
+    join_through(seed, c, 0.12)
+    return b, c, advance(seed, 0.5)
+
+
+def test_a_seed_completes_the_table_of_a_node_that_joined_before_others() -> None:
+    a = seed_node()
+    b, c, sent = burst(a)
+    # b's table was a snapshot taken before c joined: at a's next round b gets c, on the
+    # address it joined from. c's table was complete; it gets nothing.
+    [(at, out)] = catch_ups(sent)
+    assert (out.address, out.to_name, listed(out)) == (b.meta.address, "b", ["c"])
+    assert at == pytest.approx(0.1 + LAN.gossip_eager_gap)  # c's news pulled a round forward
+    b.handle(out.packet, at)
+    assert b.member("c") is not None and b.member("c").state == MemberState.ALIVE
+
+
+def test_catch_up_ends_once_its_window_brings_nothing_new() -> None:
+    a = seed_node()
+    b, _, sent = burst(a)
+    assert len(catch_ups(sent)) == 1
+    # A node joining long after the burst is news for gossip, not for b's catch-up.
+    join_through(a, make("d", seed=3), 1.0)
+    assert catch_ups(advance(a, 3.0)) == []
+
+
+def test_a_lone_join_gets_no_catch_up() -> None:
+    a = seed_node()
+    join_through(a, make("b", seed=1), 0.1)
+    assert catch_ups(advance(a, 3.0)) == []
+
+
+def test_with_no_catch_up_window_a_burst_is_left_to_gossip() -> None:
+    a = seed_node(replace(LAN, join_catch_up_window=0.0))
+    _, _, sent = burst(a)
+    assert catch_ups(sent) == []

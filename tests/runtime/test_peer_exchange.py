@@ -103,3 +103,57 @@ async def test_the_caller_drops_packets_not_from_the_node_it_dialled(layout) -> 
         await sender.drain()
         await channels.close()
         await server.stop(None)
+
+
+class _CountingChannels(PeerChannels):
+    """Records the (address, expected name) of every channel a stream is opened on."""
+
+    def __init__(self, creds: grpc.ChannelCredentials) -> None:
+        super().__init__(creds)
+        self.dialled: list[tuple[str, str | None]] = []
+
+    def get(self, address: str, name: str | None) -> grpc.aio.Channel:
+        self.dialled.append((address, name))
+        return super().get(address, name)
+
+
+async def test_the_stream_dialled_to_a_seed_address_also_serves_the_seed_by_name(layout) -> None:
+    layout, (n0, n1) = layout
+    async with Agent(load_agent_config(layout.config_path("n0"))):
+        delivered: list[Packet] = []
+        channels = _CountingChannels(material(layout, "n1").channel_credentials())
+        sender = PeerSender(
+            channels, send_timeout=2.0, deliver=delivered.append, return_paths=ReturnPaths(8)
+        )
+        try:
+            assert not sender.connected(n0.address, "n0")
+            # A join: the seed is only an address.
+            sender.send([Outgoing(n0.address, Packet(n1.name, n1.address, Ping(1, "")), None)])
+            async with asyncio.timeout(5):
+                while not delivered:
+                    await asyncio.sleep(0.01)
+            assert (delivered[0].sender, delivered[0].body) == ("n0", Ack(1))
+            assert sender.connected(n0.address, "n0")
+            # Later packets name the seed: they take the same stream, no second handshake.
+            sender.send([Outgoing(n0.address, Packet(n1.name, n1.address, Ping(2, "n0")), "n0")])
+            async with asyncio.timeout(5):
+                while len(delivered) < 2:
+                    await asyncio.sleep(0.01)
+            assert delivered[1].body == Ack(2)
+            assert channels.dialled == [(n0.address, None)]
+        finally:
+            await sender.drain()
+            await channels.close()
+
+
+async def test_a_stream_the_peer_opened_to_us_counts_as_a_connection(layout) -> None:
+    layout, (n0, _) = layout
+    paths = ReturnPaths(8)
+    channels = PeerChannels(material(layout, "n1").channel_credentials())
+    sender = PeerSender(channels, send_timeout=2.0, deliver=lambda p: None, return_paths=paths)
+    assert not sender.connected(n0.address, "n0")
+    queue = paths.open((n0.address, "n0"))
+    assert sender.connected(n0.address, "n0")
+    paths.close((n0.address, "n0"), queue)
+    assert not sender.connected(n0.address, "n0")
+    await channels.close()

@@ -85,6 +85,13 @@ class MembershipConfig:
     """A member that left gracefully is remembered this long, so stale alive news about it
     cannot resurrect it."""
 
+    join_catch_up_window: float = 0.2
+    """A node that answered a join sends the joiner, at each of its gossip rounds, the
+    members it learned after answering, until this long passes with nothing new. A join
+    reply is a snapshot, and in a burst of joins through one seed the early joiners'
+    snapshots miss the later ones: this completes them over the connection the joiner
+    opened, instead of leaving every such pair to gossip. 0 turns it off (memberlist)."""
+
     join_retry_min: float = 0.25
     """First retry delay of a join through seeds; doubles to `join_retry_max` with jitter."""
 

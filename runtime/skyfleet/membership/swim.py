@@ -12,9 +12,10 @@ A member that hears itself suspected or declared dead refutes by raising its inc
 
 News (alive / suspect / dead) rides on every packet and on periodic gossip to
 `gossip_nodes` random members, each item at most `retransmit_mult x ceil(log10(N+1))`
-times; newer news about a node replaces older. A periodic push-pull of the whole table
-heals what gossip missed, and a periodic push-pull with one *dead* member lets both
-sides of a long partition find each other again (serf#605).
+times; newer news about a node replaces older. Fresh news also pulls an early round
+forward, sent only to members on an open connection (see `_timer_gossip`). A periodic
+push-pull of the whole table heals what gossip missed, and a periodic push-pull with one
+*dead* member lets both sides of a long partition find each other again (serf#605).
 
 Precedence: higher incarnation wins; at equal incarnation dead/left beats suspect beats
 alive. A restarted node starts with a fresh, larger incarnation (the driver seeds it from
@@ -28,7 +29,7 @@ Usage: the driver calls `start`, then `handle(packet, now)` for each packet rece
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from skyfleet.config.membership import MembershipConfig
@@ -106,7 +107,11 @@ class Swim:
         rng: random.Random,
         *,
         incarnation: int = 0,
+        warm: Callable[[NodeMeta], bool] | None = None,
     ) -> None:
+        """`warm` tells whether a packet to a member would go out on a connection that is
+        already open (the transport knows); None means every member is (a connectionless
+        transport)."""
         self.meta = meta
         self.name = meta.name
         self.stats = SwimStats()
@@ -139,10 +144,16 @@ class Swim:
         """Highest policy version any status advertised so far: a status above it is
         urgent news."""
         self._last_gossip = -float("inf")
+        self._next_round = 0.0
+        """When the next periodic gossip round is due; early rounds leave it alone."""
+        self._warm = warm
         self.statuses_received = 0
         """Newer statuses of other nodes accepted so far: drivers watch it to react to
         adverts (a newer policy) at once instead of polling."""
         self._seq = 0
+        self._snapshots: dict[str, tuple[str, float]] = {}
+        """Nodes whose join we answered lately: name -> (address, time of the table we
+        last sent it). See `_catch_up`."""
         self._seeds: tuple[str, ...] = ()
         self._join_attempt = 0
         self._joined = False
@@ -158,7 +169,8 @@ class Swim:
         cfg = self._cfg
         self._members[self.name] = replace(self._members[self.name], state_since=now)
         self._timers.set("probe", now + self._rng.uniform(0, cfg.probe_interval))
-        self._timers.set("gossip", now + self._rng.uniform(0, cfg.gossip_interval))
+        self._next_round = now + self._rng.uniform(0, cfg.gossip_interval)
+        self._timers.set("gossip", self._next_round)
         # Staggered: a fleet started together must not exchange full tables in lockstep.
         self._timers.set("push_pull", now + self._rng.uniform(0, self._push_pull_interval()))
         self._timers.set("reconnect", now + self._rng.uniform(0, cfg.reconnect_interval))
@@ -449,12 +461,12 @@ class Swim:
         self._news(self.name, Alive(self.meta, self._incarnation), now)
 
     def _news(self, key: str, update: Update, now: float) -> None:
-        """Queue fresh news and pull the next gossip round forward to now (at most one
-        early round per `gossip_eager_gap`): each hop then costs a round trip rather than
-        half a gossip interval, while a quiet fleet still gossips nothing. The early round
-        is a head start on top of the usual retransmits (`extra`), not taken from them:
-        spent all at once during a join burst, those would reach only the members known
-        in its first milliseconds."""
+        """Queue fresh news and pull a gossip round forward to now (at most one early
+        round per `gossip_eager_gap`, to members on open connections: `_timer_gossip`):
+        each hop then costs a round trip rather than half a gossip interval, while a
+        quiet fleet still gossips nothing. The early round is a head start on top of the
+        usual retransmits (`extra`), not taken from them: spent all at once during a join
+        burst, those would reach only the members known in its first milliseconds."""
         self._broadcasts.queue(key, update, extra=self._cfg.gossip_nodes)
         due = self._timers.deadline("gossip")
         at = max(now, self._last_gossip + self._cfg.gossip_eager_gap)
@@ -582,9 +594,23 @@ class Swim:
     # ------------------------------------------------------------------ gossip, anti-entropy
 
     def _timer_gossip(self, now: float) -> None:
+        """A periodic round draws its targets from all members, as memberlist does: that
+        uniform draw is what the epidemic's guarantees rest on. An early round (pulled
+        forward by `_news`) is there to make a hop cost one round trip, so it goes only to
+        members on an open connection: to any other, the hop would first cost a TCP and
+        TLS handshake (two or three round trips, and a millisecond or more of CPU at each
+        end), the very delay the early round exists to save. A joining fleet of N opens
+        up to N(N-1)/2 connections; early rounds to random members paid for most of them
+        in the first half second and left a 20-agent host CPU-bound. Early rounds leave
+        the periodic schedule alone, so a stream of fresh news never postpones the
+        uniform rounds that reach everyone else."""
         cfg = self._cfg
-        self._timers.set("gossip", now + cfg.gossip_interval)
+        periodic = now >= self._next_round
+        if periodic:
+            self._next_round = now + cfg.gossip_interval
+        self._timers.set("gossip", self._next_round)
         self._last_gossip = now
+        self._catch_up(now)
         for name, (suspicion, incarnation, accuser) in self._suspicions.items():
             # Our own accusation that nobody has confirmed may simply not have been heard
             # (our outbound path is what failed): keep telling it until it resolves, so
@@ -598,23 +624,25 @@ class Swim:
         if not self._broadcasts:
             return
         limit = retransmit_limit(cfg.retransmit_mult, self.num_up())
-        for member in self._gossip_targets(now):
+        for member in self._gossip_targets(now, warm_only=not periodic):
             news = self._broadcasts.take(cfg.packet_budget, limit)
             if not news:
                 break
             packet = Packet(self.name, self.meta.address, None, tuple(news))
             self._out.append(Outgoing(member.meta.address, packet, member.meta.name))
 
-    def _gossip_targets(self, now: float) -> list[MemberView]:
-        """Up to `gossip_nodes` random members that are up or recently dead. Sampled by
-        rejection from the name list, so a round costs O(fan-out), not O(N); falls back
-        to a scan when few members qualify."""
+    def _gossip_targets(self, now: float, *, warm_only: bool) -> list[MemberView]:
+        """Up to `gossip_nodes` random members that are up or recently dead (and, for
+        `warm_only`, on an open connection). Sampled by rejection from the name list, so
+        a round costs O(fan-out), not O(N); falls back to a scan when few qualify."""
         cfg = self._cfg
+        warm = self._warm if warm_only else None
 
         def wanted(m: MemberView) -> bool:
-            return m.is_up or (
+            live = m.is_up or (
                 m.state == MemberState.DEAD and now - m.state_since < cfg.gossip_to_dead
             )
+            return live and (warm is None or warm(m.meta))
 
         chosen: dict[str, MemberView] = {}
         names = self._names
@@ -629,6 +657,29 @@ class Swim:
             pool = [m for n, m in self._members.items() if n != self.name and wanted(m)]
             return self._rng.sample(pool, min(cfg.gossip_nodes, len(pool)))
         return list(chosen.values())
+
+    def _catch_up(self, now: float) -> None:
+        """Complete the tables we handed to joiners. A join reply is a snapshot: when a
+        burst of nodes joins through us, the early ones get a table without the later
+        ones, and gossip must then cover those pairs one by one. So each round, every
+        recent joiner is sent the members whose state changed after its snapshot, on
+        the connection it opened to us. A joiner leaves the list once
+        `join_catch_up_window` has brought nothing new for it (not at the first empty
+        round: that may fire in the very instant of its join, before the rest of the
+        burst arrives). A lone join costs a few table scans, and a burst converges about
+        one round after its last joiner reached us."""
+        if not self._snapshots:
+            return
+        oldest = min(at for _, at in self._snapshots.values())
+        changed = [m for m in self._members.values() if m.state_since >= oldest]
+        for name, (address, at) in list(self._snapshots.items()):
+            news = tuple(m.record() for m in changed if m.state_since >= at and m.name != name)
+            if not news:
+                if now - at >= self._cfg.join_catch_up_window:
+                    del self._snapshots[name]
+                continue
+            self._snapshots[name] = (address, now)
+            self._send(address, PushPull(news, is_reply=True), name, piggyback=False)
 
     def _push_pull_interval(self) -> float:
         return push_pull_scale(self._cfg.push_pull_interval, self.num_up())
@@ -687,6 +738,8 @@ class Swim:
         else:
             reply = self._state(is_reply=True)
             self._send(packet.sender_address, reply, packet.sender, piggyback=False)
+            if pp.join and self._cfg.join_catch_up_window > 0:
+                self._snapshots[packet.sender] = (packet.sender_address, now)
 
     def _merge(self, records: tuple[MemberRecord, ...], now: float) -> None:
         """Apply a peer's table. Its `dead` only makes us *suspect*: we give the member a

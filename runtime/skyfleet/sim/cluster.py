@@ -7,6 +7,12 @@ only at the ends of slots of the given length, firing overdue timers before read
 packets that queued up meanwhile. That order is the worst case for false suspicions
 (the probe deadline passes before the waiting ack is read), which is the Lifeguard
 scenario.
+
+Connections are modelled as the agent has them, one per pair of nodes: a pair is
+connected once a packet has passed between them, until either end crashes. Each core is
+told which members it is connected to (`Swim`'s `warm`), so its early gossip rounds go
+where the agent's would. Nodes started together by `add_converged` count as connected
+to each other, as a long-converged fleet's are (its probes have reached everyone).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class SimNode:
     bytes_sent: int = 0
     packets_sent: int = 0
     events: list[MemberEvent] = field(default_factory=list)
+    peers: set[str] = field(default_factory=set)
+    """Nodes this one has a connection with (besides the converged fleet's)."""
 
 
 class SimCluster:
@@ -52,6 +60,9 @@ class SimCluster:
         self._by_address: dict[str, str] = {}
         self._heap: list[tuple[float, int, str, str, Packet | Callable[[], None] | None]] = []
         self._seq = 0
+        self._converged: set[str] = set()
+        """Nodes started by `add_converged`: connected to each other without a set of
+        pairs (N^2 of them at N = 10,000)."""
 
     # ------------------------------------------------------------------ fleet control
 
@@ -66,8 +77,17 @@ class SimCluster:
     ) -> Swim:
         """Start a node at the current time. Addresses are `sim://<name>`."""
         meta = NodeMeta(name, self.address(name), cloud=cloud, zone=zone)
-        swim = Swim(meta, self.config, random.Random(self.rng.random()), incarnation=incarnation)
-        node = SimNode(swim)
+        self._disconnect(name)
+        node = SimNode(
+            Swim(
+                meta,
+                self.config,
+                random.Random(self.rng.random()),
+                incarnation=incarnation,
+                warm=lambda peer: self.connected(name, peer.name),
+            )
+        )
+        swim = node.swim
         self.nodes[name] = node
         self._by_address[meta.address] = name
         self._dispatch(name, swim.start(self.now, seeds))
@@ -88,6 +108,7 @@ class SimCluster:
         for entry in entries:
             swim = self.add_node(entry.name, cloud=cloud, zone=zone)
             swim.adopt_members(entries, self.now)
+        self._converged.update(names)
 
     @staticmethod
     def address(name: str) -> str:
@@ -97,6 +118,7 @@ class SimCluster:
         """The process dies: no more timers, packets to it are lost."""
         node = self.nodes[name]
         node.up, node.wake_at, node.inbox = False, None, []
+        self._disconnect(name)
 
     def restart(self, name: str, *, seeds: tuple[str, ...], incarnation: int) -> Swim:
         """A new process under the same name and address (fresh state)."""
@@ -204,6 +226,13 @@ class SimCluster:
     def events(self, name: str) -> list[MemberEvent]:
         return self.nodes[name].events
 
+    def connected(self, a: str, b: str) -> bool:
+        """Whether nodes `a` and `b` have a connection open between them."""
+        node = self.nodes.get(a)
+        if node is None:
+            return False
+        return b in node.peers or (a in self._converged and b in self._converged)
+
     # ------------------------------------------------------------------ internals
 
     def _wake(self, name: str) -> None:
@@ -246,6 +275,20 @@ class SimCluster:
             transit = self.network.transit(src, dst)
             if transit is not None:
                 self._push(self.now + transit, "deliver", dst, o.packet)
+                target = self.nodes[dst]
+                if target.up and dst not in node.peers:
+                    node.peers.add(dst)
+                    target.peers.add(src)
+
+    def _disconnect(self, name: str) -> None:
+        """A crashed (or restarted) process has lost every connection it had."""
+        node = self.nodes.get(name)
+        if node is None:
+            return
+        for peer in node.peers:
+            self.nodes[peer].peers.discard(name)
+        node.peers.clear()
+        self._converged.discard(name)
 
     def _push(
         self, when: float, kind: str, name: str, payload: Packet | Callable[[], None] | None

@@ -6,7 +6,9 @@ peer's bounded queue and a pump task writes it. The peer may send its own packet
 on the response side of our stream (see `return_paths`); we deliver those when they come
 from the address we dialled and, if we dialled a named node, from that node. Likewise,
 a packet for a peer that has a stream open to us, and to which we have none, goes out on
-that stream: one connection per pair of nodes. A packet that cannot be written (peer
+that stream: one connection per pair of nodes. A stream dialled to a bare seed address
+also carries our packets for the node that answers on it (see `PeerSender.adopt`), so a
+joiner keeps the one connection to its seed. A packet that cannot be written (peer
 gone, handshake refused, queue full) is simply lost, which SWIM is built to tolerate;
 the failure is logged once per peer per minute, naming the peer. A broken stream is
 reopened by the next packet.
@@ -105,6 +107,11 @@ class _PeerStream:
         self._listener: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._pump())
 
+    @property
+    def connected(self) -> bool:
+        """A call is open or being opened: its handshake is paid for (until it breaks)."""
+        return self._call is not None
+
     async def _pump(self) -> None:
         s = self._sender
         while True:
@@ -147,6 +154,8 @@ class _PeerStream:
                         label, f"answered as {packet.sender!r} from {packet.sender_address!r}"
                     )
                     continue
+                if self._name is None:
+                    self._sender.adopt(self, self._address, packet.sender)
                 self._sender.deliver(packet)
         except grpc.aio.AioRpcError:
             return
@@ -222,6 +231,24 @@ class PeerSender:
             self.packets_sent += 1
             self.bytes_sent += msg.ByteSize()
 
+    def connected(self, address: str, name: str) -> bool:
+        """Whether a packet for the node `name` at `address` would go out on an open
+        stream, ours or one the peer opened to us (no handshake to pay)."""
+        stream = self._streams.get((address, name))
+        if stream is not None:
+            return stream.connected
+        return self._return_paths.get((address, name)) is not None
+
+    def adopt(self, stream: _PeerStream, address: str, name: str) -> None:
+        """Let `stream`, dialled to the bare address of a seed, also carry our packets for
+        `name`, the node that answers on it, unless we have a stream for that node
+        already. This trusts no more than the stream already does: its handshake checked
+        the seed's certificate against the dialled address (see `tls.py`), and whatever
+        answers on it is already taken to speak for the node it names. Without it, every
+        joiner's first packet addressed to its seed by name would open a second
+        connection to the busiest node of a join."""
+        self._streams.setdefault((address, name), stream)
+
     def _return_path(
         self, key: tuple[str, str | None]
     ) -> asyncio.Queue[membership_pb2.Packet] | None:
@@ -230,11 +257,12 @@ class PeerSender:
 
     async def drain(self) -> None:
         """Let queued packets go out briefly (a leave must get out), then stop the pumps."""
-        queues = [s.queue.join() for s in self._streams.values()]
+        streams = set(self._streams.values())  # a seed's stream may serve two keys
+        queues = [s.queue.join() for s in streams]
         if queues:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.send_timeout):
                     await asyncio.gather(*queues)
-        for stream in self._streams.values():
+        for stream in streams:
             await stream.close()
         self._streams.clear()

@@ -16,7 +16,8 @@ address: then nothing is overridden and gRPC checks the dialled IP against the
 certificate's IPAddress SANs, which is why node certificates list the node's own IPs. The
 alternative, skipping the check for seeds, would let any fleet member answer for any
 address; we keep the check and ask the issuer for the IPs. Callers learn the seed's name
-from its reply and pass it as `expected_name` on every later dial.
+from its reply and pass it as `expected_name` on every later dial (the seed's own stream
+stays open for it meanwhile: `PeerSender.adopt`).
 
 How refused handshakes surface (grpcio 1.71, BoringSSL, TLS 1.3), observed on loopback:
 
