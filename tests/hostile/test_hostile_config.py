@@ -78,7 +78,8 @@ def with_changes(base: dict[str, Any], changes: list[tuple[tuple[str, str], Any]
 
 def finite_positive(config: AgentConfig) -> list[str]:
     """Durations and counts the loops divide by or sleep on: each must be a real number
-    above zero, or an agent would spin, never fire a timer, or crash long after start."""
+    above zero, or an agent would spin, never fire a timer, or crash long after start.
+    The `sleep` handler's mean service time may also be zero ("return at once")."""
     m, t = config.membership, config.tasks
     checks = {
         "membership.probe_interval": m.probe_interval,
@@ -88,9 +89,11 @@ def finite_positive(config: AgentConfig) -> list[str]:
         "membership.status_interval": m.status_interval,
         "tasks.idempotency_ttl": t.idempotency_ttl,
         "tasks.latency_decay": t.latency_decay,
-        "tasks.sleep_mean": t.sleep_mean,
     }
-    return [k for k, v in checks.items() if isinstance(v, bool) or not (math.isfinite(v) and v > 0)]
+    bad = [k for k, v in checks.items() if isinstance(v, bool) or not (math.isfinite(v) and v > 0)]
+    if isinstance(t.sleep_mean, bool) or not (math.isfinite(t.sleep_mean) and t.sleep_mean >= 0):
+        bad.append("tasks.sleep_mean")
+    return bad
 
 
 @BOUNDED
@@ -99,6 +102,8 @@ def finite_positive(config: AgentConfig) -> list[str]:
 @example([(("membership", "probe_interval"), math.nan)])
 @example([(("membership", "probe_interval"), math.inf)])
 @example([(("tasks", "sleep_mean"), -1.0)])
+@example([(("tasks", "sleep_mean"), 0)])
+@example([(("tasks", "sleep_mean"), False)])
 @example([(("membership", "indirect_checks"), True)])
 @example([(("membership", "profile"), [])])
 def test_agent_config_values_load_or_name_their_key(changes):

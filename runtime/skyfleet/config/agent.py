@@ -252,10 +252,13 @@ def _parse_tasks(table: dict[str, Any]) -> TaskSettings:
         values["handlers"] = tuple(handlers)
     for name, value in values.items():
         default = getattr(TaskSettings(), name)
-        if (
-            name != "handlers"
-            and type(value) is not type(default)
-            and not (isinstance(default, float) and isinstance(value, int))
+        # A TOML boolean is an int to Python: `sleep_mean = false` must not read as 0.
+        if name != "handlers" and (
+            isinstance(value, bool)
+            or (
+                type(value) is not type(default)
+                and not (isinstance(default, float) and isinstance(value, int))
+            )
         ):
             raise ConfigError(f"tasks.{name}: expected {type(default).__name__}")
     try:
