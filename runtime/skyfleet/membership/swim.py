@@ -15,7 +15,9 @@ News (alive / suspect / dead) rides on every packet and on periodic gossip to
 times; newer news about a node replaces older. Fresh news also pulls an early round
 forward, sent only to members on an open connection (see `_timer_gossip`). A periodic
 push-pull of the whole table heals what gossip missed, and a periodic push-pull with one
-*dead* member lets both sides of a long partition find each other again (serf#605).
+*dead* member lets both sides of a long partition find each other again (serf#605). A
+node that answered joins completes those joiners' tables at its next rounds
+(`catch_up.py`), so a burst of joins converges without waiting on gossip.
 
 Precedence: higher incarnation wins; at equal incarnation dead/left beats suspect beats
 alive. A restarted node starts with a fresh, larger incarnation (the driver seeds it from
@@ -35,6 +37,7 @@ from dataclasses import dataclass, replace
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.awareness import Awareness
 from skyfleet.membership.broadcast import BroadcastQueue
+from skyfleet.membership.catch_up import CatchUp
 from skyfleet.membership.members import EventKind, MemberEvent, MemberView
 from skyfleet.membership.messages import (
     MIN_UPDATE_SIZE,
@@ -151,9 +154,7 @@ class Swim:
         """Newer statuses of other nodes accepted so far: drivers watch it to react to
         adverts (a newer policy) at once instead of polling."""
         self._seq = 0
-        self._snapshots: dict[str, tuple[str, float]] = {}
-        """Nodes whose join we answered lately: name -> (address, time of the table we
-        last sent it). See `_catch_up`."""
+        self._catch_up = CatchUp(config.join_catch_up_window)
         self._seeds: tuple[str, ...] = ()
         self._join_attempt = 0
         self._joined = False
@@ -610,7 +611,8 @@ class Swim:
             self._next_round = now + cfg.gossip_interval
         self._timers.set("gossip", self._next_round)
         self._last_gossip = now
-        self._catch_up(now)
+        for name, address, news in self._catch_up.due(self._members.values(), now):
+            self._send(address, PushPull(news, is_reply=True), name, piggyback=False)
         for name, (suspicion, incarnation, accuser) in self._suspicions.items():
             # Our own accusation that nobody has confirmed may simply not have been heard
             # (our outbound path is what failed): keep telling it until it resolves, so
@@ -657,29 +659,6 @@ class Swim:
             pool = [m for n, m in self._members.items() if n != self.name and wanted(m)]
             return self._rng.sample(pool, min(cfg.gossip_nodes, len(pool)))
         return list(chosen.values())
-
-    def _catch_up(self, now: float) -> None:
-        """Complete the tables we handed to joiners. A join reply is a snapshot: when a
-        burst of nodes joins through us, the early ones get a table without the later
-        ones, and gossip must then cover those pairs one by one. So each round, every
-        recent joiner is sent the members whose state changed after its snapshot, on
-        the connection it opened to us. A joiner leaves the list once
-        `join_catch_up_window` has brought nothing new for it (not at the first empty
-        round: that may fire in the very instant of its join, before the rest of the
-        burst arrives). A lone join costs a few table scans, and a burst converges about
-        one round after its last joiner reached us."""
-        if not self._snapshots:
-            return
-        oldest = min(at for _, at in self._snapshots.values())
-        changed = [m for m in self._members.values() if m.state_since >= oldest]
-        for name, (address, at) in list(self._snapshots.items()):
-            news = tuple(m.record() for m in changed if m.state_since >= at and m.name != name)
-            if not news:
-                if now - at >= self._cfg.join_catch_up_window:
-                    del self._snapshots[name]
-                continue
-            self._snapshots[name] = (address, now)
-            self._send(address, PushPull(news, is_reply=True), name, piggyback=False)
 
     def _push_pull_interval(self) -> float:
         return push_pull_scale(self._cfg.push_pull_interval, self.num_up())
@@ -738,8 +717,8 @@ class Swim:
         else:
             reply = self._state(is_reply=True)
             self._send(packet.sender_address, reply, packet.sender, piggyback=False)
-            if pp.join and self._cfg.join_catch_up_window > 0:
-                self._snapshots[packet.sender] = (packet.sender_address, now)
+            if pp.join:
+                self._catch_up.answered(packet.sender, packet.sender_address, now)
 
     def _merge(self, records: tuple[MemberRecord, ...], now: float) -> None:
         """Apply a peer's table. Its `dead` only makes us *suspect*: we give the member a
