@@ -94,7 +94,9 @@ class SkyfleetSystem:
     ports_per_node = 1
     shows_suspicion = True
 
-    def __init__(self) -> None:
+    def __init__(self, membership: Mapping[str, float] | None = None) -> None:
+        """`membership`: settings on top of the LAN profile (`[membership]` keys)."""
+        self._membership = dict(membership or {})
         self._tls_dir: Path | None = None
         self._credentials: grpc.ChannelCredentials | None = None
 
@@ -122,7 +124,8 @@ class SkyfleetSystem:
         if self._tls_dir is None:
             raise RuntimeError("SkyfleetSystem.prepare() must run before argv()")
         config = run_dir / f"{node.name}.toml"
-        config.write_text(agent_toml(node, self._tls_dir, run_dir / f"{node.name}-state"))
+        state = run_dir / f"{node.name}-state"
+        config.write_text(agent_toml(node, self._tls_dir, state, self._membership))
         return [_skyfleet_command(), "agent", "run", "--config", str(config)]
 
     async def connect(self, node: NodeSpec) -> AdminMembersClient:
@@ -146,9 +149,12 @@ def _skyfleet_command() -> str:
     return found
 
 
-def agent_toml(node: NodeSpec, tls_dir: Path, state_dir: Path) -> str:
+def agent_toml(
+    node: NodeSpec, tls_dir: Path, state_dir: Path, membership: Mapping[str, float] | None = None
+) -> str:
     """The agent config file (format: skyfleet/config/agent.py) for one bench node, with
     no seeds: it joins when the bench says so."""
+    overrides = "".join(f"{key} = {value!r}\n" for key, value in (membership or {}).items())
     return f"""\
 [node]
 name = "{node.name}"
@@ -164,7 +170,7 @@ key = "{tls_dir / f"{node.name}.key"}"
 
 [membership]
 profile = "lan"
-
+{overrides}
 [agent]
 state_dir = "{state_dir}"
 metrics_bind = ""
