@@ -84,6 +84,7 @@ async def one_run(n: int, membership: Mapping[str, float], ports: PortAllocator)
     nodes = system.plan(names, ports.take(n))
     procs = AgentProcesses(work)
     clients: dict[str, AdminMembersClient] = {}
+    joins: list[asyncio.Future[None]] = []
     try:
         for node in nodes:
             procs.start(node.name, system.argv(node, work))
@@ -92,7 +93,7 @@ async def one_run(n: int, membership: Mapping[str, float], ports: PortAllocator)
         pids = set(procs.pids().values())
         cpu0 = sum(cpu_seconds(pid) for pid in pids)
         start = time.monotonic()
-        joins = [asyncio.ensure_future(clients[n.name].join(nodes[0])) for n in nodes[1:]]
+        joins += [asyncio.ensure_future(clients[n.name].join(nodes[0])) for n in nodes[1:]]
         pending = set(names)
 
         async def poll(name: str) -> None:
@@ -112,6 +113,9 @@ async def one_run(n: int, membership: Mapping[str, float], ports: PortAllocator)
         await asyncio.gather(*joins)
         return {"join_s": join_s, "connections": connections, "cpu_s": cpu}
     finally:
+        for join in joins:
+            join.cancel()
+        await asyncio.gather(*joins, return_exceptions=True)
         for client in clients.values():
             await client.close()
         procs.close()
