@@ -25,6 +25,10 @@ Run from the repository root:
     .venv/bin/python bench/membership_sim.py                    # quick: N = 100, 1,000
     .venv/bin/python bench/membership_sim.py --sizes 100,1000,10000 --runs 3
     .venv/bin/python bench/membership_sim.py --sizes 1000 --converged-from 1000  # shortcut check
+
+The simulator models connections as the agent has them (early gossip rounds go only to
+members on an open connection); `--all-connected` counts every pair as connected, which
+shows what that rule costs where a cold hop would be free.
 """
 
 from __future__ import annotations
@@ -93,12 +97,13 @@ def measure_size(
     config: MembershipConfig | None = None,
     plan: JoinPlan | None = None,
     converged: bool = False,
+    connections: bool = True,
 ) -> SizeRun:
     """One run at fleet size `n`: build (join, or a converged start), steady traffic,
-    dissemination, detection."""
+    dissemination, detection. `connections` False: every pair counts as connected."""
     config = config or membership_preset("lan")
     plan = plan or JoinPlan()
-    cluster = SimCluster(config, seed=seed)
+    cluster = SimCluster(config, seed=seed, connections=connections)
     tally = EventTally()
     run = SizeRun(n, seed)
     clock, cpu = time.perf_counter(), time.process_time()
@@ -270,6 +275,11 @@ def main() -> None:
         default=5000,
         help="sizes from this one on start converged instead of joining (memory)",
     )
+    parser.add_argument(
+        "--all-connected",
+        action="store_true",
+        help="count every pair of nodes as connected (early rounds to any member)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/membership_sim.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/membership_dissemination.png")
     args = parser.parse_args()
@@ -279,7 +289,13 @@ def main() -> None:
     for n in args.sizes:
         for r in range(args.runs):
             converged = n >= args.converged_from
-            run = measure_size(n, args.seed + r, config=config, converged=converged)
+            run = measure_size(
+                n,
+                args.seed + r,
+                config=config,
+                converged=converged,
+                connections=not args.all_connected,
+            )
             results.setdefault(n, []).append(run)
             print(f"N={n} seed={run.seed}: wall {run.wall_s} cpu {run.cpu_s}", flush=True)
     summaries = {n: summarize(runs) for n, runs in results.items()}

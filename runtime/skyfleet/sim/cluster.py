@@ -51,8 +51,12 @@ class SimCluster:
         *,
         seed: int = 1,
         network: SimNetwork | None = None,
+        connections: bool = True,
     ) -> None:
+        """`connections` False counts every pair as connected, as a connectionless
+        transport would be: early rounds then go to any member."""
         self.config = config
+        self._model_connections = connections
         self.now = 0.0
         self.rng = random.Random(seed)
         self.network = network or SimNetwork(random.Random(seed + 1))
@@ -231,6 +235,8 @@ class SimCluster:
         node = self.nodes.get(a)
         if node is None:
             return False
+        if not self._model_connections:
+            return True
         return b in node.peers or (a in self._converged and b in self._converged)
 
     # ------------------------------------------------------------------ internals
