@@ -467,3 +467,10 @@ def test_a_converged_fleet_starts_connected_and_a_restarted_node_does_not() -> N
     cluster.crash("n3")
     cluster.restart("n3", seeds=(), incarnation=1)
     assert not cluster.connected("n0", "n3")
+
+
+def test_without_the_connection_model_every_pair_counts_as_connected() -> None:
+    cluster = SimCluster(LAN, seed=1, connections=False)
+    cluster.add_node("n0")
+    cluster.add_node("n1")
+    assert cluster.connected("n0", "n1")
