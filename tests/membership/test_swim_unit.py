@@ -563,26 +563,39 @@ def gossip_to(swim: Swim, until: float) -> list[tuple[float, str | None]]:
     return [(at, o.to_name) for at, o in advance(swim, until) if o.packet.body is None]
 
 
-def test_an_early_round_goes_only_to_members_on_an_open_connection() -> None:
+def a_join() -> Packet:
+    """b tells of e, a member new to the node that reads it: news of a join."""
+    return packet(make("b"), None, Alive(make("e").meta, 0))
+
+
+def test_an_early_round_with_join_news_goes_only_to_members_on_an_open_connection() -> None:
     a = started_with_warm({"b"})
-    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    a.handle(a_join(), 1.001)
     assert gossip_to(a, 1.001) == [(1.001, "b")]
 
 
-def test_with_no_open_connection_news_waits_for_the_periodic_round() -> None:
+def test_with_no_open_connection_join_news_waits_for_the_periodic_round() -> None:
     a = started_with_warm(set())
-    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    a.handle(a_join(), 1.001)
     sent = gossip_to(a, 7.0)
     assert sent, "the periodic round must still gossip"
     first = sent[0][0]
     assert 1.001 < first <= 1.001 + SLOW_ROUNDS.gossip_interval
     # The periodic round draws from every member, connected or not.
-    assert {name for at, name in sent if at == first} == {"b", "c", "d"}
+    assert len({name for at, name in sent if at == first}) == SLOW_ROUNDS.gossip_nodes
+
+
+def test_an_early_round_with_other_news_draws_from_every_member() -> None:
+    a = started_with_warm(set())
+    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    sent = gossip_to(a, 1.001)
+    assert [at for at, _ in sent] == [1.001] * SLOW_ROUNDS.gossip_nodes
+    assert {name for _, name in sent} == {"b", "c", "d"}  # none of them on a connection
 
 
 def test_an_early_round_does_not_postpone_the_periodic_one() -> None:
     a = started_with_warm({"b"})
-    a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
+    a.handle(a_join(), 1.001)
     sent = gossip_to(a, 12.0)
     cold = [at for at, name in sent if name != "b"]
     # Rounds every 5 s from a phase in [0, 5): the next periodic one comes before 6.001,

@@ -149,6 +149,8 @@ class Swim:
         self._last_gossip = -float("inf")
         self._next_round = 0.0
         """When the next periodic gossip round is due; early rounds leave it alone."""
+        self._urgent = False
+        """News other than joins was queued since the last round (see `_timer_gossip`)."""
         self._warm = warm
         self.statuses_received = 0
         """Newer statuses of other nodes accepted so far: drivers watch it to react to
@@ -350,7 +352,7 @@ class Swim:
                 if member.meta != alive.meta:
                     self._emit(EventKind.UPDATE, name, alive.incarnation, now)
             self._cancel_suspicion(name)
-        self._news(name, alive, now)
+        self._news(name, alive, now, joining=member is None)
 
     def _on_status(self, status: NodeStatus, now: float) -> None:
         if status.node == self.name:
@@ -461,14 +463,16 @@ class Swim:
         self._emit(EventKind.REFUTED, self.name, self._incarnation, now)
         self._news(self.name, Alive(self.meta, self._incarnation), now)
 
-    def _news(self, key: str, update: Update, now: float) -> None:
+    def _news(self, key: str, update: Update, now: float, *, joining: bool = False) -> None:
         """Queue fresh news and pull a gossip round forward to now (at most one early
-        round per `gossip_eager_gap`, to members on open connections: `_timer_gossip`):
-        each hop then costs a round trip rather than half a gossip interval, while a
-        quiet fleet still gossips nothing. The early round is a head start on top of the
-        usual retransmits (`extra`), not taken from them: spent all at once during a join
-        burst, those would reach only the members known in its first milliseconds."""
+        round per `gossip_eager_gap`; whom it goes to: `_timer_gossip`): each hop then
+        costs a round trip rather than half a gossip interval, while a quiet fleet still
+        gossips nothing. The early round is a head start on top of the usual retransmits
+        (`extra`), not taken from them: spent all at once during a join burst, those
+        would reach only the members known in its first milliseconds. `joining`: the
+        news is of a member joining (ourselves included)."""
         self._broadcasts.queue(key, update, extra=self._cfg.gossip_nodes)
+        self._urgent = self._urgent or not joining
         due = self._timers.deadline("gossip")
         at = max(now, self._last_gossip + self._cfg.gossip_eager_gap)
         if due is not None and at < due:
@@ -597,20 +601,25 @@ class Swim:
     def _timer_gossip(self, now: float) -> None:
         """A periodic round draws its targets from all members, as memberlist does: that
         uniform draw is what the epidemic's guarantees rest on. An early round (pulled
-        forward by `_news`) is there to make a hop cost one round trip, so it goes only to
-        members on an open connection: to any other, the hop would first cost a TCP and
-        TLS handshake (two or three round trips, and a millisecond or more of CPU at each
-        end), the very delay the early round exists to save. A joining fleet of N opens
-        up to N(N-1)/2 connections; early rounds to random members paid for most of them
-        in the first half second and left a 20-agent host CPU-bound. Early rounds leave
-        the periodic schedule alone, so a stream of fresh news never postpones the
-        uniform rounds that reach everyone else."""
+        forward by `_news`) is there to make a hop cost one round trip. For news of joins
+        it goes only to members on an open connection: to any other, the hop would first
+        cost a TCP and TLS handshake (two or three round trips, and a millisecond or more
+        of CPU at each end), and join news comes in bursts (each of N joiners is news to
+        N - 1 others): early rounds to random members made a joining fleet of 20 agents
+        open ~150 connections in half a second and left their host CPU-bound. Other news
+        (a suspicion, a death, a refutation, a new policy) is rare and urgent: its early
+        round draws from every member, handshakes paid, so a young fleet, whose pairs
+        have not all talked yet, hears it as fast as an old one (drawing from open
+        connections first would favour the seeds, which every node is connected to and
+        which already know). Early rounds leave the periodic schedule alone, so a stream
+        of fresh news never postpones the uniform rounds that reach everyone else."""
         cfg = self._cfg
         periodic = now >= self._next_round
         if periodic:
             self._next_round = now + cfg.gossip_interval
         self._timers.set("gossip", self._next_round)
         self._last_gossip = now
+        urgent, self._urgent = self._urgent, False
         for name, address, news in self._catch_up.due(self._members.values(), now):
             self._send(address, PushPull(news, is_reply=True), name, piggyback=False)
         for name, (suspicion, incarnation, accuser) in self._suspicions.items():
@@ -626,7 +635,7 @@ class Swim:
         if not self._broadcasts:
             return
         limit = retransmit_limit(cfg.retransmit_mult, self.num_up())
-        for member in self._gossip_targets(now, warm_only=not periodic):
+        for member in self._gossip_targets(now, warm_only=not (periodic or urgent)):
             news = self._broadcasts.take(cfg.packet_budget, limit)
             if not news:
                 break
@@ -713,7 +722,7 @@ class Swim:
                 self._timers.cancel("join")
                 # Announce ourselves too, to the table we just received: the seed's news
                 # of us may have been spent before it knew of nodes that joined alongside.
-                self._news(self.name, Alive(self.meta, self._incarnation), now)
+                self._news(self.name, Alive(self.meta, self._incarnation), now, joining=True)
         else:
             reply = self._state(is_reply=True)
             self._send(packet.sender_address, reply, packet.sender, piggyback=False)
