@@ -483,13 +483,28 @@ def test_leave_announces_left_and_is_never_refuted() -> None:
 SLOW_ROUNDS = MembershipConfig(gossip_interval=5.0, probe_interval=100.0, probe_timeout=50.0)
 
 
+def gossip_to(swim: Swim, until: float) -> list[tuple[float, str | None]]:
+    """(time, member) of every gossip packet (bodiless, carrying news) `swim` sent up to
+    `until`."""
+    return [(at, o.to_name) for at, o in advance(swim, until) if o.packet.body is None]
+
+
 def gossip_times(swim: Swim, until: float) -> list[float]:
-    """When `swim` sent gossip (bodiless packets carrying news) up to `until`."""
-    return sorted({at for at, o in advance(swim, until) if o.packet.body is None})
+    """When `swim` sent gossip up to `until`."""
+    return sorted({at for at, _ in gossip_to(swim, until)})
 
 
-def started_with_peers(config: MembershipConfig = SLOW_ROUNDS) -> Swim:
-    swim = Swim(NodeMeta("a", "mem://a"), config, random.Random(2))
+def started_with_peers(
+    config: MembershipConfig = SLOW_ROUNDS, *, warm: set[str] | None = None
+) -> Swim:
+    """`a`, knowing b, c and d; with `warm`, the transport holds open connections to
+    those members only (otherwise a connectionless transport: every member counts)."""
+    swim = Swim(
+        NodeMeta("a", "mem://a"),
+        config,
+        random.Random(2),
+        warm=None if warm is None else (lambda peer: peer.name in warm),
+    )
     swim.start(0.0)
     introduce(swim, make("b"), make("c"), make("d"), now=0.0)
     advance(swim, 1.0)
@@ -547,35 +562,19 @@ def test_a_joiner_announces_itself_to_the_table_it_received() -> None:
 # ------------------------------------------------------- early rounds, open connections
 
 
-def started_with_warm(warm: set[str], config: MembershipConfig = SLOW_ROUNDS) -> Swim:
-    """Like `started_with_peers`, but the transport holds open connections to `warm` only."""
-    swim = Swim(
-        NodeMeta("a", "mem://a"), config, random.Random(2), warm=lambda peer: peer.name in warm
-    )
-    swim.start(0.0)
-    introduce(swim, make("b"), make("c"), make("d"), now=0.0)
-    advance(swim, 1.0)
-    return swim
-
-
-def gossip_to(swim: Swim, until: float) -> list[tuple[float, str | None]]:
-    """(time, member) of every gossip packet `swim` sent up to `until`."""
-    return [(at, o.to_name) for at, o in advance(swim, until) if o.packet.body is None]
-
-
 def a_join() -> Packet:
     """b tells of e, a member new to the node that reads it: news of a join."""
     return packet(make("b"), None, Alive(make("e").meta, 0))
 
 
 def test_an_early_round_with_join_news_goes_only_to_members_on_an_open_connection() -> None:
-    a = started_with_warm({"b"})
+    a = started_with_peers(warm={"b"})
     a.handle(a_join(), 1.001)
     assert gossip_to(a, 1.001) == [(1.001, "b")]
 
 
 def test_with_no_open_connection_join_news_waits_for_the_periodic_round() -> None:
-    a = started_with_warm(set())
+    a = started_with_peers(warm=set())
     a.handle(a_join(), 1.001)
     sent = gossip_to(a, 7.0)
     assert sent, "the periodic round must still gossip"
@@ -586,7 +585,7 @@ def test_with_no_open_connection_join_news_waits_for_the_periodic_round() -> Non
 
 
 def test_an_early_round_with_other_news_draws_from_every_member() -> None:
-    a = started_with_warm(set())
+    a = started_with_peers(warm=set())
     a.handle(packet(make("b"), None, Suspect("c", 0, "b")), 1.001)
     sent = gossip_to(a, 1.001)
     assert [at for at, _ in sent] == [1.001] * SLOW_ROUNDS.gossip_nodes
@@ -594,7 +593,7 @@ def test_an_early_round_with_other_news_draws_from_every_member() -> None:
 
 
 def test_an_early_round_does_not_postpone_the_periodic_one() -> None:
-    a = started_with_warm({"b"})
+    a = started_with_peers(warm={"b"})
     a.handle(a_join(), 1.001)
     sent = gossip_to(a, 12.0)
     cold = [at for at, name in sent if name != "b"]
