@@ -5,15 +5,20 @@ the clouds, and the signed policy published where each cloud's agents read it. T
 `local` stack runs the same composition with local agent processes and a policy file.
 """
 
-import sys
 from pathlib import Path
 
-# Pulumi runs `main: infra/` with infra/ itself on sys.path; the program imports itself as
-# the `infra` package, so the repository root must be importable too.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pulumi
 
-import pulumi  # noqa: E402
+# The program is the installed `infra` package (scripts/install.sh installs the project
+# into the virtualenv): the dynamic providers it registers are loaded by name in the
+# provider process, which must import exactly these modules.
+from infra.config import StackConfigError
+from infra.program import compose
 
-from infra.program import compose  # noqa: E402
-
-compose(pulumi.Config("skyfleet"), pulumi.get_project(), pulumi.get_stack())
+# The project folder (Pulumi.yaml's), against which policyFile and localStateDir resolve.
+root = Path(pulumi.get_root_directory() or Path.cwd().parent)
+try:
+    compose(pulumi.Config("skyfleet"), pulumi.get_project(), pulumi.get_stack(), root)
+except StackConfigError as exc:
+    # A bad stack config is the operator's to fix: the key and the reason, no traceback.
+    raise pulumi.RunError(str(exc)) from None

@@ -10,7 +10,7 @@ preview before any resource is touched.
 Loading is a pure function of a key -> raw string lookup (`ConfigSource`), so tests feed a
 dict and `__main__` feeds `pulumi.Config`; nothing happens at import time. Secrets (the
 fleet signing key, the CA, the VPN secret) are not here: they stay Pulumi Outputs, see
-`infra.secrets`.
+`infra.stack_secrets`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,10 @@ class StackConfig:
     """`pip install skyfleet==<runtime_version>` on every host."""
     admin_ranges: tuple[IPv4Network, ...]
     """Operator networks allowed to reach the agent port in addition to the fleet."""
+    local_state_dir: Path
+    """Local stack: the fleet's folder, absolute (`skyfleet:localStateDir`)."""
+    local_network: str
+    """Local stack: `auto`, `netns` or `loopback` (`skyfleet:localNetwork`)."""
 
     def cloud(self, name: str) -> CloudConfig | None:
         return next((c for c in self.clouds if c.cloud == name), None)
@@ -174,14 +178,19 @@ def _zone_belongs(cloud: str, region: str, zone: str) -> bool:
 
 def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
     need = REDUNDANCY[environment]
-    region = r.string(f"{cloud}Region")
+    enabled = f"required when {cloud} is in {key('clouds')}"
+    region = r.string(f"{cloud}Region", "")
+    if not region:
+        raise StackConfigError(f"{key(cloud + 'Region')}: {enabled}")
     allowed = {LOCAL_REGION} if environment == "local" else KNOWN_REGIONS[cloud]
     if region not in allowed:
         raise StackConfigError(
             f"{key(cloud + 'Region')}: unknown {cloud} region {region!r} for {environment}; "
             f"known: {', '.join(sorted(allowed))}"
         )
-    zones = r.strings(f"{cloud}Zones")
+    zones = r.strings(f"{cloud}Zones", ())
+    if not zones:
+        raise StackConfigError(f"{key(cloud + 'Zones')}: {enabled}")
     for zone in zones:
         if not _zone_belongs(cloud, region, zone):
             raise StackConfigError(f"{key(cloud + 'Zones')}: {zone!r} is not a zone of {region}")
@@ -192,7 +201,7 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
             f"{key(cloud + 'Zones')}: {environment} needs at least {need.min_zones} zones, "
             f"got {len(zones)}"
         )
-    hosts = r.integer(f"{cloud}HostsPerZone")
+    hosts = r.integer(f"{cloud}HostsPerZone", 1)
     if hosts < need.min_hosts_per_zone:
         raise StackConfigError(
             f"{key(cloud + 'HostsPerZone')}: {environment} needs at least "
@@ -219,10 +228,19 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
         region=region,
         zones=zones,
         hosts_per_zone=hosts,
-        instance_size=r.string(f"{cloud}InstanceSize", "local" if environment == "local" else None),
+        instance_size=r.string(f"{cloud}InstanceSize", "local" if environment == "local"
+                               else DEFAULT_INSTANCE_SIZES[cloud]),
         cidr=cidr,
     )
 
+
+DEFAULT_INSTANCE_SIZES = {"aws": "t3.small", "azure": "Standard_B2s", "gcp": "e2-small"}
+"""The smallest sizes that hold an agent comfortably; Pulumi.yaml declares the same."""
+
+LOCAL_NETWORKS = ("auto", "netns", "loopback")
+"""`skyfleet:localNetwork`: auto is network namespaces when run as root, else loopback."""
+
+DEFAULT_LOCAL_STATE_DIR = ".skyfleet/local"
 
 RESERVED_PER_SUBNET = 5
 """Addresses a cloud keeps in every subnet (AWS and Azure reserve 5, GCP 4)."""
@@ -320,6 +338,10 @@ def load_stack_config(
         admin_ranges.append(net)
     version = r.integer("policyVersion")
     policy_file, document = load_policy(r.string("policyFile"), version, root)
+    local_network = r.string("localNetwork", "auto")
+    if local_network not in LOCAL_NETWORKS:
+        raise StackConfigError(f"{key('localNetwork')}: expected one of "
+                               f"{', '.join(LOCAL_NETWORKS)}, got {local_network!r}")
     return StackConfig(
         environment=environment,
         clouds=clouds,
@@ -330,4 +352,6 @@ def load_stack_config(
         metrics_port=_port(r, "metricsPort", DEFAULT_METRICS_PORT),
         runtime_version=r.string("runtimeVersion", skyfleet.__version__),
         admin_ranges=tuple(admin_ranges),
+        local_state_dir=(root / r.string("localStateDir", DEFAULT_LOCAL_STATE_DIR)).absolute(),
+        local_network=local_network,
     )

@@ -11,21 +11,13 @@ from pathlib import Path
 import pulumi
 from cryptography.hazmat.primitives import serialization
 
-from infra import mesh_plan, publication, secrets
-from infra.components.aws_hosts import AwsHosts, AwsHostsArgs
-from infra.components.azure_hosts import AzureHosts, AzureHostsArgs
+from infra import publication
+from infra import stack_secrets as secrets
 from infra.components.bootstrap import FleetBootstrap
-from infra.components.gcp_hosts import GcpHosts, GcpHostsArgs
 from infra.components.local_hosts import LocalHosts, LocalHostsArgs
-from infra.components.mesh import (
-    AwsEndpointArgs,
-    AzureEndpointArgs,
-    GcpEndpointArgs,
-    Mesh,
-    MeshArgs,
-)
-from infra.components.policy_publication import PolicyPublication, PolicyPublicationArgs
-from infra.config import REPO_ROOT, StackConfig, StackConfigError, key, load_stack_config
+from infra.components.local_network import LocalNetwork, LocalNetworkArgs, resolve_mode
+from infra.components.local_policy import LocalPolicyFile
+from infra.config import StackConfig, StackConfigError, key, load_stack_config
 from infra.topology import HostSpec, plan_hosts, seeds_for
 from skyfleet.localfleet.layout import FleetLayout
 
@@ -38,14 +30,13 @@ def public_key_pem(private_pem: str) -> str:
     ).decode()
 
 
-def compose(config: pulumi.Config, project: str, stack: str,
-            root: Path = REPO_ROOT) -> dict[str, object]:
-    """Build the whole stack; returns (and exports) the stack outputs."""
+def compose(config: pulumi.Config, project: str, stack: str, root: Path) -> dict[str, object]:
+    """Build the whole stack in the project folder `root`; returns (and exports) the
+    stack outputs."""
     cfg = load_stack_config(config.get, stack, root)
     hosts = plan_hosts(cfg)
-    local_dir = root / (config.get("localStateDir") or secrets.LOCAL_STATE_DIR)
     stack_secrets = (
-        secrets.local_secrets(local_dir) if cfg.environment == "local"
+        secrets.local_secrets(cfg.local_state_dir) if cfg.environment == "local"
         else secrets.from_config(config)
     )
     trusted_key = pulumi.Output.unsecret(stack_secrets.signing_key_pem.apply(public_key_pem))
@@ -55,46 +46,82 @@ def compose(config: pulumi.Config, project: str, stack: str,
         ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
         trusted_key_pem=trusted_key,
     )
-    if cfg.environment == "local":
-        published = _compose_local(cfg, hosts, boot, stack_secrets, local_dir)
-        tunnels: list[dict[str, object]] = []
-    else:
-        published, tunnels = _compose_clouds(cfg, hosts, boot, stack_secrets, config,
-                                             project, stack)
     outputs: dict[str, object] = {
         "hosts": {c.cloud: [h.name for h in hosts if h.cloud == c.cloud] for c in cfg.clouds},
-        "seeds": sorted(h.endpoint for h in hosts if h.seed),
-        "policyVersion": published.version,
-        "policyHash": published.hash,
-        "policyLocations": published.locations,
-        "policyEnvelope": published.envelope,
-        "tunnels": tunnels,
+        "caCert": boot.ca_cert_pem,
+        "policyVersion": cfg.policy_version,
+        "policyHash": publication.policy_hash(cfg.policy_document),
     }
+    if cfg.environment == "local":
+        outputs.update(_compose_local(cfg, hosts, boot, stack_secrets))
+    else:
+        outputs.update(_compose_clouds(cfg, hosts, boot, stack_secrets, config, project, stack))
     for name, value in outputs.items():
         pulumi.export(name, value)
     return outputs
 
 
 def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
-                   stack_secrets: secrets.StackSecrets, state_dir: Path) -> PolicyPublication:
-    """Agent processes in `skyfleet local demo`'s layout; the policy is published into the
-    folder they watch, before any of them starts."""
-    layout = FleetLayout(state_dir)
-    published = PolicyPublication("policy", PolicyPublicationArgs(
-        environment=cfg.environment, document=cfg.policy_document,
-        signing_key_pem=stack_secrets.signing_key_pem,
-        local_path=layout.policy_source / publication.POLICY_OBJECT,
-    ))
-    LocalHosts("local", LocalHostsArgs(
-        environment=cfg.environment, hosts=hosts, seeds=boot.seeds, state_dir=state_dir,
-        ca_cert_pem=boot.ca_cert_pem, trusted_key_pem=boot.trusted_key_pem,
-    ), pulumi.ResourceOptions(depends_on=[published]))
-    return published
+                   stack_secrets: secrets.StackSecrets) -> dict[str, object]:
+    """Agent processes on this machine, on a LocalNetwork (namespaces or loopback), and the
+    policy in the file they watch; outputs for `skyfleet local` and operators."""
+    layout = FleetLayout(cfg.local_state_dir)
+    agents = tuple((h.name, h.cloud) for h in hosts)
+    clouds = tuple(c.cloud for c in cfg.clouds)
+    network = LocalNetwork("network", LocalNetworkArgs(
+        mode=resolve_mode(cfg.local_network), agents=agents, clouds=clouds))
+    path = layout.policy_source / publication.POLICY_OBJECT
+    ports = {h.name: h.port for h in hosts}
+    endpoints = network.addresses.apply(
+        lambda addresses: {n: f"{addresses[n]}:{p}" for n, p in ports.items()})
+    policy = LocalPolicyFile(
+        "policy", path=str(path),
+        content=publication.signed_envelope(cfg.policy_document, stack_secrets.signing_key_pem),
+        version=cfg.policy_version, hash=publication.policy_hash(cfg.policy_document),
+        endpoints=endpoints, state_dir=str(cfg.local_state_dir),
+    )
+    fleet = LocalHosts("local", LocalHostsArgs(
+        environment=cfg.environment, hosts=hosts, network=network, endpoints=endpoints,
+        state_dir=cfg.local_state_dir, ca_cert_pem=boot.ca_cert_pem,
+        trusted_key_pem=boot.trusted_key_pem,
+        # Agents start with the policy already in the folder they watch: their first
+        # status carries it, so a new fleet agrees on its policy as soon as it has joined.
+    ), pulumi.ResourceOptions(depends_on=[policy]))
+    seed_names = [h.name for h in hosts if h.seed]
+    return {
+        "endpoints": endpoints,
+        "seeds": endpoints.apply(lambda e: [e[n] for n in seed_names]),
+        "policyLocations": {"local": f"file:{path}"},
+        "stateDir": str(cfg.local_state_dir),
+        "network": pulumi.Output.all(network.mode, network.prefix, network.block,
+                                     network.gateway).apply(
+            lambda v: {"mode": v[0], "prefix": v[1], "block": v[2], "gateway": v[3],
+                       "clouds": list(clouds), "agents": [list(a) for a in agents]}),
+        "agents": pulumi.Output.all(*(
+            pulumi.Output.all(a.pid, a.config, a.log, a.netns)
+            for a in fleet.agents.values())).apply(
+            lambda rows: {name: {"pid": r[0], "config": r[1], "log": r[2], "netns": r[3]}
+                          for name, r in zip(fleet.agents, rows, strict=True)}),
+    }
 
 
 def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
                     stack_secrets: secrets.StackSecrets, config: pulumi.Config, project: str,
-                    stack: str) -> tuple[PolicyPublication, list[dict[str, object]]]:
+                    stack: str) -> dict[str, object]:
+    # The cloud components import their provider SDKs; the local stack never needs them.
+    from infra import mesh_plan
+    from infra.components.aws_hosts import AwsHosts, AwsHostsArgs
+    from infra.components.azure_hosts import AzureHosts, AzureHostsArgs
+    from infra.components.gcp_hosts import GcpHosts, GcpHostsArgs
+    from infra.components.mesh import (
+        AwsEndpointArgs,
+        AzureEndpointArgs,
+        GcpEndpointArgs,
+        Mesh,
+        MeshArgs,
+    )
+    from infra.components.policy_publication import PolicyPublication, PolicyPublicationArgs
+
     env = cfg.environment
     common = {"environment": env, "boot": boot, "fleet_ranges": cfg.fleet_ranges,
               "admin_ranges": cfg.admin_ranges, "agent_port": cfg.agent_port,
@@ -125,8 +152,15 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         gcp_region=on["gcp"].region if gcp_hosts else None,
         gcp_reader_email=gcp_hosts.service_account.email if gcp_hosts else None,
     ))
+    outputs: dict[str, object] = {
+        "endpoints": {h.name: h.endpoint for h in hosts},
+        "seeds": sorted(h.endpoint for h in hosts if h.seed),
+        "policyLocations": published.locations,
+        "policyEnvelope": published.envelope,
+        "tunnels": [],
+    }
     if len(on) < 2:
-        return published, []
+        return outputs
     mesh = Mesh("mesh", MeshArgs(
         environment=env, tunnels=mesh_plan.plan_mesh(env, tuple(on)),
         vpn_secret=stack_secrets.vpn_secret,
@@ -139,4 +173,5 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         gcp=GcpEndpointArgs(region=on["gcp"].region, network_id=gcp_hosts.network.id)
         if gcp_hosts else None,
     ))
-    return published, mesh.tunnel_outputs
+    outputs["tunnels"] = mesh.tunnel_outputs
+    return outputs

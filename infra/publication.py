@@ -12,6 +12,8 @@ import hashlib
 import json
 from typing import Any
 
+import pulumi
+
 POLICY_OBJECT = "policy.json"
 _TOKEN_FIELD = (
     "/opt/skyfleet/bin/python -c "
@@ -74,3 +76,23 @@ def gcp_download(bucket: str) -> str:
 def envelope_text(envelope: dict[str, Any]) -> str:
     """The published bytes: stable key order so an unchanged policy is an unchanged object."""
     return json.dumps(envelope, sort_keys=True, separators=(",", ":"))
+
+
+def sign(document: dict[str, Any], signing_key_pem: str) -> dict[str, Any]:
+    from skyfleet.policy.signing import sign_policy
+
+    return sign_policy(document, signing_key_pem.encode())
+
+
+def signed_envelope(document: dict[str, Any],
+                    signing_key_pem: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The published text, signed with the fleet key. Not a secret (only the key is):
+    every agent and operator may read the policy."""
+    return pulumi.Output.unsecret(pulumi.Output.from_input(signing_key_pem).apply(
+        lambda key: envelope_text(sign(document, key))))
+
+
+def policy_hash(document: dict[str, Any]) -> str:
+    from skyfleet.policy.canonical import policy_hash as canonical_hash
+
+    return canonical_hash(document)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install everything Skyfleet needs on a fresh Debian machine, idempotently:
-# system packages (when root) and the project with all extras in ./.venv.
+# Install everything Skyfleet needs on a fresh Debian machine, idempotently: system
+# packages (when root), the project with all extras in ./.venv from the lock
+# (requirements.txt), the Pulumi CLI (found, or built from Go modules and cached), and the
+# guardrail pack in its own virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,6 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[demo,infra,test,bench]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+bash tools/pulumi/install.sh
+bash infra/guardrails/install.sh

@@ -17,7 +17,7 @@ import pulumi_aws as aws
 import pulumi_azure_native as azure
 import pulumi_gcp as gcp
 
-from infra import mesh_plan, secrets
+from infra import mesh_plan, stack_secrets
 from infra.mesh_plan import Tunnel
 
 AZURE_GATEWAY_TIMEOUTS = pulumi.CustomTimeouts(create="90m", update="90m", delete="90m")
@@ -100,7 +100,7 @@ class Mesh(pulumi.ComponentResource):
     def _psk(self, tunnel: Tunnel) -> pulumi.Output[str]:
         return pulumi.Output.secret(
             pulumi.Output.from_input(self._args.vpn_secret).apply(
-                lambda s: secrets.psk(s, tunnel.label)
+                lambda s: stack_secrets.psk(s, tunnel.label)
             )
         )
 

@@ -1,8 +1,8 @@
 """PolicyPublication: sign the stack's policy document and publish it to every cloud.
 
 The document is signed here with the fleet key (a Pulumi secret) and published as one
-object per cloud: an SSM parameter, a blob, a GCS object, or for the local stack the file
-the local agents watch. Hosts poll their cloud's object, so changing `policyVersion` and
+object per cloud: an SSM parameter, a blob, a GCS object (the local stack's store is
+`infra.components.local_policy`). Hosts poll their cloud's object, so changing `policyVersion` and
 `policyFile` in stack config shows in `pulumi preview` as an update of these objects only,
 and `pulumi up` rolls the policy out without touching a host.
 
@@ -12,34 +12,18 @@ envelope and no diff at all.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_azure_native as azure
 import pulumi_gcp as gcp
-from pulumi.dynamic import CreateResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from infra import publication
 
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 """Built-in Azure role id: read blobs, nothing else."""
-
-
-def sign(document: dict[str, Any], signing_key_pem: str) -> dict[str, Any]:
-    from skyfleet.policy.signing import sign_policy
-
-    return sign_policy(document, signing_key_pem.encode())
-
-
-def policy_hash(document: dict[str, Any]) -> str:
-    from skyfleet.policy.canonical import policy_hash as canonical_hash
-
-    return canonical_hash(document)
 
 
 @dataclass(frozen=True)
@@ -53,7 +37,6 @@ class PolicyPublicationArgs:
     azure_reader_principal: pulumi.Input[str] | None = None
     gcp_region: str | None = None
     gcp_reader_email: pulumi.Input[str] | None = None
-    local_path: Path | None = None
     project: str = "skyfleet"
     stack: str = "dev"
 
@@ -68,12 +51,8 @@ class PolicyPublication(pulumi.ComponentResource):
         super().__init__("skyfleet:infra:PolicyPublication", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.version = int(args.document["version"])
-        self.hash = policy_hash(args.document)
-        self.envelope = pulumi.Output.unsecret(
-            pulumi.Output.from_input(args.signing_key_pem).apply(
-                lambda key: publication.envelope_text(sign(args.document, key))
-            )
-        )
+        self.hash = publication.policy_hash(args.document)
+        self.envelope = publication.signed_envelope(args.document, args.signing_key_pem)
         self.locations: dict[str, str] = {}
         env = args.environment
         if args.aws_region:
@@ -87,11 +66,6 @@ class PolicyPublication(pulumi.ComponentResource):
             self._azure(name, args, child)
         if args.gcp_region:
             self._gcp(name, args, child)
-        if args.local_path is not None:
-            self.local_file = LocalPolicyFile(
-                f"{name}-local", path=str(args.local_path), content=self.envelope, opts=child
-            )
-            self.locations["local"] = f"file:{args.local_path}"
         self.register_outputs(
             {"version": self.version, "hash": self.hash, "locations": self.locations}
         )
@@ -154,40 +128,3 @@ class PolicyPublication(pulumi.ComponentResource):
             opts=child,
         )
         self.locations["gcp"] = f"gs://{bucket_name}/{publication.POLICY_OBJECT}"
-
-
-def write_atomically(path: Path, content: str) -> None:
-    """Local agents watch this file: they must never see half a document."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-class LocalPolicyFileProvider(ResourceProvider):
-    """The local stack's 'store': the file every local agent's `policy.source` names."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        write_atomically(Path(props["path"]), props["content"])
-        return CreateResult(id_=props["path"], outs=props)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        write_atomically(Path(news["path"]), news["content"])
-        return UpdateResult(outs=news)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        path = Path(id_)
-        content = path.read_text() if path.is_file() else ""
-        return ReadResult(id_=id_, outs={**props, "path": id_, "content": content})
-
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
-        Path(id_).unlink(missing_ok=True)
-
-
-class LocalPolicyFile(Resource, module="skyfleet", name="LocalPolicyFile"):
-    def __init__(self, name: str, *, path: str, content: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(LocalPolicyFileProvider(), name, {"path": path, "content": content},
-                         opts)

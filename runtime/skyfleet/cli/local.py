@@ -1,5 +1,6 @@
-"""`skyfleet local ...`: the `local` environment of Pulumi.local.yaml as real agent
-processes on this machine (in network namespaces when root)."""
+"""`skyfleet local ...`: front ends over the project's `local` stack (Pulumi.local.yaml),
+which the Pulumi engine provisions: real agent processes on this machine, in network
+namespaces when root. Each command is a few engine calls and a look at the agents."""
 
 from __future__ import annotations
 
@@ -12,147 +13,122 @@ from typing import TYPE_CHECKING
 from skyfleet.cli.main import CliError
 
 if TYPE_CHECKING:
-    from skyfleet.localfleet.layout import AgentSpec
-
-DEFAULT_DIR = Path(".skyfleet/local")
+    from skyfleet.localfleet.stack import LocalStack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     local = sub.add_parser("local", help="the local environment: a real fleet on this machine")
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
-    demo = local_sub.add_parser(
-        "demo", help="run the fleet end to end: load, policy rollout, a cloud lost and back"
-    )
-    demo.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
-    demo.add_argument("--stack-root", type=Path, help="folder with Pulumi.local.yaml (found)")
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parser = local_sub.add_parser(name, help=help)
+        parser.add_argument("--project", type=Path,
+                            help="folder with Pulumi.yaml and Pulumi.local.yaml (found upward)")
+        return parser
+
+    demo = action("demo", "the whole walk-through through the engine: pulumi up, load, a "
+                  "rollout by stack config, a cloud lost and back, pulumi destroy")
     demo.add_argument("--quick", action="store_true", help="short phases (about a minute)")
-    demo.add_argument(
-        "--loopback", action="store_true", help="no network namespaces even when root"
-    )
-    demo.add_argument(
-        "--loss",
-        choices=("kill", "cut"),
-        default="kill",
-        help="how the cloud is lost: kill -9 its agents, or cut it off with iptables (netns)",
-    )
+    demo.add_argument("--loss", choices=("kill", "cut"), default="kill",
+                      help="how the cloud is lost: kill -9 its agents, or cut it off with "
+                      "iptables (netns)")
     demo.set_defaults(func=_demo)
-
-    up = local_sub.add_parser("up", help="start the local fleet and leave it running")
-    up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
-    up.add_argument("--stack-root", type=Path, help="folder with Pulumi.local.yaml (found)")
-    up.add_argument("--loopback", action="store_true", help="no network namespaces")
-    up.set_defaults(func=_up)
-    status = local_sub.add_parser("status", help="the running local fleet as a table")
-    status.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
-    status.set_defaults(func=_status)
-    down = local_sub.add_parser("down", help="stop the local fleet; leaves nothing behind")
-    down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
-    down.set_defaults(func=_down)
-
-
-def find_stack_root(start: Path) -> Path:
-    for folder in (start, *start.parents):
-        if (folder / "Pulumi.local.yaml").exists():
-            return folder
-    raise CliError(f"no Pulumi.local.yaml in {start} or above; pass --stack-root")
+    action("up", "pulumi up the local stack and wait until the fleet has settled").set_defaults(
+        func=_up)
+    action("status", "the running local fleet as a table").set_defaults(func=_status)
+    action("down", "pulumi destroy the local stack; checks nothing is left").set_defaults(
+        func=_down)
+    action("env", "print the exports that point `pulumi` at the local stack").set_defaults(
+        func=_env)
 
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def _specs(args: argparse.Namespace) -> tuple[Path, list[AgentSpec]]:
-    from infra.config import StackConfigError
-    from skyfleet.localfleet.stack import local_specs
+def _stack(args: argparse.Namespace, *, stream: bool = False) -> LocalStack:
+    from skyfleet.localfleet.stack import LocalStack, StackError, find_project
 
-    root = args.stack_root or find_stack_root(Path.cwd())
     try:
-        return root, local_specs(root)
-    except StackConfigError as exc:
-        raise CliError(f"Pulumi.local.yaml: {exc}") from None
+        project = args.project or find_project(Path.cwd())
+    except StackError as exc:
+        raise CliError(str(exc)) from None
+    return LocalStack(project, on_output=(lambda line: print(line, flush=True)) if stream
+                      else None)
 
 
 def _up(args: argparse.Namespace) -> int:
-    import json
-
     from skyfleet.localfleet import ops
+    from skyfleet.localfleet.stack import StackError
+    from skyfleet.localfleet.watch import FleetTimeout
 
-    root, specs = _specs(args)
-    policy = json.loads((root / "policies" / "default.json").read_text())
+    stack = _stack(args, stream=True)
     try:
-        ops.up(specs, args.dir, policy, say, use_netns=not args.loopback)
-    except (RuntimeError, AssertionError) as exc:
-        ops.down(args.dir, say)
-        raise CliError(str(exc)) from None
-    say("see it with `skyfleet local status` or `skyfleet top`; stop with `skyfleet local down`")
+        ops.up(stack, say)
+    except (StackError, FleetTimeout) as exc:
+        raise CliError(f"local stack: {exc}") from None
+    say("see it with `skyfleet local status` or `skyfleet top`; stop it with "
+        "`skyfleet local down`")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from skyfleet.localfleet import ops
+    from skyfleet.localfleet.stack import StackError
     from skyfleet.localfleet.view import fleet_table
 
     try:
-        observer, rows = asyncio.run(ops.views(args.dir))
-    except RuntimeError as exc:
-        raise CliError(str(exc)) from None
+        observer, rows = asyncio.run(ops.views(_stack(args).outputs()))
+    except StackError as exc:
+        raise CliError(f"local stack: {exc}") from None
     print("\n".join(fleet_table(observer, rows)))
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     from skyfleet.localfleet import ops
+    from skyfleet.localfleet.stack import StackError
 
-    left = ops.down(args.dir, say)
+    try:
+        left = ops.down(_stack(args, stream=True), say)
+    except StackError as exc:
+        raise CliError(f"local stack: {exc}") from None
     if left:
         raise CliError("left behind: " + ", ".join(left))
-    say("local fleet down: no agent process and no namespace left")
+    say("local fleet destroyed: no agent process and no namespace left")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from skyfleet.localfleet.stack import env_lines
+
+    stack = _stack(args)
+    print("\n".join(env_lines(stack.project)))
+    print(f"# then, in {stack.project}: pulumi preview|up|refresh|destroy -s local")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from infra.config import StackConfigError
-    from skyfleet.localfleet import netns
     from skyfleet.localfleet.demo import Demo, DemoSettings
-    from skyfleet.localfleet.procs import FleetTimeout, LocalFleet
     from skyfleet.localfleet.report import print_summary, write_chart
-    from skyfleet.localfleet.stack import local_specs
+    from skyfleet.localfleet.stack import StackError
+    from skyfleet.localfleet.watch import FleetTimeout
 
-    root = args.stack_root or find_stack_root(Path.cwd())
-    try:
-        specs = local_specs(root)
-    except StackConfigError as exc:
-        raise CliError(f"Pulumi.local.yaml: {exc}") from None
-    settings = DemoSettings(phase_seconds=4.0, rate=25.0) if args.quick else DemoSettings()
-    network = None
-    why_not = "--loopback" if args.loopback else netns.unavailable_reason()
-    if why_not is None:
-        network = netns.FleetNetwork.create([(s.name, s.cloud) for s in specs])
-        specs = network.place(specs)
-        router = f"{network.plan.prefix}-router"
-        say(f"each agent in its own network namespace; clouds joined by {router}")
-    else:
-        say(f"agents on loopback ({why_not})")
-    fleet = LocalFleet(args.dir, specs)
-    demo = Demo(
-        fleet,
-        root / "policies",
-        settings,
-        say,
-        cut=network.cut if network and args.loss == "cut" else None,
-        heal=network.heal if network and args.loss == "cut" else None,
-    )
+    stack = _stack(args)
+    settings = DemoSettings(loss=args.loss)
+    if args.quick:
+        settings = DemoSettings(phase_seconds=4.0, rate=25.0, loss=args.loss)
+    demo = Demo(stack, settings, say)
     try:
         report = asyncio.run(demo.run())
-    except FleetTimeout as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        fleet.stop()
-        if network is not None:
-            network.teardown()
-    report.chart = write_chart(demo.records, report.events, args.dir / "demo.png")
+    except (StackError, FleetTimeout, ValueError) as exc:
+        raise CliError(f"demo: {exc}") from None
+    report.chart = write_chart(demo.records, report.events,
+                               stack.project / ".skyfleet" / "demo.png")
     print()
     print_summary(report, say)
     if report.lost:
         raise CliError(f"{report.lost} task(s) lost")
+    if report.leftovers:
+        raise CliError("left behind after pulumi destroy: " + ", ".join(report.leftovers))
     return 0

@@ -1,15 +1,21 @@
-"""The end-to-end walk-through of the `local` environment: a fleet in three "clouds"
-under a steady workload, a policy rollout, the loss of a whole cloud and its return.
+"""The end-to-end walk-through of the `local` environment, every step through the Pulumi
+engine: `pulumi up` builds the fleet (3 clouds x 3 zones), a steady workload runs, the
+policy rolls out by `pulumi config set` + `pulumi preview` + `pulumi up`, a whole cloud is
+lost (its agents `kill -9`ed, or cut off with iptables), `pulumi refresh` + `pulumi up`
+bring it back, and `pulumi destroy` ends it.
 
-Every figure in the summary is measured on this run: detection and convergence times by
-polling every agent's own view, latencies and outcomes from the client's records (one
-outcome per task; `lost` counts tasks that never got one and must be 0).
+Every figure in the summary is measured on this run: engine steps by the wall clock
+around each command, detection and convergence by polling every agent's own view,
+latencies and outcomes from the client's records (one outcome per task; `lost` counts
+tasks that never got one and must be 0). The rollout edits Pulumi.local.yaml as an
+operator would; the demo puts the file back as it found it when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 from collections import Counter
@@ -19,14 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from skyfleet.client import AgentClient, MemberRow, tls_files_in
+from skyfleet.client import MemberRow
 from skyfleet.fleet_client import Entry, FleetClient
-from skyfleet.localfleet.procs import LocalFleet
+from skyfleet.localfleet import ops
+from skyfleet.localfleet.netns import FleetNetwork
+from skyfleet.localfleet.netplan import NetworkPlan
+from skyfleet.localfleet.stack import STACK, EngineStep, FleetOutputs, LocalStack
 from skyfleet.localfleet.workload import Record, Workload
-from skyfleet.policy.signing import sign_policy
-from skyfleet.transport.tls import TlsMaterial
 
 PHASES = ("steady", "rollout", "cloud-loss", "recovery")
+LOSSES = ("kill", "cut")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +48,11 @@ class DemoSettings:
     victim_cloud: str = "gcp"
     timeout: float = 10.0
     """Client deadline of each task."""
+    rollout_file: str = "policies/latency-first.json"
+    """The document the rollout names; its own version is the one rolled out."""
+    loss: str = "kill"
+    """How the cloud is lost: `kill` (-9 of its agents; refresh + up bring them back) or
+    `cut` (iptables between its namespaces and the rest; netns fleets only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +75,18 @@ class PhaseStats:
 class DemoReport:
     phases: dict[str, PhaseStats] = field(default_factory=dict)
     events: list[tuple[float, str]] = field(default_factory=list)
+    engine: list[EngineStep] = field(default_factory=list)
+    """Every engine command the demo ran, in order, with its time."""
+    rollout_preview: list[str] = field(default_factory=list)
+    """What `pulumi preview` said the rollout changes, one line per resource."""
     join_seconds: float = 0.0
     policy_convergence_seconds: float = 0.0
     detection_seconds: float = 0.0
     rejoin_seconds: float = 0.0
     submitted: int = 0
     lost: int = 0
+    leftovers: list[str] = field(default_factory=list)
+    """What `pulumi destroy` left behind (processes, namespaces); must be empty."""
     chart: Path | None = None
 
 
@@ -105,59 +124,67 @@ def _top_error(records: list[Record]) -> str:
     return f"{n} x {reason}"
 
 
-def signed_policy(source: Path, version: int, key: bytes, **changes: object) -> bytes:
-    doc = json.loads(source.read_text())
-    doc.update(version=version, **changes)
-    return json.dumps(sign_policy(doc, key), indent=2).encode()
-
 
 class Demo:
-    def __init__(
-        self,
-        fleet: LocalFleet,
-        policies: Path,
-        settings: DemoSettings,
-        say: Callable[[str], None],
-        *,
-        cut: Callable[[str], None] | None = None,
-        heal: Callable[[], None] | None = None,
-    ) -> None:
-        """`cut(cloud)`/`heal()` isolate a cloud at the network (namespaces); without
-        them the cloud's agents are killed and restarted."""
-        self.fleet = fleet
-        self.policies = policies
+    def __init__(self, stack: LocalStack, settings: DemoSettings,
+                 say: Callable[[str], None]) -> None:
+        if settings.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {settings.loss!r}")
+        self.stack = stack
         self.settings = settings
         self.say = say
-        self._cut = cut
-        self._heal = heal
         self.report = DemoReport()
         self.records: list[Record] = []
         self._workload: Workload | None = None
+        self._stack_file = stack.project / f"Pulumi.{STACK}.yaml"
 
     def _event(self, label: str) -> None:
         assert self._workload is not None
         self.report.events.append((self._workload.now(), label))
         self.say(label)
 
+    async def _engine(self, call: Callable[[], EngineStep]) -> EngineStep:
+        """Run one engine command off the event loop (the workload keeps running)."""
+        step = await asyncio.to_thread(call)
+        self.report.engine.append(step)
+        self.say(step.describe())
+        return step
+
     async def run(self) -> DemoReport:
-        fleet, s, report = self.fleet, self.settings, self.report
-        names = list(fleet.specs)
-        clouds = sorted({spec.cloud for spec in fleet.specs.values()})
-        self.say(f"starting {len(names)} agents in {len(clouds)} clouds: {', '.join(clouds)}")
-        fleet.start()
-        report.join_seconds = await fleet.wait_converged(names, timeout=120)
-        self.say(f"all {len(names)} agents see each other after {report.join_seconds:.2f}s")
+        """The whole walk-through; the stack is destroyed and Pulumi.local.yaml restored
+        however it ends."""
+        original = self._stack_file.read_bytes()
+        outputs: FleetOutputs | None = None
+        try:
+            outputs = await self._bring_up()
+            await self._under_load(outputs)
+        finally:
+            self._stack_file.write_bytes(original)
+            await self._engine(self.stack.destroy)
+            if outputs is not None:
+                self.report.leftovers = ops.leftovers(outputs)
+        return self.report
 
-        key = fleet.layout.signing_key.read_bytes()
-        # Version 1 arrives the way infra delivers it on cloud hosts: a file agents watch.
-        v1 = signed_policy(self.policies / "default.json", 1, key)
-        (fleet.layout.policy_source / "policy.json").write_bytes(v1)
-        await fleet.wait_for(_on_version(1), names, timeout=60, what="policy v1 everywhere")
-        self.say("policy v1 (p2c, zone locality) adopted by every agent from its watched file")
+    async def _bring_up(self) -> FleetOutputs:
+        report = self.report
+        await self._engine(lambda: self.stack.up(refresh=self.stack.exists()))
+        outputs = self.stack.outputs()
+        clouds = sorted(set(outputs.clouds.values()))
+        where = ("each in its own network namespace, clouds joined by "
+                 f"{outputs.network['prefix']}-router" if outputs.network["mode"] == "netns"
+                 else "on loopback")
+        self.say(f"{len(outputs.endpoints)} agents in {len(clouds)} clouds "
+                 f"({', '.join(clouds)}), {where}")
+        report.join_seconds, policy = await ops.settled(outputs)
+        self.say(f"all agents see each other after {report.join_seconds:.2f}s; policy "
+                 f"v{outputs.policy_version} on every agent {policy:.2f}s later")
+        return outputs
 
-        admin = TlsMaterial.load(tls_files_in(fleet.layout.tls, "admin"))
-        entries = [Entry(n, fleet.specs[n].address) for n in names]
-        client = FleetClient(entries, admin, rng=random.Random(7))
+    async def _under_load(self, outputs: FleetOutputs) -> None:
+        s, report = self.settings, self.report
+        admin = ops.watch(outputs)
+        entries = [Entry(n, a) for n, a in outputs.endpoints.items()]
+        client = FleetClient(entries, admin.tls, rng=random.Random(7))
         payload = json.dumps({"mean": s.service_mean, "dist": "exponential"}).encode()
         workload = Workload(client, s.rate, payload, timeout=s.timeout, rng=random.Random(11))
         self._workload = workload
@@ -165,7 +192,7 @@ class Demo:
         runner = asyncio.get_running_loop().create_task(workload.run(stop))
         ticker = asyncio.get_running_loop().create_task(self._progress(workload))
         try:
-            await self._phases(workload, names, admin, key)
+            await self._phases(workload, outputs)
         finally:
             stop.set()
             await runner
@@ -175,7 +202,6 @@ class Demo:
         for phase in PHASES:
             report.phases[phase] = phase_stats(workload.records, phase)
         report.submitted, report.lost = workload.submitted, workload.lost
-        return report
 
     async def _progress(self, workload: Workload, every: float = 2.0) -> None:
         """A line every few seconds: what was submitted, what came back, what is open."""
@@ -188,69 +214,85 @@ class Demo:
                 f"not succeeded {len(done) - ok}, in flight {workload.submitted - len(done)}"
             )
 
-    async def _phases(
-        self, workload: Workload, names: list[str], admin: TlsMaterial, key: bytes
-    ) -> None:
-        fleet, s, report = self.fleet, self.settings, self.report
+    async def _phases(self, workload: Workload, outputs: FleetOutputs) -> None:
+        s, report = self.settings, self.report
+        fleet, names = ops.watch(outputs), list(outputs.endpoints)
         workload.phase = "steady"
         self._event(f"steady: {s.rate:.0f} tasks/s through random agents")
         await asyncio.sleep(s.phase_seconds)
 
         workload.phase = "rollout"
-        v2 = signed_policy(
-            self.policies / "latency-first.json",
-            2,
-            key,
-            failover={
-                "max_attempts": 5,
-                "per_attempt_timeout_seconds": 2,
-                "cross_cloud": True,
-                "retry_budget": {"percent": 20, "min_concurrent": 3},
-            },
-        )
-        self._event("rollout: policy v2 (latency-first) published to one agent")
-        async with AgentClient(fleet.specs[names[0]].address, admin, agent_name=names[0]) as c:
-            await c.publish_policy(v2)
-        report.policy_convergence_seconds = await fleet.wait_for(
-            _on_version(2), names, timeout=60, what="policy v2 everywhere"
-        )
-        self.say(f"every agent runs v2 after {report.policy_convergence_seconds:.2f}s")
+        version = int(json.loads((self.stack.project / s.rollout_file).read_text())["version"])
+        self._event(f"rollout: pulumi config set skyfleet:policyFile {s.rollout_file}, "
+                    f"skyfleet:policyVersion {version}")
+        await asyncio.to_thread(self.stack.set_config, "skyfleet:policyFile", s.rollout_file)
+        await asyncio.to_thread(self.stack.set_config, "skyfleet:policyVersion", str(version))
+        step, changes = await asyncio.to_thread(self.stack.preview)
+        report.engine.append(step)
+        report.rollout_preview = changes
+        self.say(step.describe())
+        for line in changes:
+            self.say(f"  preview: {line}")
+        started = workload.now()
+        await self._engine(self.stack.up)
+        await fleet.wait_for(_on_version(version), names, timeout=60,
+                             what=f"policy v{version} everywhere")
+        report.policy_convergence_seconds = workload.now() - started
+        self.say(f"every agent runs v{version} {report.policy_convergence_seconds:.2f}s "
+                 "after `pulumi up` began")
         await asyncio.sleep(s.phase_seconds)
 
         workload.phase = "cloud-loss"
-        victims = [n for n in names if fleet.specs[n].cloud == s.victim_cloud]
+        victims = [n for n in names if outputs.clouds[n] == s.victim_cloud]
         survivors = [n for n in names if n not in victims]
-        if self._cut is not None:
+        network = _network(outputs) if s.loss == "cut" else None
+        if network is not None:
             self._event(f"{s.victim_cloud} cut: cut off from the other clouds (iptables)")
-            self._cut(s.victim_cloud)
+            network.cut(s.victim_cloud)
         else:
             self._event(f"{s.victim_cloud} lost: kill -9 of its {len(victims)} agents")
             for name in victims:
-                fleet.agents[name].signal(signal.SIGKILL)
+                _kill(outputs.agents[name].pid)
         report.detection_seconds = await fleet.wait_for(
             lambda views: all(v[x].state == "dead" for v in views.values() for x in victims),
-            survivors,
-            timeout=120,
-            what=f"{s.victim_cloud} seen dead by all others",
-        )
-        self.say(
-            f"all survivors marked {s.victim_cloud} failed after {report.detection_seconds:.2f}s"
-        )
+            survivors, timeout=120, what=f"{s.victim_cloud} seen dead by all others")
+        self.say(f"all survivors marked {s.victim_cloud} failed after "
+                 f"{report.detection_seconds:.2f}s")
         await asyncio.sleep(s.phase_seconds)
 
         workload.phase = "recovery"
-        if self._heal is not None:
+        started = workload.now()
+        if network is not None:
             self._event(f"{s.victim_cloud} back: reconnected")
-            self._heal()
+            network.heal()
         else:
-            self._event(f"{s.victim_cloud} back: its agents restarted")
-            for name in victims:
-                fleet.agents[name].proc.wait()  # type: ignore[union-attr]
-            fleet.start(victims)
-        report.rejoin_seconds = await fleet.wait_converged(names, timeout=120)
-        await fleet.wait_for(_on_version(2), names, timeout=60, what="policy v2 after rejoin")
-        self.say(f"{s.victim_cloud} back in the fleet on v2 after {report.rejoin_seconds:.2f}s")
+            self._event(f"{s.victim_cloud} back: pulumi refresh (the engine notices the dead "
+                        "agents), pulumi up (starts them again)")
+            await self._engine(self.stack.refresh)
+            await self._engine(self.stack.up)
+            # The restarted agents have new pids: the stack's outputs say which.
+            outputs = self.stack.outputs()
+        await fleet.wait_converged(names, timeout=120)
+        await fleet.wait_for(_on_version(version), names, timeout=60,
+                             what=f"policy v{version} after rejoin")
+        report.rejoin_seconds = workload.now() - started
+        self.say(f"{s.victim_cloud} back in the fleet on v{version} "
+                 f"{report.rejoin_seconds:.2f}s after recovery began")
         await asyncio.sleep(s.phase_seconds)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _network(outputs: FleetOutputs) -> FleetNetwork:
+    """The stack's namespaced network, to cut and heal (a `cut` needs netns)."""
+    if outputs.network.get("mode") != "netns":
+        raise ValueError("loss: `cut` needs the netns network (root; skyfleet:localNetwork)")
+    return FleetNetwork(NetworkPlan.of_record(outputs.network))
 
 
 def _on_version(version: int) -> Callable[[dict[str, dict[str, MemberRow]]], bool]:

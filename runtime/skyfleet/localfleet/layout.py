@@ -10,6 +10,7 @@ agent (the same format cloud-init writes on cloud hosts), and an admin certifica
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,10 +137,21 @@ class FleetLayout:
         write_key_file(self.tls / f"{spec.name}.key", key)
         write_cert_file(self.tls / f"{spec.name}.pem", cert)
         self.agents.mkdir(parents=True, exist_ok=True)
-        (self.root / "state" / spec.name).mkdir(parents=True, exist_ok=True)
+        self.state_path(spec.name).mkdir(parents=True, exist_ok=True)
         path = self.config_path(spec.name)
         path.write_text(render_config(spec, self.root))
         return path
+
+    def state_path(self, name: str) -> Path:
+        return self.root / "state" / name
+
+    def remove_agent(self, name: str) -> None:
+        """Forget an agent as a deleted host is forgotten: its config, certificate, key
+        and persisted state go (a new agent of that name starts clean); its log stays for
+        the post-mortem."""
+        for path in (self.config_path(name), self.tls / f"{name}.pem", self.tls / f"{name}.key"):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.state_path(name), ignore_errors=True)
 
     def _ca(self) -> tuple[bytes, bytes]:
         return (self.tls / "ca.pem").read_bytes(), (self.tls / "ca.key").read_bytes()

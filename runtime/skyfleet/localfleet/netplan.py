@@ -93,6 +93,17 @@ class NetworkPlan:
         order = tuple(clouds) if clouds is not None else tuple(sorted({c for _, c in pairs}))
         return cls(prefix=prefix, block=block, clouds=order, agents=pairs)
 
+    @classmethod
+    def of_record(cls, record: dict[str, object]) -> NetworkPlan:
+        """The plan a record of it names (the `local` stack's `network` output:
+        prefix, block, clouds, agents), e.g. to cut or heal a cloud of a running fleet."""
+        agents = record["agents"]
+        clouds = record["clouds"]
+        assert isinstance(agents, list) and isinstance(clouds, list)
+        return cls(prefix=str(record["prefix"]), block=IPv4Network(str(record["block"])),
+                   clouds=tuple(str(c) for c in clouds),
+                   agents=tuple((str(a), str(c)) for a, c in agents))
+
     # Names --------------------------------------------------------------------------------
 
     @property

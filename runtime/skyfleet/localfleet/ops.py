@@ -1,106 +1,86 @@
-"""`skyfleet local up | status | down`: the local environment as a long-running fleet.
+"""`skyfleet local up | status | down`: thin front ends over the `local` stack.
 
-`up` starts the agents (detached, in their own sessions) and records them in the state
-file; `down` stops them gracefully (SIGTERM: leave), kills what does not exit, removes
-the network namespaces and checks that nothing is left.
+`up` is `pulumi up --refresh` (an agent that died since the last run is noticed and
+started again), then waits until every agent sees every other and runs the stack's
+policy; `down` is `pulumi destroy`, then checks that no agent process and no namespace of
+the fleet is left. Everything a fleet is comes from the stack's outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
 from skyfleet.localfleet import netns
-from skyfleet.localfleet.layout import AgentSpec, FleetLayout
-from skyfleet.localfleet.procs import LocalFleet, runs_agent, stop_agent
-from skyfleet.localfleet.state import FleetState
-from skyfleet.policy.signing import sign_policy
+from skyfleet.localfleet.procs import runs_agent
+from skyfleet.localfleet.stack import EngineStep, FleetOutputs, LocalStack, StackError
+from skyfleet.localfleet.watch import FleetWatch
 from skyfleet.transport.tls import TlsMaterial
 
-
-def up(
-    specs: list[AgentSpec],
-    root: Path,
-    policy: dict[str, Any],
-    say: Callable[[str], None],
-    *,
-    use_netns: bool,
-) -> FleetState:
-    if FleetState.load(root) is not None:
-        raise RuntimeError(f"{root}: a local fleet is already up; run `skyfleet local down`")
-    network = None
-    why_not = None if use_netns else "--loopback"
-    why_not = why_not or netns.unavailable_reason()
-    if why_not is None:
-        network = netns.FleetNetwork.create([(s.name, s.cloud) for s in specs])
-        specs = network.place(specs)
-        say(f"network namespaces under {network.plan.prefix}-router")
-    else:
-        say(f"agents on loopback ({why_not})")
-    fleet = LocalFleet(root, specs)
-    state = FleetState(tuple(specs), {}, network.plan.prefix if network else None)
-    state.save(root)  # before starting anything, so `down` can always clean up
-    fleet.start()
-    pids = {n: a.proc.pid for n, a in fleet.agents.items() if a.proc is not None}
-    state = FleetState(tuple(specs), pids, state.network_prefix)
-    state.save(root)
-    joined = asyncio.run(fleet.wait_converged(list(fleet.specs), timeout=120))
-    say(f"{len(specs)} agents up and joined after {joined:.2f}s")
-    key = fleet.layout.signing_key.read_bytes()
-    envelope = sign_policy(policy, key)
-    (fleet.layout.policy_source / "policy.json").write_text(json.dumps(envelope, indent=2))
-    version = policy["version"]
-    took = asyncio.run(
-        fleet.wait_for(
-            # Every agent must also *see* every other on it: `status` then agrees everywhere.
-            lambda views: all(
-                row.policy_version == version for v in views.values() for row in v.values()
-            ),
-            list(fleet.specs),
-            timeout=60,
-            what=f"policy v{version} on every agent, as every agent sees it",
-        )
-    )
-    say(f"policy v{version} signed into {fleet.layout.policy_source}, on all in {took:.2f}s")
-    return state
+JOIN_TIMEOUT = 120.0
+POLICY_TIMEOUT = 60.0
 
 
-def down(root: Path, say: Callable[[str], None]) -> list[str]:
-    """Stop everything `up` started; returns what is left (empty on success)."""
-    state = FleetState.load(root)
-    if state is None:
-        say(f"{root}: no local fleet is up")
-        return []
-    layout = FleetLayout(root)
-    for name, pid in state.pids.items():
-        if stop_agent(pid, layout.config_path(name)):
-            say(f"{name} did not leave in time: killed")
-    left = [
-        f"process {n} ({p})" for n, p in state.pids.items() if runs_agent(p, layout.config_path(n))
-    ]
-    if state.network_prefix:
-        netns.teardown(state.network_prefix)
-        left += netns.leftovers(state.network_prefix)
-    if not left:
-        FleetState.clear(root)
+def watch(outputs: FleetOutputs) -> FleetWatch:
+    """The fleet's agents, watched with the stack's admin identity."""
+    admin = TlsMaterial.load(tls_files_in(outputs.state_dir / "tls", "admin"))
+    return FleetWatch(outputs.endpoints, admin)
+
+
+async def settled(outputs: FleetOutputs) -> tuple[float, float]:
+    """Wait until every agent sees every other alive, then until every agent says it runs
+    the stack's policy; (join seconds, policy seconds)."""
+    fleet, names = watch(outputs), list(outputs.endpoints)
+    joined = await fleet.wait_converged(names, timeout=JOIN_TIMEOUT)
+    version = outputs.policy_version
+    policy = await fleet.wait_for(
+        lambda views: all(view[name].policy_version == version
+                          for name, view in views.items()),
+        names, timeout=POLICY_TIMEOUT, what=f"policy v{version} on every agent")
+    return joined, policy
+
+
+def up(stack: LocalStack, say: Callable[[str], None]) -> tuple[EngineStep, FleetOutputs]:
+    step = stack.up(refresh=stack.exists())
+    say(step.describe())
+    outputs = stack.outputs()
+    joined, policy = asyncio.run(settled(outputs))
+    say(f"{len(outputs.endpoints)} agents see each other after {joined:.2f}s; "
+        f"policy v{outputs.policy_version} on all after {policy:.2f}s more")
+    return step, outputs
+
+
+def leftovers(outputs: FleetOutputs) -> list[str]:
+    """Agent processes and network pieces of the fleet still present."""
+    left = [f"process {name} ({a.pid})" for name, a in outputs.agents.items()
+            if runs_agent(a.pid, a.config)]
+    if outputs.network.get("mode") == "netns" and outputs.network.get("prefix"):
+        left += netns.leftovers(outputs.network["prefix"])
     return left
 
 
-async def views(root: Path) -> tuple[str, list[MemberRow]]:
+def down(stack: LocalStack, say: Callable[[str], None]) -> list[str]:
+    """Destroy the stack; returns what is left of the fleet (empty on success)."""
+    if not stack.exists():
+        say(f"{stack.project}: the local stack does not exist; nothing to do")
+        return []
+    try:
+        before: FleetOutputs | None = stack.outputs()
+    except StackError:
+        before = None  # never brought up, or only half: destroy what the state holds
+    say(stack.destroy().describe())
+    return leftovers(before) if before is not None else []
+
+
+async def views(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
     """The member table as the first answering agent sees it."""
-    state = FleetState.load(root)
-    if state is None:
-        raise RuntimeError(f"{root}: no local fleet is up; run `skyfleet local up`")
-    tls = TlsMaterial.load(tls_files_in(root / "tls", "admin"))
+    admin = TlsMaterial.load(tls_files_in(outputs.state_dir / "tls", "admin"))
     errors = []
-    for spec in state.specs:
-        async with AgentClient(spec.address, tls, agent_name=spec.name) as client:
+    for name, address in outputs.endpoints.items():
+        async with AgentClient(address, admin, agent_name=name) as client:
             try:
                 return await client.list_members(timeout=2.0)
             except AgentError as exc:
                 errors.append(str(exc))
-    raise RuntimeError("no agent answers: " + "; ".join(errors[:3]))
+    raise StackError("no agent of the local stack answers: " + "; ".join(errors[:3]))

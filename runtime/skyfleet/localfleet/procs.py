@@ -6,24 +6,22 @@ in DIR/logs/<name>.log. Waiting is always polling with a deadline, never a fixed
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
+from skyfleet.client import tls_files_in
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.localfleet.netns import exec_prefix
+from skyfleet.localfleet.watch import FleetTimeout, FleetWatch
 from skyfleet.transport.tls import TlsMaterial
 
-
-class FleetTimeout(AssertionError):
-    """A fleet did not reach the awaited state in time; the message says what was seen."""
+__all__ = ["AgentProcess", "FleetTimeout", "LocalFleet", "runs_agent", "stop_agents"]
 
 
 class AgentProcess:
@@ -71,15 +69,18 @@ class AgentProcess:
         return self.proc.returncode
 
 
-class LocalFleet:
-    """A set of agent processes sharing one CA under `root`."""
+class LocalFleet(FleetWatch):
+    """A set of agent processes sharing one CA under `root`, started by this process
+    (the runtime's own start: real-process tests and benchmarks; the `local` stack
+    starts its agents through the engine instead)."""
 
     def __init__(self, root: Path, specs: Iterable[AgentSpec]) -> None:
         self.layout = FleetLayout(root)
         self.specs = {s.name: s for s in specs}
         self.agents: dict[str, AgentProcess] = {}
         self.layout.ensure_ca()
-        self._admin = TlsMaterial.load(tls_files_in(self.layout.tls, "admin"))
+        super().__init__({s.name: s.address for s in self.specs.values()},
+                         TlsMaterial.load(tls_files_in(self.layout.tls, "admin")))
 
     def start(self, names: Iterable[str] | None = None) -> None:
         for name in names if names is not None else self.specs:
@@ -105,64 +106,6 @@ class LocalFleet:
     def running(self) -> list[str]:
         return [n for n, a in self.agents.items() if a.running]
 
-    async def views(self, names: Iterable[str]) -> dict[str, dict[str, MemberRow]]:
-        """Each named agent's member table (an agent that does not answer is left out)."""
-
-        async def one(name: str) -> tuple[str, dict[str, MemberRow] | None]:
-            spec = self.specs[name]
-            async with AgentClient(spec.address, self._admin, agent_name=name) as client:
-                try:
-                    _, rows = await client.list_members(timeout=2.0)
-                except AgentError:
-                    return name, None
-            return name, {r.name: r for r in rows}
-
-        results = await asyncio.gather(*(one(n) for n in names))
-        return {n: v for n, v in results if v is not None}
-
-    async def wait_for(
-        self,
-        predicate: Callable[[dict[str, dict[str, MemberRow]]], bool],
-        observers: Iterable[str],
-        *,
-        timeout: float,
-        what: str,
-        interval: float = 0.1,
-    ) -> float:
-        """Poll the observers' views until `predicate(views)` holds; seconds it took."""
-        observers = list(observers)
-        start = time.monotonic()
-        views: dict[str, dict[str, MemberRow]] = {}
-        while time.monotonic() - start < timeout:
-            views = await self.views(observers)
-            if len(views) == len(observers) and predicate(views):
-                return time.monotonic() - start
-            await asyncio.sleep(interval)
-        summary = {o: {m: r.state for m, r in v.items()} for o, v in views.items()}
-        raise FleetTimeout(f"timed out after {timeout:.0f}s waiting for {what}; views: {summary}")
-
-    async def wait_states(
-        self, subject: str, states: set[str], observers: Iterable[str], *, timeout: float
-    ) -> float:
-        """Wait until every observer sees `subject` in one of `states`."""
-        return await self.wait_for(
-            lambda views: all(subject in v and v[subject].state in states for v in views.values()),
-            observers,
-            timeout=timeout,
-            what=f"{subject} in {sorted(states)}",
-        )
-
-    async def wait_converged(self, names: Iterable[str], *, timeout: float) -> float:
-        """Wait until each named agent sees every named agent alive."""
-        names = list(names)
-        return await self.wait_for(
-            lambda views: all(
-                all(n in v and v[n].state == "alive" for n in names) for v in views.values()
-            ),
-            names,
-            timeout=timeout,
-            what=f"{len(names)} agents to see each other alive",
-        )
 
 
 # Agents this process did not start (a later `skyfleet local down`, a later `pulumi up`)
@@ -203,19 +146,22 @@ def _signal_agent(pid: int, config: Path | str, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def stop_agent(pid: int, config: Path | str, grace: float = STOP_GRACE) -> bool:
-    """AgentProcess.stop for an agent known by pid: SIGCONT (a stopped process cannot
-    handle SIGTERM), SIGTERM (graceful leave), SIGKILL once `grace` runs out. True if it
-    had to be killed."""
-    if not runs_agent(pid, config):
-        return False
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        _signal_agent(pid, config, sig)
+def stop_agents(agents: Iterable[tuple[int, Path | str]], grace: float = STOP_GRACE) -> list[int]:
+    """AgentProcess.stop for agents known by (pid, config), all at once: SIGCONT (a
+    stopped process cannot handle SIGTERM) and SIGTERM (graceful leave) to every one, then
+    SIGKILL to those still running when `grace` runs out. Returns the pids it killed."""
+    running = [(pid, config) for pid, config in agents if runs_agent(pid, config)]
+    for pid, config in running:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            _signal_agent(pid, config, sig)
     deadline = time.monotonic() + grace
-    killed = False
-    while not exited(pid):
+    killed: list[int] = []
+    while left := [(pid, config) for pid, config in running if not exited(pid)]:
         if time.monotonic() > deadline:
-            _signal_agent(pid, config, signal.SIGKILL)
-            killed, deadline = True, time.monotonic() + grace
+            for pid, config in left:
+                if pid not in killed:
+                    _signal_agent(pid, config, signal.SIGKILL)
+                    killed.append(pid)
+            deadline = time.monotonic() + grace
         time.sleep(_POLL)
     return killed

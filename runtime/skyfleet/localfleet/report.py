@@ -31,9 +31,16 @@ def summary_lines(report: DemoReport) -> list[str]:
         "",
         f"tasks submitted {report.submitted}, succeeded {total_ok}, lost {report.lost}",
         f"join: all agents see each other after {report.join_seconds:.2f}s",
-        f"policy v1 -> v2 on every agent after {report.policy_convergence_seconds:.2f}s",
+        f"rollout: new policy on every agent {report.policy_convergence_seconds:.2f}s after "
+        "`pulumi up` began",
         f"cloud loss detected by every survivor after {report.detection_seconds:.2f}s",
-        f"lost cloud back in the fleet after {report.rejoin_seconds:.2f}s",
+        f"lost cloud back in the fleet {report.rejoin_seconds:.2f}s after recovery began",
+        "",
+        "engine steps:",
+        *(f"  {step.describe()}" for step in report.engine),
+        *(f"  rollout preview: {line}" for line in report.rollout_preview),
+        "after pulumi destroy: "
+        + (", ".join(report.leftovers) if report.leftovers else "no agent process, no namespace"),
     ]
     if report.chart is not None:
         lines.append(f"chart: {report.chart}")

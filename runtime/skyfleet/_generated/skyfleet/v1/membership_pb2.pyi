@@ -2,7 +2,8 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -124,7 +125,7 @@ class IndirectPing(_message.Message):
     target: str
     target_address: str
     want_nack: bool
-    def __init__(self, seq: _Optional[int] = ..., target: _Optional[str] = ..., target_address: _Optional[str] = ..., want_nack: bool = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., target: _Optional[str] = ..., target_address: _Optional[str] = ..., want_nack: _Optional[bool] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("seq",)
@@ -158,7 +159,7 @@ class PushPull(_message.Message):
     is_reply: bool
     members: _containers.RepeatedCompositeFieldContainer[MemberRecord]
     statuses: _containers.RepeatedCompositeFieldContainer[NodeStatus]
-    def __init__(self, join: bool = ..., is_reply: bool = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
+    def __init__(self, join: _Optional[bool] = ..., is_reply: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class Packet(_message.Message):
     __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback")

@@ -5,7 +5,7 @@ import warnings
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as skyfleet_dot_v1_dot_membership__pb2
 
-GRPC_GENERATED_VERSION = '1.71.2'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + f' but the generated code in skyfleet/v1/membership_pb2_grpc.py depends on'
+        + ' but the generated code in skyfleet/v1/membership_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class MembershipStub(object):
+class MembershipStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -46,7 +46,7 @@ class MembershipStub(object):
                 _registered_method=True)
 
 
-class MembershipServicer(object):
+class MembershipServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
@@ -93,7 +93,7 @@ def add_MembershipServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Membership(object):
+class Membership:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -2,7 +2,8 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -79,7 +80,7 @@ class ExecuteResponse(_message.Message):
     output: bytes
     executed_by: str
     duplicate: bool
-    def __init__(self, output: _Optional[bytes] = ..., executed_by: _Optional[str] = ..., duplicate: bool = ...) -> None: ...
+    def __init__(self, output: _Optional[bytes] = ..., executed_by: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class CancelTaskRequest(_message.Message):
     __slots__ = ("idempotency_key",)
@@ -91,4 +92,4 @@ class CancelTaskResponse(_message.Message):
     __slots__ = ("cancelled",)
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     cancelled: bool
-    def __init__(self, cancelled: bool = ...) -> None: ...
+    def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
