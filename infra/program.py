@@ -15,11 +15,17 @@ from infra import publication
 from infra import stack_secrets as secrets
 from infra.components.bootstrap import FleetBootstrap
 from infra.components.local_hosts import LocalHosts, LocalHostsArgs
-from infra.components.local_network import LocalNetwork, LocalNetworkArgs, resolve_mode
+from infra.components.local_network import (
+    IngressRule,
+    LocalNetwork,
+    LocalNetworkArgs,
+    resolve_mode,
+)
 from infra.components.local_policy import LocalPolicyFile
 from infra.config import StackConfig, StackConfigError, key, load_stack_config
 from infra.topology import HostSpec, plan_hosts, seeds_for
 from skyfleet.localfleet.layout import FleetLayout
+from skyfleet.localfleet.netns import FLEET_SOURCE, HOST_SOURCE
 
 
 def public_key_pem(private_pem: str) -> str:
@@ -68,8 +74,13 @@ def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBoo
     layout = FleetLayout(cfg.local_state_dir)
     agents = tuple((h.name, h.cloud) for h in hosts)
     clouds = tuple(c.cloud for c in cfg.clouds)
+    # The agent port also serves the admin API: fleet, this machine and adminRanges only.
+    sources = (FLEET_SOURCE, HOST_SOURCE, *(str(r) for r in cfg.admin_ranges))
+    last = len(hosts) - 1
     network = LocalNetwork("network", LocalNetworkArgs(
-        mode=resolve_mode(cfg.local_network), agents=agents, clouds=clouds))
+        mode=resolve_mode(cfg.local_network), agents=agents, clouds=clouds,
+        ingress=(IngressRule((cfg.agent_port, cfg.agent_port + last), sources),
+                 IngressRule((cfg.metrics_port, cfg.metrics_port + last), sources))))
     path = layout.policy_source / publication.POLICY_OBJECT
     ports = {h.name: h.port for h in hosts}
     endpoints = network.addresses.apply(

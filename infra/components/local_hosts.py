@@ -12,10 +12,10 @@ through FleetLayout and starts it as `skyfleet.localfleet.procs.AgentProcess`; `
 reports whether it still runs (so `pulumi refresh` drops a dead agent and the next
 `pulumi up` starts it again, on the state it kept, as a rebooted host); `delete` stops it
 (SIGTERM for a graceful leave, SIGKILL after a grace) and removes its files but the log,
-as a deleted host's disk goes with it. Any input change replaces the agent, stopping the old one first, because
-the new one needs the same address. One more resource, LocalFleetReady, stands for the
-fleet as a whole: `pulumi up` returns once it has joined, and `pulumi destroy` drains it
-in one go.
+as a deleted host's disk goes with it. Any input change replaces the agent, stopping the
+old one first, because the new one needs the same address. One more resource,
+LocalFleetReady, stands for the fleet as a whole: `pulumi up` returns once it has joined,
+and `pulumi destroy` drains it in one go.
 
 Pulumi deserializes a fresh provider object for each call, and a later `pulumi up` runs in
 a new process, so providers know an agent only by its pid; the pid is trusted only while

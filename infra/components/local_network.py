@@ -3,7 +3,10 @@
 In `netns` mode (root) it is `skyfleet.localfleet.netns.FleetNetwork`: one network
 namespace per agent, one bridge per cloud, a router namespace between the clouds, so a
 cloud can really be cut off. In `loopback` mode every agent shares 127.0.0.1 and the
-network is only a record. Either way the resource's outputs say where each agent lives
+network is only a record. Its ingress rules are the stand-in for a cloud's security group:
+the router admits the agent and metrics ports only from the fleet, this machine and
+`skyfleet:adminRanges` (netns), and the guardrail pack judges them like any other
+firewall (both modes). Either way the resource's outputs say where each agent lives
 (`addresses`, `namespaces`), so agents are placed by the engine's data flow, not by a
 second planner.
 
@@ -21,17 +24,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
+from pulumi.dynamic import (
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from skyfleet.localfleet import netns
-from skyfleet.localfleet.netplan import router_namespace
+from skyfleet.localfleet.netplan import NetworkPlan, router_namespace
 
 Mode = Literal["netns", "loopback"]
 MODES: tuple[str, ...] = ("auto", "netns", "loopback")
 """Values of `skyfleet:localNetwork`; `auto` is netns when this user can build one."""
 
 LOOPBACK = "127.0.0.1"
-_INPUTS = ("mode", "agents", "clouds")
+_REPLACE_ON = ("mode", "agents", "clouds")
 
 
 def resolve_mode(requested: str) -> Mode:
@@ -57,6 +67,11 @@ class LocalNetworkProvider(ResourceProvider):
             raise RuntimeError(f"skyfleet:localNetwork: netns requested, but {why_not}; "
                                "set it to loopback")
         network = netns.FleetNetwork.create(agents, clouds=props["clouds"])
+        try:
+            network.set_ingress(_rules(props["ingress"]))
+        except BaseException:
+            network.teardown()
+            raise
         plan = network.plan
         outs = {
             **props,
@@ -69,8 +84,15 @@ class LocalNetworkProvider(ResourceProvider):
         return CreateResult(id_=plan.prefix, outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
+        replaced = [k for k in _REPLACE_ON if olds.get(k) != news.get(k)]
+        changed = bool(replaced) or olds.get("ingress") != news.get("ingress")
+        return DiffResult(changes=changed, replaces=replaced, delete_before_replace=True)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only the firewall changed (anything else replaces the network)."""
+        if news["mode"] == "netns":
+            netns.FleetNetwork(NetworkPlan.of_record(olds)).set_ingress(_rules(news["ingress"]))
+        return UpdateResult(outs={**olds, "ingress": news["ingress"]})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if props.get("mode") == "netns":
@@ -82,6 +104,10 @@ class LocalNetworkProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if props.get("mode") == "netns" and props.get("prefix"):
             netns.teardown(props["prefix"])
+
+
+def _rules(ingress: list[dict[str, Any]]) -> list[tuple[tuple[int, int], list[str]]]:
+    return [((int(r["ports"][0]), int(r["ports"][1])), list(r["sources"])) for r in ingress]
 
 
 class LocalNetwork(Resource, module="skyfleet", name="LocalNetwork"):
@@ -100,9 +126,21 @@ class LocalNetwork(Resource, module="skyfleet", name="LocalNetwork"):
             "mode": args.mode,
             "agents": [list(a) for a in args.agents],
             "clouds": list(args.clouds),
+            "ingress": [{"ports": list(r.ports), "sources": list(r.sources)}
+                        for r in args.ingress],
             "prefix": None, "block": None, "gateway": None,
             "addresses": None, "namespaces": None,
         }, opts)
+
+
+@dataclass(frozen=True, slots=True)
+class IngressRule:
+    """TCP to `ports` (low, high) is admitted from `sources` only: CIDRs, or `fleet`
+    (every cloud subnet) and `host` (this machine's root namespace, where the operator's
+    commands run). The guardrail pack reads these like a security group's rules."""
+
+    ports: tuple[int, int]
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -111,3 +149,5 @@ class LocalNetworkArgs:
     agents: tuple[tuple[str, str], ...]
     """(agent name, cloud) in plan order: the order gives interface numbers."""
     clouds: tuple[str, ...]
+    ingress: tuple[IngressRule, ...]
+    """Enforced by the router's iptables in netns mode; on loopback only declared."""

@@ -49,6 +49,15 @@ from skyfleet.localfleet.netplan import NetworkPlan, PlanError, host_interface, 
 CHAIN = "SKYFLEET-CHAOS"
 """Our iptables chain in the router namespace; FORWARD jumps to it, `heal` flushes it."""
 
+INGRESS_CHAIN = "SKYFLEET-INGRESS"
+"""The fleet's firewall, after the chaos chain: who may reach which agent ports through
+the router (the local stand-in for a security group; `set_ingress` rewrites it)."""
+
+FLEET_SOURCE = "fleet"
+"""An ingress source meaning every cloud subnet of this network."""
+HOST_SOURCE = "host"
+"""An ingress source meaning the root namespace (the operator's own machine)."""
+
 DEFAULT_STEM = "sf"
 """Prefixes are this stem plus four random hex digits, e.g. `sf3a9c`."""
 
@@ -184,6 +193,36 @@ class FleetNetwork:
         rules = [_drop(a, b, chance), _drop(b, a, chance)] if probability > 0 else []
         self._set_rules(("loss", *sorted((cloud_a, cloud_b))), rules)
 
+    def set_ingress(self, rules: Iterable[tuple[tuple[int, int], Iterable[str]]]) -> None:
+        """Admit TCP to each (low, high) port range only from its sources (CIDRs, or
+        FLEET_SOURCE / HOST_SOURCE) and drop the rest; replaces the previous rules.
+        Traffic inside one cloud is bridged and never reaches the router, as traffic
+        inside one cloud's subnet never meets a cloud's perimeter firewall."""
+        resolved = []
+        for (low, high), sources in rules:
+            if not 0 < low <= high < 65536:
+                raise ValueError(f"ports: expected 1 <= low <= high <= 65535, got {low}-{high}")
+            nets = []
+            for source in sources:
+                if source == FLEET_SOURCE:
+                    nets += [str(self.plan.subnet(c)) for c in self.plan.clouds]
+                elif source == HOST_SOURCE:
+                    nets.append(str(self.plan.host_address.network))
+                else:
+                    nets.append(str(ip_network(source, strict=False)))
+            resolved.append((f"{low}:{high}", nets))
+        self._iptables("-F", INGRESS_CHAIN)
+        for ports, nets in resolved:
+            for net in nets:
+                self._iptables("-A", INGRESS_CHAIN, "-p", "tcp", "--dport", ports, "-s", net,
+                               "-j", "ACCEPT")
+            self._iptables("-A", INGRESS_CHAIN, "-p", "tcp", "--dport", ports, "-j", "DROP")
+
+    def ingress_rules(self) -> list[str]:
+        """The firewall as iptables lists it (`-A SKYFLEET-INGRESS ...` lines)."""
+        out = self._iptables("-S", INGRESS_CHAIN).stdout.splitlines()
+        return [line for line in out if line.startswith("-A ")]
+
     def heal(self) -> None:
         """Remove every cut and every loss."""
         self._iptables("-F", CHAIN)
@@ -217,6 +256,8 @@ class FleetNetwork:
         _run(*exec_prefix(router), "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self._iptables("-N", CHAIN)
         self._iptables("-A", "FORWARD", "-j", CHAIN)
+        self._iptables("-N", INGRESS_CHAIN)
+        self._iptables("-A", "FORWARD", "-j", INGRESS_CHAIN)
         for cloud in p.clouds:
             bridge = p.bridge(cloud)
             _run("ip", "-n", router, "link", "add", bridge, "type", "bridge")

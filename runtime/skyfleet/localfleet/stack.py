@@ -17,6 +17,7 @@ The local stack's passphrase is empty on purpose (Pulumi.local.yaml says why).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -107,6 +108,8 @@ def engine_env(project: Path) -> dict[str, str]:
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # Analyzer plugins (the guardrail pack's launcher) are found on PATH.
+        "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -233,9 +236,10 @@ def diagnostics(exc: auto.CommandError) -> str:
 
 def env_lines(project: Path) -> list[str]:
     """`export` lines that point a shell's `pulumi` at this project's local stack."""
-    lines = [f"export {k}={_quote(v)}" for k, v in engine_env(project).items()]
-    bin_dir = Path(sys.prefix) / "bin"
-    lines.append(f'export PATH={_quote(str(bin_dir))}:"$PATH"')
+    env = engine_env(project)
+    del env["PATH"]
+    lines = [f"export {k}={_quote(v)}" for k, v in env.items()]
+    lines.append(f'export PATH={_quote(str(Path(sys.prefix) / "bin"))}:"$PATH"')
     return lines
 
 

@@ -12,26 +12,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from infra.guardrails import findings
-from infra.guardrails.ingress import openings
+from skyfleet_guardrails import findings
+from skyfleet_guardrails.ingress import PortRange, openings
 
 SSH_PORT = 22
 
 
 def world_open_ports(resource_type: str, name: str, props: Mapping[str, Any],
-                     protected: Mapping[str, int]) -> list[str]:
+                     protected: Mapping[str, PortRange]) -> list[str]:
     """A finding per allow rule that lets the internet reach a protected port
-    (`protected` maps a label such as "agent/admin" to its port number)."""
+    (`protected` maps a label such as "agent/admin" to its ports: one, or a range on a
+    stack whose hosts share an address and take consecutive ports)."""
     found = []
     for opening in openings(resource_type, props):
         world = opening.world_sources()
         if not world:
             continue
-        for label, port in protected.items():
-            if opening.covers(port):
+        for label, ports in protected.items():
+            if opening.overlaps(ports):
+                shown = str(ports.low) if ports.low == ports.high else f"{ports.low}-{ports.high}"
                 found.append(findings.finding(
                     findings.WORLD_OPEN_PORTS, findings.resource_label(name, resource_type),
-                    f"{opening.rule} opens the {label} port {port} to {', '.join(world)}",
+                    f"{opening.rule} opens the {label} port {shown} to {', '.join(world)}",
                 ))
     return found
 

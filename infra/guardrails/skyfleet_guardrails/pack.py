@@ -1,8 +1,9 @@
 """The guardrail rules as CrossGuard policies; `__main__` serves them as a policy pack.
 
-Every policy is mandatory: a violation fails `pulumi preview` and `pulumi up`. The ports
-the network rule protects are pack config (`agentPort`, `metricsPort`) defaulting to the
-runtime's defaults, for a stack that moves them with `skyfleet:agentPort`.
+Every policy is mandatory: a violation fails `pulumi preview` and `pulumi up`. Two take
+config, required (the engine refuses to run the pack without it, rather than the pack
+guessing the stack's ports or minimums): the network rule the protected port ranges, the
+redundancy rule the minimums per environment.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.guardrails import findings, hosts, network
-from infra.guardrails.redundancy import StackHost, minimum_redundancy
-from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
+from skyfleet_guardrails import findings, hosts, network
+from skyfleet_guardrails.ingress import PortRange
+from skyfleet_guardrails.redundancy import StackHost, minimum_redundancy, minimums
 
 PACK_NAME = "skyfleet-guardrails"
 
@@ -39,12 +40,10 @@ def _resource_policy(name: str, description: str, rule: Rule) -> ResourceValidat
                                     enforcement_level=EnforcementLevel.MANDATORY)
 
 
-def protected_ports(config: Mapping[str, Any]) -> dict[str, int]:
-    """The agent port also serves the admin API, hence one "agent/admin" port."""
-    return {
-        "agent/admin": int(config.get("agentPort", DEFAULT_AGENT_PORT)),
-        "metrics": int(config.get("metricsPort", DEFAULT_METRICS_PORT)),
-    }
+def protected_ports(config: Mapping[str, Any]) -> dict[str, PortRange]:
+    """`ports`: {label: [low, high]}; the agent port also serves the admin API, hence one
+    "agent/admin" label."""
+    return {label: PortRange(int(r[0]), int(r[1])) for label, r in config["ports"].items()}
 
 
 def _validate_world_open(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -61,7 +60,7 @@ def _validate_redundancy(args: StackValidationArgs, report: ReportViolation) -> 
             stack_hosts.append(
                 StackHost(resource.name, resource.resource_type, resource.urn, where)
             )
-    for message, urn in minimum_redundancy(stack_hosts):
+    for message, urn in minimum_redundancy(stack_hosts, minimums(args.get_config())):
         report(message, urn)
 
 
@@ -72,9 +71,9 @@ WORLD_OPEN_PORTS = ResourceValidationPolicy(
     validate=_validate_world_open,
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=PolicyConfigSchema(properties={
-        "agentPort": {"type": "integer", "default": DEFAULT_AGENT_PORT},
-        "metricsPort": {"type": "integer", "default": DEFAULT_METRICS_PORT},
-    }),
+        "ports": {"type": "object", "additionalProperties": {
+            "type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}},
+    }, required=["ports"]),
 )
 PUBLIC_SSH = _resource_policy(
     findings.PUBLIC_SSH, "No security group, NSG or firewall admits the internet to SSH (22).",
@@ -90,9 +89,15 @@ PUBLIC_IP = _resource_policy(
 REDUNDANCY = StackValidationPolicy(
     name=findings.REDUNDANCY,
     description="Each environment keeps its minimum of clouds, zones per cloud and hosts "
-    "per zone (infra.config.REDUNDANCY).",
+    "per zone.",
     validate=_validate_redundancy,
     enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=PolicyConfigSchema(properties={
+        "environments": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["minClouds", "minZones", "minHostsPerZone"],
+            "properties": {k: {"type": "integer", "minimum": 0}
+                           for k in ("minClouds", "minZones", "minHostsPerZone")}}},
+    }, required=["environments"]),
 )
 
 POLICIES = [WORLD_OPEN_PORTS, PUBLIC_SSH, DISK_ENCRYPTION, IMDSV2, PUBLIC_IP, REDUNDANCY]

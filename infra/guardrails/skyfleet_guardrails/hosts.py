@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.guardrails import findings
+from skyfleet_guardrails import findings
 
 AWS_INSTANCE = "aws:ec2/instance:Instance"
 AWS_VOLUME = "aws:ebs/volume:Volume"

@@ -1,8 +1,8 @@
 """Inbound allow rules of the three clouds, reduced to one shape: who may reach which ports.
 
 AWS security groups (inline `ingress`, `SecurityGroupRule`, `SecurityGroupIngressRule`),
-Azure NSGs (inline `securityRules`, `SecurityRule`) and GCP firewalls say the same thing in
-three dialects; the guardrails reason about `Opening`s only. Deny rules and egress are not
+Azure NSGs (inline `securityRules`, `SecurityRule`), GCP firewalls and the local stack's
+network (`ingress`) say the same thing in four dialects; the guardrails reason about `Opening`s only. Deny rules and egress are not
 openings: an NSG deny cannot be relied on to cancel an allow (priorities decide), so every
 allow is judged on its own.
 
@@ -36,6 +36,9 @@ class PortRange:
     def covers(self, port: int) -> bool:
         return self.low <= port <= self.high
 
+    def overlaps(self, other: PortRange) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
 
 ALL_PORTS = PortRange(0, 65535)
 PORTED_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "6", "17", "132"})
@@ -56,6 +59,9 @@ class Opening:
 
     def covers(self, port: int) -> bool:
         return any(r.covers(port) for r in self.ports)
+
+    def overlaps(self, ports: PortRange) -> bool:
+        return any(r.overlaps(ports) for r in self.ports)
 
 
 def is_world(source: str) -> bool:
@@ -160,6 +166,16 @@ def _gcp_firewall(props: Mapping[str, Any]) -> list[Opening]:
     return found
 
 
+def _local_network(props: Mapping[str, Any]) -> list[Opening]:
+    """The local stack's network (infra/components/local_network.py): TCP rules whose
+    sources are CIDRs or the private names `fleet` and `host`."""
+    return [Opening(f"ingress[{i}]", _strings(r.get("sources")),
+                    (PortRange(int(r["ports"][0]), int(r["ports"][1])),))
+            for i, r in enumerate(props.get("ingress") or ())]
+
+
+LOCAL_NETWORK = "pulumi-python:dynamic/skyfleet:LocalNetwork"
+
 READERS: dict[str, Callable[[Mapping[str, Any]], list[Opening]]] = {
     "aws:ec2/securityGroup:SecurityGroup": _aws_group,
     "aws:ec2/securityGroupRule:SecurityGroupRule": _aws_rule,
@@ -167,6 +183,7 @@ READERS: dict[str, Callable[[Mapping[str, Any]], list[Opening]]] = {
     "azure-native:network:NetworkSecurityGroup": _azure_group,
     "azure-native:network:SecurityRule": _azure_rule,
     "gcp:compute/firewall:Firewall": _gcp_firewall,
+    LOCAL_NETWORK: _local_network,
 }
 """Resource types that admit traffic, and how to read their allow rules."""
 
