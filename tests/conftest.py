@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+# Test helpers import each other as `tests.<package>.<module>`.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 @pytest.fixture

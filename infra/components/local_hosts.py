@@ -8,7 +8,7 @@ DIR/policy/source/, the folder every agent watches. Its address and network name
 from the stack's LocalNetwork.
 
 A dynamic provider owns each agent: `create` writes the agent's certificate and config
-through FleetLayout and starts it as `skyfleet.localfleet.procs.AgentProcess`; `read`
+through FleetLayout and starts it detached (`skyfleet.localfleet.procs.start_detached`); `read`
 reports whether it still runs (so `pulumi refresh` drops a dead agent and the next
 `pulumi up` starts it again, on the state it kept, as a rebooted host); `delete` stops it
 (SIGTERM for a graceful leave, SIGKILL after a grace) and removes its files but the log,
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,12 @@ from pulumi.dynamic import (
 from infra.components.local_network import LocalNetwork
 from infra.topology import HostSpec
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
-from skyfleet.localfleet.procs import AgentProcess, runs_agent, stop_agents
+from skyfleet.localfleet.procs import runs_agent, start_detached, stop_agents
 
 START_TIMEOUT = 60.0
 """Seconds for a fleet to start and join: interpreter start plus imports on a busy host."""
 STOP_GRACE = 10.0
+POLL = 0.1
 
 INPUTS = ("node_name", "cloud", "region", "zone", "environment", "endpoint", "seeds",
           "profile", "state_dir", "ca_cert_pem", "trusted_key_pem", "netns", "metrics_port")
@@ -88,12 +90,10 @@ class LocalAgentProvider(ResourceProvider):
         if port_open(spec.address):
             raise RuntimeError(f"agent {spec.name}: {spec.address} is already in use; stop "
                                "whatever listens there (another local fleet?) and retry")
-        agent = AgentProcess(spec, layout.write_agent(spec), layout.log_path(spec.name))
-        agent.start()
-        assert agent.proc is not None
-        outs = {**props, "pid": agent.proc.pid, "config": str(agent.config),
-                "log": str(agent.log)}
-        return CreateResult(id_=str(agent.proc.pid), outs=outs)
+        config, log = layout.write_agent(spec), layout.log_path(spec.name)
+        pid = start_detached(spec, config, log)
+        outs = {**props, "pid": pid, "config": str(config), "log": str(log)}
+        return CreateResult(id_=str(pid), outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in INPUTS if olds.get(k) != news.get(k)]
@@ -153,27 +153,29 @@ class LocalFleetReadyProvider(ResourceProvider):
 
 def _await_fleet(props: dict[str, Any]) -> None:
     from skyfleet.client import tls_files_in
-    from skyfleet.localfleet.watch import FleetTimeout, FleetWatch
+    from skyfleet.localfleet.watch import FleetWatch
     from skyfleet.transport.tls import TlsMaterial
 
     agents: dict[str, dict[str, Any]] = props["agents"]
     admin = TlsMaterial.load(tls_files_in(Path(props["state_dir"]) / "tls", "admin"))
     watch = FleetWatch({n: a["endpoint"] for n, a in agents.items()}, admin)
     names = sorted(agents)
-
-    def joined(views: dict[str, Any]) -> bool:
-        dead = [n for n, a in agents.items() if not runs_agent(int(a["pid"]), a["config"])]
-        if dead:
-            name = dead[0]
-            raise RuntimeError(f"agent {name} exited during start:\n"
-                               f"{_tail(Path(agents[name]['log']))}")
-        return all(all(n in v and v[n].state == "alive" for n in names) for v in views.values())
-
-    try:
-        asyncio.run(watch.wait_for(joined, names, timeout=START_TIMEOUT,
-                                   what=f"{len(names)} agents to see each other alive"))
-    except FleetTimeout as exc:
-        raise RuntimeError(str(exc)) from None
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        for name, agent in sorted(agents.items()):
+            if not runs_agent(int(agent["pid"]), agent["config"]):
+                raise RuntimeError(f"agent {name} exited during start:\n"
+                                   f"{_tail(Path(agent['log']))}")
+        views = asyncio.run(watch.views(names))
+        if len(views) == len(names) and all(
+                all(n in v and v[n].state == "alive" for n in names) for v in views.values()):
+            return
+        if time.monotonic() > deadline:
+            seen = {o: sorted(m for m, r in v.items() if r.state == "alive")
+                    for o, v in views.items()}
+            raise RuntimeError(f"after {START_TIMEOUT:.0f}s the {len(names)} agents do not "
+                               f"all see each other alive; who answered, seeing whom: {seen}")
+        time.sleep(POLL)
 
 
 class LocalFleetReady(Resource, module="skyfleet", name="LocalFleetReady"):

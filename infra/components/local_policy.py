@@ -58,6 +58,8 @@ def lagging(endpoints: dict[str, str], admin_tls_dir: Path, version: int) -> lis
     from skyfleet.client import AgentClient, AgentError, tls_files_in
     from skyfleet.transport.tls import TlsMaterial
 
+    if not endpoints:
+        return []
     tls = TlsMaterial.load(tls_files_in(admin_tls_dir, "admin"))
 
     async def one(name: str, endpoint: str) -> str | None:

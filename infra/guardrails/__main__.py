@@ -25,7 +25,6 @@ if Path(sys.prefix).resolve() != VENV:
 sys.path.insert(0, str(PACK))
 
 from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
-
 from skyfleet_guardrails.pack import PACK_NAME, POLICIES  # noqa: E402
 
 PolicyPack(name=PACK_NAME, policies=POLICIES, enforcement_level=EnforcementLevel.MANDATORY)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 
 from infra.components.node_cert import NodeCertificateProvider
+from infra.stack_files import stack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DYNAMIC = "pulumi-python:dynamic"
@@ -66,8 +66,15 @@ class FleetMocks(pulumi.runtime.Mocks):
             if args.name not in self.state:
                 self.state[args.name] = NodeCertificateProvider().create(plain(args.inputs)).outs
             outputs = self.state[args.name]
+        elif args.typ == f"{DYNAMIC}/skyfleet:LocalNetwork":
+            # As a loopback network would answer: no namespace is built under mocks.
+            names = [name for name, _ in args.inputs["agents"]]
+            outputs.update(prefix="", block="", gateway="",
+                           addresses={n: "127.0.0.1" for n in names},
+                           namespaces={n: "" for n in names})
         elif args.typ == f"{DYNAMIC}/skyfleet:LocalAgent":
-            outputs["pid"] = 4242
+            outputs.update(pid=4242, config=f"/nonexistent/{args.inputs['node_name']}.toml",
+                           log=f"/nonexistent/{args.inputs['node_name']}.log")
         elif args.typ == "aws:ec2/vpnConnection:VpnConnection":
             outputs["tunnel1Address"] = _ip("198.51.100", args.name + "/1")
             outputs["tunnel2Address"] = _ip("198.51.100", args.name + "/2")
@@ -123,11 +130,9 @@ class StackRun:
 
 
 def stack_file_config(stack: str) -> dict[str, str]:
-    """The committed `Pulumi.<stack>.yaml`, as the raw strings Pulumi hands the program."""
-    doc = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in doc["config"].items()
-    }
+    """The committed `Pulumi.<stack>.yaml` over Pulumi.yaml's defaults, as the raw strings
+    the CLI hands the program."""
+    return stack_config(REPO_ROOT, stack)
 
 
 @functools.cache

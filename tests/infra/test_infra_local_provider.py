@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from infra.components.local_hosts import LocalAgentProvider
-from infra.components.policy_publication import LocalPolicyFileProvider
-from infra.publication import POLICY_OBJECT, envelope_text
+from infra.components.local_hosts import LocalAgentProvider, LocalFleetReadyProvider
+from infra.components.local_policy import LocalPolicyFileProvider
+from infra.publication import POLICY_OBJECT, envelope_text, policy_hash
 from skyfleet.client import AgentClient, AgentError, tls_files_in
 from skyfleet.localfleet.layout import FleetLayout
 from skyfleet.localfleet.procs import runs_agent
@@ -23,16 +23,58 @@ from skyfleet.transport.tls import TlsMaterial
 from tests.infra.mocks import REPO_ROOT
 
 
+def policy_props(path: Path, version: int, content: str = "{}", **extra: Any) -> dict[str, Any]:
+    return {"path": str(path), "content": content, "version": version,
+            "hash": f"h{version}", "endpoints": {}, "state_dir": str(path.parent), **extra}
+
+
 def test_local_policy_file_create_update_read_delete(tmp_path):
     provider = LocalPolicyFileProvider()
     path = tmp_path / "policy" / "current.json"
-    created = provider.create({"path": str(path), "content": '{"v":1}'})
+    created = provider.create(policy_props(path, 1, '{"v":1}'))
     assert path.read_text() == '{"v":1}'
-    provider.update(created.id, created.outs, {"path": str(path), "content": '{"v":2}'})
+    # No agent to wait for (endpoints {}): the update is the write.
+    provider.update(created.id, created.outs, policy_props(path, 2, '{"v":2}'))
     assert provider.read(created.id, created.outs).outs["content"] == '{"v":2}'
     provider.delete(created.id, created.outs)
     assert not path.exists()
     assert provider.read(created.id, created.outs).outs["content"] == ""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "refused"),
+    [
+        (None, (1, "h1"), None),                      # a new stack publishes anything
+        ((1, "h1"), (2, "h2"), None),                 # forward
+        ((2, "h2"), (2, "h2"), None),                 # nothing changes
+        ((2, "h2"), (1, "h1"), "1 is older than the published version 2"),
+        ((2, "h2"), (2, "hX"), "version 2 is already published with another document"),
+    ],
+)
+def test_check_refuses_a_rollout_backwards_or_a_second_document_under_one_version(
+        tmp_path, old, new, refused):
+    olds = {} if old is None else {"version": old[0], "hash": old[1]}
+    news = {**policy_props(tmp_path / "p.json", new[0]), "hash": new[1]}
+    failures = LocalPolicyFileProvider().check(olds, news).failures
+    if refused is None:
+        assert failures == []
+    else:
+        (failure,) = failures
+        assert failure.property == "version"
+        assert failure.reason.startswith("skyfleet:policyVersion: ") and refused in failure.reason
+
+
+def test_an_update_waits_for_agents_that_never_adopt_and_names_them(tmp_path, monkeypatch):
+    from infra.components import local_policy
+
+    monkeypatch.setattr(local_policy, "ROLLOUT_TIMEOUT", 0.3)
+    monkeypatch.setattr(local_policy, "lagging", lambda endpoints, tls, version: [
+        f"{n} (runs v1)" for n in sorted(endpoints)])
+    path = tmp_path / "p.json"
+    old = policy_props(path, 1, endpoints={"a": "127.0.0.1:1"})
+    with pytest.raises(RuntimeError, match=r"policy v2 written to .*: a \(runs v1\)"):
+        LocalPolicyFileProvider().update("x", old, {**old, "version": 2, "hash": "h2"})
+    assert path.exists()  # written: the agents that did adopt keep v2
 
 
 def agent_props(state_dir: Path, port: int, **changes: Any) -> dict[str, Any]:
@@ -41,7 +83,7 @@ def agent_props(state_dir: Path, port: int, **changes: Any) -> dict[str, Any]:
     props = {
         "node_name": "aws-a-0", "cloud": "aws", "region": "local", "zone": "a",
         "environment": "local", "endpoint": f"127.0.0.1:{port}", "seeds": [],
-        "profile": "local", "state_dir": str(state_dir),
+        "profile": "local", "state_dir": str(state_dir), "netns": "", "metrics_port": 0,
         "ca_cert_pem": (layout.tls / "ca.pem").read_text(),
         "trusted_key_pem": (layout.policy / "fleet.pub").read_text(),
     }
@@ -77,14 +119,21 @@ def test_read_of_a_pid_that_is_not_the_agent_reports_it_gone(tmp_path):
     assert LocalAgentProvider().read("not-a-pid", props).id == ""
 
 
-def publish_policy(layout: FleetLayout, version: int) -> None:
-    """What the local stack's PolicyPublication does: sign with the fleet key, write the
-    envelope into the folder the agents watch."""
+def publish_policy(layout: FleetLayout, version: int, old: dict[str, Any] | None = None,
+                   endpoints: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the local stack's LocalPolicyFile does: the envelope signed with the fleet key,
+    written into the folder the agents watch (an update waits for the agents)."""
     document = json.loads((REPO_ROOT / "policies" / "default.json").read_text())
     document["version"] = version
     envelope = sign_policy(document, layout.signing_key.read_bytes())
-    path = layout.policy_source / POLICY_OBJECT
-    LocalPolicyFileProvider().create({"path": str(path), "content": envelope_text(envelope)})
+    props = {"path": str(layout.policy_source / POLICY_OBJECT),
+             "content": envelope_text(envelope), "version": version,
+             "hash": policy_hash(document), "endpoints": endpoints or {},
+             "state_dir": str(layout.root)}
+    provider = LocalPolicyFileProvider()
+    if old is None:
+        return provider.create(props).outs
+    return provider.update(props["path"], old, props).outs
 
 
 async def own_policy_version(layout: FleetLayout, endpoint: str, name: str) -> int | None:
@@ -116,23 +165,47 @@ async def test_local_agent_runs_in_the_fleet_layout_and_adopts_the_published_pol
     (port,) = free_ports(1)
     props = agent_props(tmp_path, port)
     layout = FleetLayout(tmp_path)
-    publish_policy(layout, 3)
-    provider = LocalAgentProvider()
-    created = provider.create(props)
+    published = publish_policy(layout, 3, endpoints={"aws-a-0": props["endpoint"]})
+    created = LocalAgentProvider().create(props)
     pid = int(created.id)
+    agents = {"aws-a-0": {**{k: created.outs[k] for k in ("pid", "config", "log")},
+                          "endpoint": props["endpoint"]}}
+    ready = {"agents": agents, "state_dir": str(tmp_path)}
     later = LocalAgentProvider()  # what the next `pulumi up` runs: knows only the pid
     try:
+        # LocalFleetReady returns once the fleet (of one) answers and sees itself alive.
+        await asyncio.to_thread(LocalFleetReadyProvider().create, ready)
         for path in (layout.tls / "aws-a-0.pem", layout.tls / "aws-a-0.key",
                      layout.config_path("aws-a-0"), tmp_path / "state" / "aws-a-0",
                      tmp_path / "logs" / "aws-a-0.log"):
             assert path.exists(), path
         assert created.outs["config"] == str(layout.config_path("aws-a-0"))
         await wait_for_version(layout, props["endpoint"], "aws-a-0", 3)
-        publish_policy(layout, 4)  # a rollout: `pulumi up` rewrites the watched file
-        await wait_for_version(layout, props["endpoint"], "aws-a-0", 4)
+        # A rollout: the update rewrites the watched file and returns once the agent runs it.
+        await asyncio.to_thread(publish_policy, layout, 4, published,
+                                {"aws-a-0": props["endpoint"]})
+        assert await own_policy_version(layout, props["endpoint"], "aws-a-0") == 4
         assert later.read(created.id, created.outs).id == created.id
+        assert LocalFleetReadyProvider().read("ready", ready).id == "ready"
     finally:
         later.delete(created.id, created.outs)
     assert not runs_agent(pid, created.outs["config"])
-    assert provider.read(created.id, created.outs).id == ""
     assert later.read(created.id, created.outs).id == ""
+    assert LocalFleetReadyProvider().read("ready", ready).id == ""  # an agent of it died
+    # A deleted agent leaves its log and nothing else: a new one of that name starts clean.
+    assert not layout.config_path("aws-a-0").exists()
+    assert not (tmp_path / "state" / "aws-a-0").exists()
+    assert not (layout.tls / "aws-a-0.key").exists()
+    assert (tmp_path / "logs" / "aws-a-0.log").exists()
+
+
+@pytest.mark.realproc
+def test_fleet_ready_reports_an_agent_that_exits_during_start_with_its_log(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("config error: boom\n")
+    ready = {"agents": {"x": {"pid": 2**22 + 1, "config": str(tmp_path / "x.toml"),
+                              "log": str(log), "endpoint": "127.0.0.1:1"}},
+             "state_dir": str(tmp_path)}
+    FleetLayout(tmp_path).ensure_ca()
+    with pytest.raises(RuntimeError, match=r"agent x exited during start:\nconfig error: boom"):
+        LocalFleetReadyProvider().create(ready)

@@ -50,11 +50,11 @@ def test_validate_names_every_bad_field(tmp_path: Path, capsys: pytest.CaptureFi
 def test_validate_unreadable_and_non_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["policy", "validate", str(tmp_path / "nope.json")]) == 2
+    assert main(["policy", "validate", str(tmp_path / "nope.json")]) == 1
     assert "nope.json: cannot read" in capsys.readouterr().err
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{version: 1")
-    assert main(["policy", "validate", str(garbage)]) == 2
+    assert main(["policy", "validate", str(garbage)]) == 1
     assert "garbage.json: not JSON" in capsys.readouterr().err
 
 
@@ -70,7 +70,7 @@ def test_keygen_writes_a_private_key_only_once(
     assert key_id(public.read_bytes()) in out
     assert "BEGIN" not in out
     before = private.read_bytes()
-    assert main(["policy", "keygen", "--out", str(prefix)]) == 2
+    assert main(["policy", "keygen", "--out", str(prefix)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     assert private.read_bytes() == before
 
@@ -132,7 +132,7 @@ def test_sign_refuses_invalid_document_and_bad_key(
     assert "drained_clouds: drains every cloud" in capsys.readouterr().err
     assert not (tmp_path / "bad.signed.json").exists()
     good = write(tmp_path / "good.json", {"version": 1})
-    assert main(["policy", "sign", str(good), "--key", str(old_pub)]) == 2
+    assert main(["policy", "sign", str(good), "--key", str(old_pub)]) == 1
     err = capsys.readouterr().err
     assert "old.pub: not an unencrypted PEM private key" in err
     assert "PUBLIC KEY" not in err
@@ -176,7 +176,7 @@ def test_diff_of_equal_effective_policies_is_empty(
 
 def test_diff_of_invalid_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write(tmp_path / "bad.json", {"version": -1})
-    assert main(["policy", "diff", str(POLICIES / "default.json"), str(bad)]) == 2
+    assert main(["policy", "diff", str(POLICIES / "default.json"), str(bad)]) == 1
     assert f"{bad}: version: must be between 1" in capsys.readouterr().err
 
 

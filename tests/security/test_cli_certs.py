@@ -144,5 +144,5 @@ def test_console_entry_point_runs_certs_and_reports_errors(tmp_path: Path) -> No
     first = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert second.returncode == 2
+    assert second.returncode == 1
     assert second.stderr.startswith(f"skyfleet: {tmp_path / 'ca.pem'}, ")

@@ -1,10 +1,11 @@
-"""Inbound allow rules of the three clouds, reduced to one shape: who may reach which ports.
+"""Inbound allow rules of the three clouds and the local stack, reduced to one shape: who
+may reach which ports.
 
 AWS security groups (inline `ingress`, `SecurityGroupRule`, `SecurityGroupIngressRule`),
 Azure NSGs (inline `securityRules`, `SecurityRule`), GCP firewalls and the local stack's
-network (`ingress`) say the same thing in four dialects; the guardrails reason about `Opening`s only. Deny rules and egress are not
-openings: an NSG deny cannot be relied on to cancel an allow (priorities decide), so every
-allow is judged on its own.
+network (`ingress`) say the same thing in four dialects; the guardrails reason about
+`Opening`s only. Deny rules and egress are not openings: an NSG deny cannot be relied on
+to cancel an allow (priorities decide), so every allow is judged on its own.
 
 Properties arrive as the engine sends them (camelCase keys; `Mapping`/`Sequence` proxies
 under CrossGuard), so readers use `.get` and the abstract collection types only.

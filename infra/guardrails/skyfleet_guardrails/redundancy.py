@@ -11,8 +11,8 @@ own tags, so a stack cannot pass as `dev` by mislabelling itself while its hosts
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from skyfleet_guardrails import findings
 from skyfleet_guardrails.hosts import Placement

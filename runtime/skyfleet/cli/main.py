@@ -24,7 +24,8 @@ _GROUPS = (
 
 
 class CliError(Exception):
-    """A user-facing error: printed as `skyfleet: <message>` with exit status 2."""
+    """A runtime error the user can act on (a missing file, an agent that does not answer):
+    printed as `skyfleet: <message>`, exit status 1. Usage errors are argparse's, status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"skyfleet: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,27 @@ from skyfleet.localfleet.netns import exec_prefix
 from skyfleet.localfleet.watch import FleetTimeout, FleetWatch
 from skyfleet.transport.tls import TlsMaterial
 
-__all__ = ["AgentProcess", "FleetTimeout", "LocalFleet", "runs_agent", "stop_agents"]
+__all__ = ["AgentProcess", "FleetTimeout", "LocalFleet", "runs_agent", "start_detached",
+           "stop_agents"]
+
+
+def agent_command(spec: AgentSpec, config: Path) -> list[str]:
+    command = [sys.executable, "-m", "skyfleet", "agent", "run", "--config", str(config)]
+    return exec_prefix(spec.netns) + command if spec.netns is not None else command
+
+
+def start_detached(spec: AgentSpec, config: Path, log: Path) -> int:
+    """Start an agent that outlives this process (the engine's provider process exits
+    after each command): its own session, stdin and stdout on /dev/null, stderr appended to
+    `log`. Returns the pid; nothing waits on it here (`exited` reaps it if it is ours)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = agent_command(spec, config)
+    executable = shutil.which(command[0]) or command[0]
+    return os.posix_spawn(executable, command, dict(os.environ), setsid=True, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+    ])
 
 
 class AgentProcess:
@@ -34,12 +55,8 @@ class AgentProcess:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            command = [sys.executable, "-m", "skyfleet", "agent", "run"]
-            command += ["--config", str(self.config)]
-            if self.spec.netns is not None:
-                command = exec_prefix(self.spec.netns) + command
             self.proc = subprocess.Popen(
-                command,
+                agent_command(self.spec, self.config),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -126,6 +143,10 @@ def _proc_state(pid: int) -> str | None:
 
 
 def exited(pid: int) -> bool:
+    try:  # reap it if it is a child of ours (start_detached), else let its parent
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
     return _proc_state(pid) in (None, "Z", "X")
 
 

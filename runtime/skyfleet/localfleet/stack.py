@@ -173,7 +173,13 @@ class LocalStack:
             meta = pre.metadata
             name = meta.urn.rsplit("::", 1)[-1]
             kind = meta.type.rsplit(":", 1)[-1]
-            diffs = f" [{', '.join(meta.diffs)}]" if meta.diffs else ""
+            keys = list(meta.diffs or ())
+            if not keys and meta.old is not None and meta.new is not None:
+                # Dynamic providers report no property names: compare the inputs.
+                old, new = meta.old.inputs or {}, meta.new.inputs or {}
+                keys = sorted(k for k in set(old) | set(new)
+                              if k != "__provider" and old.get(k) != new.get(k))
+            diffs = f" [{', '.join(keys)}]" if keys else ""
             changes.append(f"{meta.op.value} {name} ({kind}){diffs}")
 
         start = time.monotonic()
@@ -199,8 +205,13 @@ class LocalStack:
         return EngineStep("pulumi destroy", time.monotonic() - start,
                           dict(result.summary.resource_changes or {}))
 
-    def set_config(self, key: str, value: str) -> None:
-        self._run(lambda: self.stack.set_config(key, auto.ConfigValue(value)))
+    def set_config(self, key: str, value: str, *, path: bool = False) -> None:
+        """`pulumi config set [--path] key value` (with `path`, `key[0]` sets a list item)."""
+        self._run(lambda: self.stack.set_config(key, auto.ConfigValue(value), path=path))
+
+    def remove_config(self, key: str) -> None:
+        """`pulumi config rm key`: the key falls back to Pulumi.yaml's default."""
+        self._run(lambda: self.stack.remove_config(key))
 
     def get_config(self, key: str) -> str:
         return self._run(lambda: self.stack.get_config(key)).value

@@ -1,6 +1,9 @@
 """The CrossGuard pack, called the way the engine calls it: each policy's `validate` with
 ResourceValidationArgs / StackValidationArgs built from resource properties (engine
-spelling: camelCase). Every failing case must name the rule and the resource at fault."""
+spelling: camelCase) and the pack config `python -m infra.pack_config` renders. Every
+failing case must name the rule and the resource at fault. Runs in the pack's own
+virtualenv (scripts/test.sh); the committed stacks against the served pack are
+tests/infra/test_infra_guardrails_pack.py."""
 
 from __future__ import annotations
 
@@ -15,10 +18,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationArgs,
 )
-
-from infra.guardrails import pack
-from infra.guardrails.ingress import is_world
-from tests.infra.mocks import plain
+from skyfleet_guardrails import pack
+from skyfleet_guardrails.ingress import is_world
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
@@ -32,6 +33,17 @@ AZURE_VM = "azure-native:compute:VirtualMachine"
 AZURE_NIC = "azure-native:network:NetworkInterface"
 GCE = "gcp:compute/instance:Instance"
 LOCAL = "pulumi-python:dynamic/skyfleet:LocalAgent"
+LOCAL_NETWORK = "pulumi-python:dynamic/skyfleet:LocalNetwork"
+
+PORTS = {"ports": {"agent/admin": [7470, 7470], "metrics": [9470, 9470]}}
+"""A cloud stack's pack config: every host on the default ports."""
+MINIMUMS = {"environments": {
+    "local": {"minClouds": 1, "minZones": 1, "minHostsPerZone": 1},
+    "dev": {"minClouds": 1, "minZones": 2, "minHostsPerZone": 1},
+    "staging": {"minClouds": 2, "minZones": 2, "minHostsPerZone": 1},
+    "prod": {"minClouds": 3, "minZones": 3, "minHostsPerZone": 2},
+}}
+"""The shape infra.pack_config renders (tests/infra checks the real rendering)."""
 
 
 def _opts() -> PolicyResourceOptions:
@@ -40,6 +52,7 @@ def _opts() -> PolicyResourceOptions:
 
 def violations(policy: ResourceValidationPolicy, resource_type: str, props: dict[str, Any],
                name: str = "subject", config: dict[str, Any] | None = None) -> list[str]:
+    config = PORTS if config is None and policy is pack.WORLD_OPEN_PORTS else config
     args = ResourceValidationArgs(resource_type, props, f"urn:pulumi:t::skyfleet::{resource_type}"
                                   f"::{name}", name, _opts(), None, config)
     found: list[str] = []
@@ -162,7 +175,7 @@ def test_each_rule_passes_what_it_must_not_refuse(policy, resource_type, props):
 
 
 def test_world_open_ports_follow_the_pack_config():
-    moved = {"agentPort": 8000, "metricsPort": 9100}
+    moved = {"ports": {"agent/admin": [8000, 8000], "metrics": [9100, 9100]}}
     assert violations(pack.WORLD_OPEN_PORTS, SG, sg(tcp(7470, "0.0.0.0/0")), config=moved) == []
     found = violations(pack.WORLD_OPEN_PORTS, SG, sg(tcp((8000, 9100), "0.0.0.0/0")),
                        config=moved)
@@ -209,7 +222,7 @@ def fleet(env: str, clouds=("aws", "azure", "gcp"), zones=("1", "2", "3"),
 
 def stack_violations(resources: list[PolicyResource]) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
-    pack.REDUNDANCY.validate(StackValidationArgs(resources),
+    pack.REDUNDANCY.validate(StackValidationArgs(resources, MINIMUMS),
                              lambda message, urn=None: found.append((message, urn)))
     return found
 
@@ -238,7 +251,7 @@ def test_redundancy_passes_each_environment_at_its_minimum():
         (fleet("prod") + [host("gcp", "9", None)], "gcp-9-0 (gcp:compute/instance:Instance)",
          "no environment tag"),
         ([], "stack", "declares no agent hosts"),
-        (fleet("qa"), "stack", "unknown environment 'qa'"),
+        (fleet("qa"), "stack", "environment 'qa', which the pack config gives no minimum"),
     ],
 )
 def test_redundancy_refuses_naming_the_rule_and_what_is_short(resources, where, detail):
@@ -253,18 +266,21 @@ def test_an_untagged_host_is_reported_against_its_own_urn():
     assert urn == stray.urn and stray.name in message
 
 
-# --- the committed stacks pass every guardrail -----------------------------------------
+# --- the local stack's network ----------------------------------------------------------
 
-@pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
-def test_committed_stacks_pass_every_guardrail(stack, stack_runs):
-    run = stack_runs(stack)
-    for record in run.mocks.resources:
-        for policy in pack.POLICIES:
-            if isinstance(policy, ResourceValidationPolicy):
-                assert violations(policy, record.typ, record.inputs, name=record.name) == []
-    resources = [PolicyResource(r.typ, plain(r.outputs), f"urn:{r.name}", r.name, _opts(),
-                                None, None, [], {}) for r in run.mocks.resources]
-    assert stack_violations(resources) == []
-    # The rules saw what they guard: without the hosts the stack rule would refuse.
-    hosts = {EC2, AZURE_VM, GCE, LOCAL}
-    assert stack_violations([r for r in resources if r.resource_type not in hosts])
+def local_network(*sources: str) -> dict[str, Any]:
+    return {"mode": "netns", "ingress": [{"ports": [7470, 7478], "sources": list(sources)},
+                                         {"ports": [9470, 9478], "sources": list(sources)}]}
+
+
+def test_the_local_network_is_judged_like_a_security_group():
+    local = {"ports": {"agent/admin": [7470, 7478], "metrics": [9470, 9478]}}
+    assert violations(pack.WORLD_OPEN_PORTS, LOCAL_NETWORK,
+                      local_network("fleet", "host", "192.168.100.0/24"), config=local) == []
+    found = violations(pack.WORLD_OPEN_PORTS, LOCAL_NETWORK,
+                       local_network("fleet", "host", "0.0.0.0/1", "128.0.0.0/1"),
+                       name="network", config=local)
+    assert [m.rsplit(": ", 1)[1] for m in found] == [
+        "ingress[0] opens the agent/admin port 7470-7478 to 0.0.0.0/1, 128.0.0.0/1",
+        "ingress[1] opens the metrics port 9470-9478 to 0.0.0.0/1, 128.0.0.0/1",
+    ]
