@@ -183,8 +183,13 @@ def peer_label(address: str, expected_name: str | None) -> str:
     return f"{expected_name} ({address})" if expected_name else address
 
 
-_VERIFY_FAILED = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^'\"\n]+)")
+_VERIFY_FAILED = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^'\"\n:]+)")
 _NAME_MISMATCH = re.compile(r"Peer name (\S+) is not in peer certificate")
+_HOSTNAME_CHECK = re.compile(
+    # grpcio >= 1.74 says this instead of naming the peer name: the name dialled is the
+    # label's node name, or (a seed dialled by address) the address itself.
+    r"ipv[46]:\[?([0-9a-fA-F.:]+?)\]?:\d+: .*Hostname Verification Check failed"
+)
 _CLOSED_WHILE_CONNECTING = re.compile(
     # "Socket closed" is what we observe; a reset is the same refusal when the peer closes
     # with our HTTP/2 preface still unread.
@@ -214,6 +219,10 @@ def describe_rpc_error(exc: grpc.aio.AioRpcError, peer: str) -> str:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         if mismatch := _NAME_MISMATCH.search(details):
             return f"peer {peer} rejected: {_name_mismatch(mismatch.group(1))}"
+        if check := _HOSTNAME_CHECK.search(details):
+            named, _, _ = peer.partition(" (")  # peer_label's form: "name (address)"
+            dialled = named if named != peer else check.group(1)
+            return f"peer {peer} rejected: {_name_mismatch(dialled)}"
         if verify := _VERIFY_FAILED.search(details):
             reason = verify.group(1).strip()
             return (
