@@ -228,8 +228,8 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
         region=region,
         zones=zones,
         hosts_per_zone=hosts,
-        instance_size=r.string(f"{cloud}InstanceSize", "local" if environment == "local"
-                               else DEFAULT_INSTANCE_SIZES[cloud]),
+        # The local stack ignores it (its hosts are processes), like the CLI's default.
+        instance_size=r.string(f"{cloud}InstanceSize", DEFAULT_INSTANCE_SIZES[cloud]),
         cidr=cidr,
     )
 

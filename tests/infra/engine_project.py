@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,9 +35,9 @@ def consecutive_free_ports(count: int, start: int = 23000) -> int:
 
 
 def make_project(where: Path, *, network: str = "loopback", stacks: tuple[str, ...] = ("local",),
-                 config: dict[str, str] | None = None) -> Path:
-    """The copy, at `where`; `network` and `config` are written into Pulumi.local.yaml the
-    way `pulumi config set` writes them."""
+                 config: dict[str, Any] | None = None) -> Path:
+    """The copy, at `where`; `network` and `config` (strings as `pulumi config set` writes
+    them, lists as lists) go into Pulumi.local.yaml."""
     where.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_ROOT / "Pulumi.yaml", where / "Pulumi.yaml")
     for stack in stacks:

@@ -145,12 +145,12 @@ def mock_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_stack(stack: str, config: dict[str, str], secrets: StackSecretsFixture,
-              root: Path, previous: StackRun | None = None) -> StackRun:
+              root: Path, previous: StackRun | None = None, *, preview: bool = False) -> StackRun:
     """Run the program for `stack` under mocks; `root` holds its policies/ directory;
     `previous` carries the engine state of an earlier run (an update, not a new stack)."""
     asyncio.set_event_loop(mock_loop())
     mocks = FleetMocks(dict(previous.mocks.state) if previous else None)
-    pulumi.runtime.set_mocks(mocks, project="skyfleet", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="skyfleet", stack=stack, preview=preview)
     full = dict(config)
     full.update({
         "skyfleet:fleetSigningKey": secrets.signing_key,
@@ -186,8 +186,10 @@ def write_policy(root: Path, config: dict[str, str]) -> None:
     path.write_text(json.dumps(document))
 
 
-def run_committed(stack: str, secrets: StackSecretsFixture, root: Path) -> StackRun:
-    """The committed `Pulumi.<stack>.yaml` under mocks, in `root`."""
+def run_committed(stack: str, secrets: StackSecretsFixture, root: Path, *,
+                  preview: bool = False) -> StackRun:
+    """The committed `Pulumi.<stack>.yaml` under mocks, in `root` (`preview`: as
+    `pulumi preview` runs the program, with unknowns)."""
     config = stack_file_config(stack)
     write_policy(root, config)
-    return run_stack(stack, config, secrets, root)
+    return run_stack(stack, config, secrets, root, preview=preview)

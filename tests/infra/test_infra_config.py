@@ -10,6 +10,7 @@ import pytest
 from infra.config import StackConfigError, load_stack_config
 from infra.ipam import cloud_cidr, host_address, zone_subnets
 from infra.mesh_plan import MeshPlanError, Tunnel, check_mesh, plan_mesh
+from infra.stack_files import missing_keys, project_schema, stack_config
 from tests.infra.mocks import REPO_ROOT, stack_file_config
 
 
@@ -97,3 +98,29 @@ def test_mesh_plan_rejects_broken_inside_ranges():
     reserved = (Tunnel("aws", "gcp", 0, 0, 0, IPv4Network("169.254.1.0/30"), "r"),)
     with pytest.raises(MeshPlanError, match="reserved by AWS"):
         check_mesh(reserved)
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
+def test_every_committed_stack_sets_what_pulumi_yaml_requires(stack):
+    """The CLI's check, read from the files (the real CLI's is in test_infra_engine)."""
+    assert missing_keys(REPO_ROOT, stack) == []
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_pulumi_yaml_defaults_are_the_loaders_own(stack):
+    """A key left out gives the same StackConfig whether the CLI filled in Pulumi.yaml's
+    default or the loader fell back to its own: the two never drift apart."""
+    with_defaults = stack_config(REPO_ROOT, stack)
+    declared = {k for k, decl in project_schema(REPO_ROOT).items() if "default" in decl}
+    bare = {k: v for k, v in with_defaults.items() if k not in declared
+            or k in yaml_stack_keys(stack)}
+    assert bare != with_defaults  # some default is really left out
+    a = load_stack_config(lambda k: with_defaults.get(f"skyfleet:{k}"), stack, REPO_ROOT)
+    b = load_stack_config(lambda k: bare.get(f"skyfleet:{k}"), stack, REPO_ROOT)
+    assert a == b
+
+
+def yaml_stack_keys(stack: str) -> set[str]:
+    import yaml
+
+    return set(yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])

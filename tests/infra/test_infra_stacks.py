@@ -13,7 +13,13 @@ import yaml
 from skyfleet.config.agent import parse_agent_config
 from skyfleet.policy.signing import verify_envelope
 from skyfleet.security.certs import peer_identity
-from tests.infra.mocks import StackRun, run_stack, stack_file_config, write_policy
+from tests.infra.mocks import (
+    StackRun,
+    run_committed,
+    run_stack,
+    stack_file_config,
+    write_policy,
+)
 
 CLOUD_STACKS = ("dev", "staging", "prod")
 HOST_TYPES = {
@@ -176,3 +182,14 @@ def test_version_change_updates_publication_and_no_host(stack_runs, stack_secret
                    if k != "__provider"}}
     assert changed == {"policy-aws", "policy-azure-policy", "policy-gcp-policy"}
     assert after.exports["policyVersion"] == 2
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
+def test_preview_declares_the_same_resources_as_the_update(stack, stack_runs, stack_secrets,
+                                                           tmp_path):
+    """`pulumi preview` runs the program with unknown outputs; it must get through and
+    declare every resource the update would."""
+    preview = run_committed(stack, stack_secrets, tmp_path, preview=True)
+    up = stack_runs(stack)
+    assert sorted((r.typ, r.name) for r in preview.mocks.resources) == sorted(
+        (r.typ, r.name) for r in up.mocks.resources)
