@@ -155,8 +155,7 @@ def with_pack(stack: LocalStack, config: dict[str, object], tmp: Path) -> (
         subprocess.CompletedProcess[str]):
     path = tmp / "pack.json"
     path.write_text(json.dumps(config))
-    return pulumi(stack, "preview", "--policy-pack",
-                  str(REPO_ROOT / "infra" / "guardrails" / "serve"),
+    return pulumi(stack, "preview", "--policy-pack", str(REPO_ROOT / "infra" / "guardrails"),
                   "--policy-pack-config", str(path))
 
 

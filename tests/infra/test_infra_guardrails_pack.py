@@ -1,5 +1,5 @@
-"""The guardrail pack as the engine meets it: `infra/guardrails/serve` started as a
-process in its own virtualenv, configured with `infra.pack_config`'s rendering of a stack,
+"""The guardrail pack as the engine meets it: `infra/guardrails` started as a process
+with its own virtualenv's interpreter (as the language host runs it), configured with `infra.pack_config`'s rendering of a stack,
 spoken to over the analyzer gRPC protocol (GetAnalyzerInfo, Configure, Analyze,
 AnalyzeStack) from this, the program's, virtualenv. The pack under the real engine is
 tests/infra/test_infra_engine.py; its rules one by one, infra/guardrails/tests."""
@@ -50,9 +50,10 @@ def struct(props: dict[str, Any]) -> struct_pb2.Struct:
 
 @pytest.fixture(scope="module")
 def serve() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    # The engine starts an executable pack with its own address and reads a port.
-    proc = subprocess.Popen([str(REPO_ROOT / "infra" / "guardrails" / "serve"), "127.0.0.1:1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The engine starts the pack with its own address and reads a port.
+    pack = REPO_ROOT / "infra" / "guardrails"
+    proc = subprocess.Popen([str(pack / "venv" / "bin" / "python"), "-u", str(pack),
+                             "127.0.0.1:1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = proc.stdout.readline() if proc.stdout else b""
         if not line.strip().isdigit():

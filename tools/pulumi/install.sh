@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Find or build the Pulumi CLI and its Python language host, and link `pulumi` into
+# Find or build the Pulumi CLI and a Python language host, and link `pulumi` into
 # .venv/bin, so the project's programs run under the real engine.
 #
 #   - A `pulumi` already on PATH at or above the pinned version is used as it is (a CLI
 #     distribution brings its own language host and plugin launchers): nothing is built.
-#   - Otherwise both are built from Go modules (the pins are tools/pulumi/cli/go.mod and
-#     tools/pulumi/language-python/go.mod) into a cache outside the work tree, keyed by
-#     the build inputs, so later clones on the same machine reuse the build. Cold, on two
-#     cores, the CLI takes about 6 minutes and the language host about 30 seconds.
+#   - Otherwise the CLI is built from Go modules (the pin is tools/pulumi/cli/go.mod) with
+#     the Python language host of this folder (cli/language-python: the distribution's own
+#     has no module version the proxy serves, see its comment), into a cache outside the
+#     work tree keyed by the build inputs, so later clones on the same machine reuse it.
+#     Cold, on two cores, the CLI takes about 6 minutes and the host under a minute.
 #   - Beside them go the two small scripts a source build lacks (tools/pulumi/bin/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,8 +19,7 @@ pin_of() { # the version go.mod $2 requires of module $1
   awk -v m="$1" '{ if ($1 == "require") $0 = substr($0, index($0, $2)) } $1 == m { print $2 }' "$2"
 }
 pinned=$(pin_of github.com/pulumi/pulumi/pkg/v3 "$here/cli/go.mod")
-host_pin=$(pin_of github.com/pulumi/pulumi/sdk/v3 "$here/language-python/go.mod")
-[ -n "$pinned" ] && [ -n "$host_pin" ] || { echo "tools/pulumi: no pinned version in go.mod" >&2; exit 1; }
+[ -n "$pinned" ] || { echo "tools/pulumi: no pinned version in cli/go.mod" >&2; exit 1; }
 
 say() { echo "pulumi: $*" >&2; }
 
@@ -45,20 +45,20 @@ if found=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$venv_bin" | pa
 fi
 
 # 2. Our build, cached by its inputs.
-key=$(cat "$here/cli/go.mod" "$here/cli/go.sum" "$here/language-python/go.mod" \
-  "$here/language-python/go.sum" | sha256sum | cut -c1-12)
+key=$(cat "$here/cli/go.mod" "$here/cli/go.sum" "$here/cli/language-python/main.go" \
+  | sha256sum | cut -c1-12)
 cache=${SKYFLEET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skyfleet}/pulumi-${pinned#v}-$key
 if [ ! -x "$cache/bin/pulumi" ] || [ ! -x "$cache/bin/pulumi-language-python" ]; then
   command -v go >/dev/null 2>&1 || { say "no Go toolchain to build the CLI with (install Go >= 1.26)"; exit 1; }
-  say "building the CLI $pinned and the Python language host $host_pin into $cache (cold: ~6 min)"
+  say "building the CLI $pinned and the Python language host into $cache (cold: ~6 min)"
   tmp=$(mktemp -d "${cache%/*}/.build.XXXXXX" 2>/dev/null || { mkdir -p "${cache%/*}"; mktemp -d "${cache%/*}/.build.XXXXXX"; })
   trap 'rm -rf "$tmp"' EXIT
   start=$(date +%s)
   stamp=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version
   (cd "$here/cli" && go build -trimpath -ldflags "-s -w -X $stamp=$pinned" \
     -o "$tmp/bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-  (cd "$here/language-python" && go build -trimpath -ldflags "-s -w -X $stamp=$host_pin" \
-    -o "$tmp/bin/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python)
+  (cd "$here/cli" && go build -trimpath -ldflags "-s -w -X main.version=$pinned-skyfleet" \
+    -o "$tmp/bin/pulumi-language-python" ./language-python)
   rm -rf "$cache"
   mv "$tmp" "$cache"
   trap - EXIT
