@@ -1,8 +1,9 @@
 """The guardrail pack as the engine meets it: `infra/guardrails` started as a process
 with its own virtualenv's interpreter (as the language host runs it), configured with
 `infra.pack_config`'s rendering of a stack, spoken to over the analyzer gRPC protocol
-(GetAnalyzerInfo, Configure, Analyze, AnalyzeStack) from this, the program's, virtualenv. The pack under the real engine is
-tests/infra/test_infra_engine.py; its rules one by one, infra/guardrails/tests."""
+(GetAnalyzerInfo, Configure, Analyze, AnalyzeStack) from this, the program's, virtualenv.
+The pack under the real engine is tests/infra/test_infra_engine.py; its rules one by one,
+infra/guardrails/tests."""
 
 from __future__ import annotations
 
