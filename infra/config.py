@@ -288,6 +288,13 @@ def load_policy(path_text: str, version: int, root: Path) -> tuple[Path, dict[st
         document = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise StackConfigError(f"{key('policyFile')}: {path_text} is not JSON: {exc}") from None
+    if isinstance(document, dict) and {"document", "signatures"} <= document.keys():
+        # The stack signs with skyfleet:fleetSigningKey; a signature made elsewhere would
+        # publish a key the fleet may not trust, and an envelope's version would dodge the
+        # check below.
+        raise StackConfigError(
+            f"{key('policyFile')}: {path_text} is a signed envelope; name the plain document "
+            "(the stack signs it with its fleet key)")
     try:
         parsed = parse_policy(document)
     except PolicyValidationError as exc:
