@@ -22,7 +22,9 @@ node that answered joins completes those joiners' tables at its next rounds
 Precedence: higher incarnation wins; at equal incarnation dead/left beats suspect beats
 alive. A restarted node starts with a fresh, larger incarnation (the driver seeds it from
 the wall clock) and refutes any news about its previous life, so stale `dead` never
-beats a fresh `alive` (memberlist#311).
+beats a fresh `alive` (memberlist#311). No claim may raise an incarnation by more than a
+fixed step or reach the ceiling below the wire's maximum (`incarnation.py`), so a victim
+always has room to refute.
 
 Usage: the driver calls `start`, then `handle(packet, now)` for each packet received and
 `tick(now)` whenever `now >= next_deadline()`; each returns the packets to send.
@@ -38,6 +40,7 @@ from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.awareness import Awareness
 from skyfleet.membership.broadcast import BroadcastQueue
 from skyfleet.membership.catch_up import CatchUp
+from skyfleet.membership.incarnation import admissible
 from skyfleet.membership.members import EventKind, MemberEvent, MemberView
 from skyfleet.membership.messages import (
     MIN_UPDATE_SIZE,
@@ -100,6 +103,8 @@ class SwimStats:
     suspicions: int = 0
     refutations: int = 0
     push_pulls: int = 0
+    refused_claims: int = 0
+    """Claims dropped by the incarnation rule (beyond the step or the ceiling)."""
 
 
 class Swim:
@@ -310,7 +315,23 @@ class Swim:
 
     # ------------------------------------------------------------------ news
 
+    def _admitted(self, node: str, incarnation: int) -> bool:
+        """The incarnation rule (`incarnation.py`), for every claim from any source;
+        refused claims are dropped and counted."""
+        if node == self.name:
+            held: int | None = self._incarnation
+        else:
+            member = self._members.get(node)
+            held = member.incarnation if member is not None else None
+        if admissible(held, incarnation):
+            return True
+        self.stats.refused_claims += 1
+        return False
+
     def _apply(self, update: Update, now: float) -> None:
+        node = update.meta.name if isinstance(update, Alive) else update.node
+        if not self._admitted(node, update.incarnation):
+            return
         if isinstance(update, Alive):
             self._on_alive(update, now)
         elif isinstance(update, NodeStatus):
@@ -733,6 +754,8 @@ class Swim:
         """Apply a peer's table. Its `dead` only makes us *suspect*: we give the member a
         chance to refute rather than trusting a view that may be a partition old."""
         for r in records:
+            if not self._admitted(r.meta.name, r.incarnation):
+                continue
             if r.state == MemberState.ALIVE:
                 self._on_alive(Alive(r.meta, r.incarnation), now)
             elif r.state == MemberState.LEFT:

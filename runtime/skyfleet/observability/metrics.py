@@ -55,6 +55,8 @@ class AgentCollector(Collector):
             ("suspicions", s.suspicions, "Members this agent started suspecting"),
             ("refutations", s.refutations, "Times this agent refuted news of its own death"),
             ("push_pulls", s.push_pulls, "Periodic full-state exchanges started"),
+            ("refused_claims", s.refused_claims,
+             "Membership claims dropped by the incarnation rule (beyond step or ceiling)"),
         ):
             yield CounterMetricFamily(f"skyfleet_membership_{name}", doc, value)
         yield CounterMetricFamily(
