@@ -133,3 +133,61 @@ async def test_join_at_run_time_needs_an_admin_and_valid_seeds(layout, monkeypat
         async with AgentClient(n0.address, material(layout, "admin"), agent_name="n0") as admin:
             _, rows = await admin.list_members()
             assert [(r.name, r.state) for r in rows] == [("n0", "alive"), ("n1", "alive")]
+
+
+async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(layout) -> None:
+    """The client role (`skyfleet certs issue --client`): tasks and the member table; no
+    membership, no agent-to-agent Execute, no policy document, no admin call. Each
+    refusal names the caller and its role."""
+    from skyfleet._generated.skyfleet.v1 import (
+        policy_pb2,
+        policy_pb2_grpc,
+        tasks_pb2,
+        tasks_pb2_grpc,
+    )
+    from skyfleet.security.certs import issue_client_cert, write_cert_file, write_key_file
+
+    layout, (n0, _) = layout
+    cert, key = issue_client_cert((layout.tls / "ca.pem").read_bytes(),
+                                  (layout.tls / "ca.key").read_bytes(), "app-7")
+    write_cert_file(layout.tls / "app-7.pem", cert)
+    write_key_file(layout.tls / "app-7.key", key)
+    async with Agent(load_agent_config(layout.config_path("n0"))):
+        creds = material(layout, "app-7").channel_credentials()
+        async with secure_channel(n0.address, creds, "n0") as channel:
+            tasks = tasks_pb2_grpc.TasksStub(channel)
+            done = await tasks.Submit(tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"hi"))
+            assert done.output == b"hi"
+            members = await admin_pb2_grpc.AdminStub(channel).ListMembers(
+                admin_pb2.ListMembersRequest())
+            assert [m.node.name for m in members.members] == ["n0"]
+
+            membership = membership_pb2_grpc.MembershipStub(channel)
+            hello = membership_pb2.Packet(sender="app-7", sender_address="127.0.0.1:1")
+            hello.push_pull.join = True
+            calls = {
+                "Exchange": lambda: _exchange(membership, hello),
+                "Execute": lambda: tasks.Execute(tasks_pb2.ExecuteRequest(
+                    task=tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"x"))),
+                "Fetch": lambda: policy_pb2_grpc.PolicyStub(channel).Fetch(
+                    policy_pb2.FetchPolicyRequest()),
+                "Publish": lambda: policy_pb2_grpc.PolicyStub(channel).Publish(
+                    policy_pb2.PublishPolicyRequest(envelope=b"{}")),
+                "Leave": lambda: admin_pb2_grpc.AdminStub(channel).Leave(
+                    admin_pb2.LeaveRequest()),
+            }
+            for method, call in calls.items():
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call()
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+                assert "app-7" in (refused.value.details() or ""), method
+                assert "client" in (refused.value.details() or ""), method
+
+
+async def _exchange(stub: membership_pb2_grpc.MembershipStub,
+                    packet: membership_pb2.Packet) -> None:
+    call = stub.Exchange()
+    await call.write(packet)
+    await call.done_writing()
+    async for _ in call:
+        pass

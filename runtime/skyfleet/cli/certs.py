@@ -1,4 +1,4 @@
-"""`skyfleet certs`: create the fleet CA and issue node and admin certificates.
+"""`skyfleet certs`: create the fleet CA and issue node, admin and client certificates.
 
 Everything lives in one folder: `ca.pem` + `ca.key` for the CA, `NAME.pem` + `NAME.key`
 per certificate. Keys are written with mode 0600 and never printed; the output lists
@@ -56,9 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="H",
         help="IP or DNS name peers dial this node at (repeatable; agents only)",
     )
-    issue.add_argument("--admin", action="store_true", help="an operator's client certificate")
+    role = issue.add_mutually_exclusive_group()
+    role.add_argument("--admin", action="store_true", help="an operator's certificate")
+    role.add_argument("--client", action="store_true",
+                      help="a task client's: submit and follow tasks, read members; no more")
     issue.add_argument(
-        "--days", type=_positive_days, help="validity in days (default: 365 agent, 90 admin)"
+        "--days", type=_positive_days,
+        help="validity in days (default: 365 agent, 90 admin and client)",
     )
     issue.add_argument("--force", action="store_true", help="replace existing NAME.pem/.key")
     issue.set_defaults(func=_issue)
@@ -112,6 +116,7 @@ def _issue(args: argparse.Namespace) -> int:
     from skyfleet.security.certs import (
         CertificateError,
         issue_admin_cert,
+        issue_client_cert,
         issue_node_cert,
         load_certificate,
         write_cert_file,
@@ -120,8 +125,9 @@ def _issue(args: argparse.Namespace) -> int:
 
     folder: Path = args.dir
     name: str = args.name
-    if args.admin and args.host:
-        raise CliError("--host: an admin certificate is a client identity and names no hosts")
+    role = "admin" if args.admin else "client" if args.client else "agent"
+    if role != "agent" and args.host:
+        raise CliError(f"--host: a {role} certificate is a caller's identity and names no hosts")
     if name == Path(_CA_CERT).stem:
         raise CliError(f"NAME: {name!r} would overwrite the CA's own files; choose another")
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
@@ -129,9 +135,9 @@ def _issue(args: argparse.Namespace) -> int:
         _refuse_overwrite([cert_path, key_path], "pass --force to replace them")
     ca_pem, ca_key_pem = _read_ca(folder)
     try:
-        if args.admin:
-            days = args.days or 90
-            cert_pem, key_pem = issue_admin_cert(ca_pem, ca_key_pem, name, valid_days=days)
+        if role != "agent":
+            issue = issue_admin_cert if role == "admin" else issue_client_cert
+            cert_pem, key_pem = issue(ca_pem, ca_key_pem, name, valid_days=args.days or 90)
         else:
             days = args.days or 365
             cert_pem, key_pem = issue_node_cert(
@@ -142,7 +148,6 @@ def _issue(args: argparse.Namespace) -> int:
         raise CliError(f"{culprit.get(exc.part, '')}{exc}") from None
     write_key_file(key_path, key_pem)
     write_cert_file(cert_path, cert_pem)
-    role = "admin" if args.admin else "agent"
     hosts = f", hosts {', '.join(args.host)}" if args.host else ""
     expiry = load_certificate(cert_pem).not_valid_after_utc
     print(f"issued {role} certificate for {name}{hosts}, valid until {expiry:%Y-%m-%d}")

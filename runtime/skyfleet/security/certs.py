@@ -8,9 +8,11 @@ Trust model, in the order an agent relies on it:
 - The certificate's common name is the node name (or the admin's name). Handlers check
   that the `sender` of every packet equals the caller's CN, so a node can speak only for
   itself.
-- The role travels as the subject's OrganizationalUnit, `skyfleet-agent` or
-  `skyfleet-admin`. Admin certificates carry clientAuth only: an admin can call agents but
-  can never serve as one.
+- The role travels as the subject's OrganizationalUnit: `skyfleet-agent` (a fleet member:
+  gossips, forwards and runs tasks, serves), `skyfleet-admin` (an operator: the admin
+  calls) or `skyfleet-client` (submits and follows tasks, reads members and policy status,
+  nothing else). Admin and client certificates carry clientAuth only: they can call agents
+  but can never serve as one, and no service takes either for a fleet member.
 - Node certificates carry `DNS:<node name>` plus the hosts the caller asks for (IPs as
   IPAddress SANs). A peer dialled by IP whose name is known is checked against the name
   (gRPC's `ssl_target_name_override`); a seed dialled before its name is known is checked
@@ -43,9 +45,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from skyfleet.config.agent import NODE_NAME
 
-Role = Literal["agent", "admin"]
+Role = Literal["agent", "admin", "client"]
 
-ROLE_UNITS: dict[Role, str] = {"agent": "skyfleet-agent", "admin": "skyfleet-admin"}
+ROLE_UNITS: dict[Role, str] = {
+    "agent": "skyfleet-agent", "admin": "skyfleet-admin", "client": "skyfleet-client"}
 """The subject OU that marks each role; the reverse mapping is how a peer's role is read."""
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -73,7 +76,7 @@ class PeerIdentity:
     """Who is at the other end of a connection, as its certificate says."""
 
     name: str
-    """The certificate's CN: the node name or the admin's name."""
+    """The certificate's CN: the node name, or the admin's or client's name."""
     role: Role
 
 
@@ -269,6 +272,21 @@ def issue_admin_cert(
     """
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     return _issue_leaf(ca_cert_pem, ca_key_pem, admin_name, "admin", [], usages, valid_days, now)
+
+
+def issue_client_cert(
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    client_name: str,
+    *,
+    valid_days: int = 90,
+    now: datetime | None = None,
+) -> tuple[bytes, bytes]:
+    """Issue a task client's certificate; returns (cert_pem, key_pem). It may submit and
+    follow tasks and read members and policy status; it is never a fleet member."""
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return _issue_leaf(ca_cert_pem, ca_key_pem, client_name, "client", [], usages, valid_days,
+                       now)
 
 
 def load_certificate(pem: bytes, *, part: str = "cert") -> x509.Certificate:

@@ -7,7 +7,7 @@ import grpc
 from skyfleet._generated.skyfleet.v1 import policy_pb2, policy_pb2_grpc
 from skyfleet.policy.adoption import Outcome
 from skyfleet.transport.policy_loop import PolicyKeeper
-from skyfleet.transport.tls import require_admin
+from skyfleet.transport.tls import require_admin, require_role
 
 
 class PolicyService(policy_pb2_grpc.PolicyServicer):
@@ -17,8 +17,9 @@ class PolicyService(policy_pb2_grpc.PolicyServicer):
     async def Fetch(  # noqa: N802 - gRPC method name
         self, request: policy_pb2.FetchPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.FetchPolicyResponse:
-        # Only fleet certificates get past the handshake, and the puller verifies the
-        # signature itself: no further check is needed to hand out a signed document.
+        # Agents pull from peers, operators may look; the puller verifies the signature
+        # itself. Clients read a policy's version and hash through ListMembers.
+        await require_role(context, "agent", "admin", what="fetch the policy document")
         return policy_pb2.FetchPolicyResponse(
             envelope=self._keeper.current_envelope(),
             version=self._keeper.version,

@@ -13,7 +13,7 @@ from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
 from skyfleet.tasks.requests import TaskRejected
 from skyfleet.tasks.router import Result, Router
-from skyfleet.transport.tls import identity_from_context
+from skyfleet.transport.tls import require_role
 
 STREAM_WINDOW = 256
 """Tasks of one stream in flight or awaiting delivery at once: past it, the stream reads
@@ -101,12 +101,8 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     async def Execute(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> tasks_pb2.ExecuteResponse:
-        identity = identity_from_context(context)
-        if identity.role != "agent":
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{identity.name}: only agents forward tasks; clients call Submit",
-            )
+        await require_role(context, "agent",
+                           what="call Execute (agents forward tasks to agents; clients Submit)")
         task = request.task
         try:
             done = await self._executor.execute(task.handler, task.payload, task.idempotency_key)

@@ -48,7 +48,13 @@ from typing import Any
 import grpc
 
 from skyfleet.config.agent import ConfigError, TlsFiles
-from skyfleet.security.certs import CertificateError, PeerIdentity, check_chain, peer_identity
+from skyfleet.security.certs import (
+    CertificateError,
+    PeerIdentity,
+    Role,
+    check_chain,
+    peer_identity,
+)
 
 
 def server_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ServerCredentials:
@@ -153,16 +159,23 @@ async def _authenticated(context: grpc.aio.ServicerContext) -> PeerIdentity:
         raise  # not reached: abort() raises; this tells type checkers without grpc stubs
 
 
-async def require_admin(context: grpc.aio.ServicerContext) -> PeerIdentity:
-    """Return the caller's identity if it holds an admin certificate; otherwise abort the
-    RPC with PERMISSION_DENIED naming the caller (UNAUTHENTICATED if it has none)."""
+async def require_role(context: grpc.aio.ServicerContext, *roles: Role,
+                       what: str) -> PeerIdentity:
+    """Return the caller's identity if its certificate has one of `roles`; otherwise abort
+    the RPC with PERMISSION_DENIED naming the caller, its role and `what` it may not do
+    (UNAUTHENTICATED if it has no readable identity)."""
     identity = await _authenticated(context)
-    if identity.role != "admin":
+    if identity.role not in roles:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED,
-            f"{identity.name} ({identity.role} certificate) may not call admin methods",
+            f"{identity.name} ({identity.role} certificate) may not {what}",
         )
     return identity
+
+
+async def require_admin(context: grpc.aio.ServicerContext) -> PeerIdentity:
+    """The caller's identity if it holds an admin certificate (see `require_role`)."""
+    return await require_role(context, "admin", what="call admin methods")
 
 
 async def require_sender(context: grpc.aio.ServicerContext, sender: str) -> PeerIdentity:
