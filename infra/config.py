@@ -284,8 +284,18 @@ def load_policy(path_text: str, version: int, root: Path) -> tuple[Path, dict[st
         raise StackConfigError(f"{key('policyFile')}: must be under {POLICY_DIR}/, got {path_text}")
     if not path.is_file():
         raise StackConfigError(f"{key('policyFile')}: no such file {path_text}")
+    from skyfleet.config.policy_defaults import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH
+    from skyfleet.policy.adoption import nesting_depth
+
+    text = path.read_text()
+    if len(text.encode()) > MAX_DOCUMENT_BYTES:
+        raise StackConfigError(f"{key('policyFile')}: {path_text} is larger than the "
+                               f"{MAX_DOCUMENT_BYTES} byte limit of a policy")
+    if nesting_depth(text, MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH:
+        raise StackConfigError(f"{key('policyFile')}: {path_text} nests deeper than the "
+                               f"limit of {MAX_DOCUMENT_DEPTH}")
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StackConfigError(f"{key('policyFile')}: {path_text} is not JSON: {exc}") from None
     if isinstance(document, dict) and {"document", "signatures"} <= document.keys():

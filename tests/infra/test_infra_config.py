@@ -76,6 +76,13 @@ def test_a_signed_envelope_as_policy_file_is_refused_naming_the_key(tmp_path):
         load_stack_config(source_for("dev", tmp_path), "dev", tmp_path)
 
 
+def test_a_policy_file_nested_too_deep_is_refused_naming_the_key(tmp_path):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.json").write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(StackConfigError, match=r"^skyfleet:policyFile: .* nests deeper"):
+        load_stack_config(source_for("dev", tmp_path), "dev", tmp_path)
+
+
 def test_address_plan_is_disjoint_across_environments_and_clouds():
     nets = [cloud_cidr(e, c) for e in ("local", "dev", "staging", "prod")
             for c in ("aws", "azure", "gcp")]

@@ -268,3 +268,31 @@ def test_log_line_has_version_hash_origin_and_reason(
     assert record.getMessage() == (
         f"policy {outcome} version=8 hash={'ab' * 6} origin=admin:alice current=7: because"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ('{}', 1),
+        ('{"a": [1, {"b": []}]}', 4),
+        ('"[[[[{{{{"', 0),              # brackets inside a string do not count
+        ('{"a": "\\"[["}', 1),          # nor after an escaped quote
+        ('[' * 40, 33),                 # counting stops past the limit
+    ],
+)
+def test_nesting_depth(text, depth):
+    from skyfleet.policy.adoption import nesting_depth
+
+    assert nesting_depth(text, 32) == depth
+
+
+def test_a_document_nested_past_the_limit_is_refused_before_the_parser():
+    """The probe: a 100,000-deep document gave UNKNOWN (the parser's RecursionError)."""
+    from skyfleet.policy.adoption import decode_envelope
+    from skyfleet.policy.errors import PolicyRejected, RejectReason
+
+    deep = '{"document": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(PolicyRejected) as refused:
+        decode_envelope(deep.encode())
+    assert refused.value.reason is RejectReason.MALFORMED
+    assert "nested deeper than the limit of 32" in str(refused.value)

@@ -114,6 +114,11 @@ MAX_DOCUMENT_BYTES: Final = 1024 * 1024
 """Largest signed envelope an agent parses; a policy is a few kilobytes, so anything near
 this is a mistake or an attack on the parser."""
 
+MAX_DOCUMENT_DEPTH: Final = 32
+"""Deepest nesting of arrays and objects an agent parses. A policy nests about six deep;
+Python's JSON parser recurses per level and fails past about a thousand, so a deeper
+document is refused before it reaches the parser."""
+
 ADOPTION_MEMORY: Final = 256
 """Distinct (decision, document hash) pairs an adopter remembers to mark repeats, so an
 older document gossiped every round is logged once, not every round."""

@@ -33,7 +33,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skyfleet.config.policy_defaults import ADOPTION_MEMORY, MAX_DOCUMENT_BYTES
+from skyfleet.config.policy_defaults import (
+    ADOPTION_MEMORY,
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENT_DEPTH,
+)
 from skyfleet.policy.canonical import policy_hash
 from skyfleet.policy.errors import PolicyError, PolicyRejected, RejectReason
 from skyfleet.policy.model import PolicyDocument
@@ -116,6 +120,34 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def nesting_depth(raw: bytes | str, limit: int) -> int:
+    """How deep arrays and objects nest in JSON text, counting brackets outside strings;
+    stops counting at `limit` + 1. Malformed text gets some number: the parser names the
+    fault afterwards."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def decode_envelope(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """Parsed JSON of an envelope (a private copy when given a dict); PolicyRejected
     MALFORMED when it is too large or not a JSON object."""
@@ -126,6 +158,9 @@ def decode_envelope(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         raise PolicyRejected(
             RejectReason.MALFORMED, f"{size} bytes exceeds the {MAX_DOCUMENT_BYTES} byte limit"
         )
+    if (depth := nesting_depth(raw, MAX_DOCUMENT_DEPTH)) > MAX_DOCUMENT_DEPTH:
+        raise PolicyRejected(RejectReason.MALFORMED,
+                             f"nested deeper than the limit of {MAX_DOCUMENT_DEPTH} ({depth}+)")
     try:
         data = json.loads(raw, object_pairs_hook=_reject_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as exc:
