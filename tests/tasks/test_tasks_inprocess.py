@@ -253,6 +253,9 @@ async def test_a_key_runs_once_per_executor_across_routers_and_retries(
                 )
             assert three.output == b"c0:shared"
             assert gates.started(b"shared") == 1 and c0.executor.executed == 1
+            # Every answer but the run's own says it repeats the first output.
+            assert sorted([one.duplicate, two.duplicate]) == [False, True]
+            assert three.duplicate
 
             # A key whose first run fails is retried elsewhere, never on the same peer.
             gates.fail_on = {"b0"}
@@ -266,6 +269,32 @@ async def test_a_key_runs_once_per_executor_across_routers_and_retries(
             )
             assert again.output == b"c0:retry"
         assert max(gates.per_executor().values()) == 1, gates.starts
+        await fleet.settled()
+
+
+async def test_a_task_too_large_for_a_peer_is_invalid_argument_naming_the_limit(
+    tmp_path: Path, free_ports
+) -> None:
+    """The probe: a payload just under gRPC's 4 MiB, forwarded (the forward adds a few
+    bytes), came back as "every peer tried is full"."""
+    gates = Gates()
+    gates.open_all = True
+    async with InProcessFleet(
+        tmp_path, free_ports(3), THREE, gates=gates, policy=policy_document(2)
+    ) as fleet:
+        async with fleet.client("a0") as client:
+            limit = 4 * 1024 * 1024  # gRPC's default receive limit
+            size = limit - 64
+            while task("gated", b"x" * (size + 1), clouds=("gcp",)).ByteSize() <= limit:
+                size += 1  # the largest Submit the entry agent still takes
+            big = task("gated", b"x" * size, clouds=("gcp",))
+            forward = tasks_pb2.ExecuteRequest(task=big, routed_by="a0", attempt=1)
+            assert forward.ByteSize() > limit  # ... which no peer takes once forwarded
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.tasks.Submit(big, timeout=20)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "message size limit" in (refused.value.details() or "")
+            assert "full" not in (refused.value.details() or "")
         await fleet.settled()
 
 

@@ -30,6 +30,7 @@ def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
         executed_by=result.executed_by,
         attempts=result.attempts,
         latency_ms=result.latency * 1000.0,
+        duplicate=result.duplicate,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from dataclasses import dataclass
 
 import grpc
@@ -50,6 +51,8 @@ class AttemptResult:
     timed_out: bool = False
     """No answer within the attempt's timeout (UNREACHABLE, or DEADLINE if that timeout
     was the task's own deadline)."""
+    duplicate: bool = False
+    """The executor had already run this idempotency key: `output` is the first run's."""
 
 
 _REMOTE_VERDICT = {
@@ -60,6 +63,9 @@ _REMOTE_VERDICT = {
     grpc.StatusCode.CANCELLED: Verdict.UNREACHABLE,
 }
 """Status of a failed Execute call -> verdict; any other status is a handler failure."""
+
+_TOO_LARGE = re.compile(r"(Sent|Received) message larger than max")
+"""How gRPC words a message over its size limit (RESOURCE_EXHAUSTED, as a full peer)."""
 
 
 class Attempts:
@@ -109,7 +115,7 @@ class Attempts:
             return AttemptResult(
                 Verdict.FAILED, error=f"handler failed: {type(exc).__name__}: {exc}"
             )
-        return AttemptResult(Verdict.OK, done.output)
+        return AttemptResult(Verdict.OK, done.output, duplicate=done.duplicate)
 
     async def _remote(
         self,
@@ -127,9 +133,14 @@ class Attempts:
             reply = await stub.Execute(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE.search(
+                    exc.details() or ""):
+                # gRPC's message size limit, not a full peer: the task itself is too big.
+                return AttemptResult(Verdict.CLIENT, error=(
+                    f"the task is larger than gRPC's message size limit: {exc.details()}"))
             return AttemptResult(
                 _REMOTE_VERDICT.get(code, Verdict.FAILED),
                 error=f"{code.name}: {exc.details()}",
                 timed_out=code == grpc.StatusCode.DEADLINE_EXCEEDED,
             )
-        return AttemptResult(Verdict.OK, reply.output)
+        return AttemptResult(Verdict.OK, reply.output, duplicate=reply.duplicate)

@@ -54,6 +54,8 @@ class Result:
     executed_by: str = ""
     attempts: int = 0
     latency: float = 0.0
+    duplicate: bool = False
+    """The executor had already run this idempotency key: `output` is the first run's."""
 
 
 @dataclass(slots=True)
@@ -237,7 +239,8 @@ class Router:
             result = await self._attempt(choice, task, deadline, now)
             if result.verdict is Verdict.OK:
                 latency = self._clock() - start
-                return Result(Outcome.SUCCEEDED, result.output, "", peer.name, attempt, latency)
+                return Result(Outcome.SUCCEEDED, result.output, "", peer.name, attempt, latency,
+                              duplicate=result.duplicate)
             if result.verdict is Verdict.CLIENT:
                 raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, result.error)
             if result.verdict is Verdict.DEADLINE:

@@ -45,7 +45,7 @@ class SubmitTaskRequest(_message.Message):
     def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
-    __slots__ = ("request_id", "outcome", "output", "error", "executed_by", "attempts", "latency_ms")
+    __slots__ = ("request_id", "outcome", "output", "error", "executed_by", "attempts", "latency_ms", "duplicate")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class SubmitTaskResponse(_message.Message):
     EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     outcome: TaskOutcome
     output: bytes
@@ -60,7 +61,8 @@ class SubmitTaskResponse(_message.Message):
     executed_by: str
     attempts: int
     latency_ms: float
-    def __init__(self, request_id: _Optional[str] = ..., outcome: _Optional[_Union[TaskOutcome, str]] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ..., executed_by: _Optional[str] = ..., attempts: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, request_id: _Optional[str] = ..., outcome: _Optional[_Union[TaskOutcome, str]] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ..., executed_by: _Optional[str] = ..., attempts: _Optional[int] = ..., latency_ms: _Optional[float] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
     __slots__ = ("task", "routed_by", "attempt")
