@@ -92,6 +92,7 @@ def test_issue_admin_writes_an_admin_certificate(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["alice", "--admin", "--host", "10.0.0.1"], r"^--host: an admin certificate"),
+        (["bob", "--client", "--host", "10.0.0.1"], r"^--host: a client certificate"),
         (["ca"], r"^NAME: 'ca' would overwrite the CA's own files"),
         (["a b"], r"^name 'a b': use 1-64 letters"),
         (["n1", "--host", "a b"], r"^host 'a b': expected an IP address or a DNS name"),

@@ -127,7 +127,10 @@ def _issue(args: argparse.Namespace) -> int:
     name: str = args.name
     role = "admin" if args.admin else "client" if args.client else "agent"
     if role != "agent" and args.host:
-        raise CliError(f"--host: a {role} certificate is a caller's identity and names no hosts")
+        article = "an" if role == "admin" else "a"
+        raise CliError(
+            f"--host: {article} {role} certificate is a caller's identity and names no hosts"
+        )
     if name == Path(_CA_CERT).stem:
         raise CliError(f"NAME: {name!r} would overwrite the CA's own files; choose another")
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
