@@ -40,6 +40,7 @@ from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
 from skyfleet.policy.sync import PolicySync
+from skyfleet.security.claim_keys import CertificateKeys
 from skyfleet.services.admin import AdminService
 from skyfleet.services.decoding import RejectUndecodable
 from skyfleet.services.membership import MembershipService
@@ -96,10 +97,19 @@ class Agent:
             zone=node.zone,
             labels=tuple(sorted(node.labels.items())),
         )
+        # Read at construction, not at start: the membership core signs with the key.
+        tls = TlsMaterial.load(config.tls)
+        if tls.identity.name != node.name or tls.identity.role != "agent":
+            raise ConfigError(
+                f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
+                f"but node.name is {node.name!r}"
+            )
+        self._tls = tls
         self.swim = Swim(
             meta,
             config.membership,
             random.Random(self._rng.random()),
+            keys=CertificateKeys(tls.ca, tls.cert, tls.key),
             incarnation=boot_incarnation() if incarnation is None else incarnation,
             warm=self._connected,
         )
@@ -156,12 +166,7 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        tls = TlsMaterial.load(cfg.tls)
-        if tls.identity.name != cfg.node.name or tls.identity.role != "agent":
-            raise ConfigError(
-                f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
-                f"but node.name is {cfg.node.name!r}"
-            )
+        tls = self._tls
         self._channels = PeerChannels(tls.channel_credentials())
         return_paths = ReturnPaths(QUEUE_LIMIT)
         self._sender = PeerSender(

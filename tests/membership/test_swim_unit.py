@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.claims import alive_claim, leave_claim
 from skyfleet.membership.members import EventKind
 from skyfleet.membership.messages import (
     Ack,
@@ -34,21 +35,48 @@ from skyfleet.membership.messages import (
 )
 from skyfleet.membership.swim import Swim
 from skyfleet.membership.timing import suspicion_timeout
+from skyfleet.sim.claim_keys import SimClaimKeys, SimKeyRegistry
 
 LAN = MembershipConfig()
+KEYS = SimKeyRegistry(0)
+NAMES = frozenset(["a", "b", "c", "d", "e", "h", "one", "t", "two", "x"])
+"""Every core here holds every name's certificate: these tests are about the rules
+signatures gate, not about fetching certificates (test_swim_claims.py)."""
 
 
 def make(name: str, *, seed: int = 0, incarnation: int = 0, start: bool = False) -> Swim:
     """A core; started (periodic probe/gossip timers armed) only when the test is about
     them, so that hand-fed packets are the only thing moving the others."""
-    swim = Swim(NodeMeta(name, f"mem://{name}"), LAN, random.Random(seed), incarnation=incarnation)
+    swim = Swim(
+        NodeMeta(name, f"mem://{name}"),
+        LAN,
+        random.Random(seed),
+        keys=keys_of(name),
+        incarnation=incarnation,
+    )
     if start:
         swim.start(0.0)
     return swim
 
 
+def keys_of(name: str) -> SimClaimKeys:
+    return SimClaimKeys(name, KEYS, NAMES)
+
+
+def signed(update: Update) -> Update:
+    """`update` with its node's signature, if it is an unsigned self-claim."""
+    if isinstance(update, Alive) and not update.signature:
+        claim = alive_claim(update.meta, update.incarnation)
+        return replace(update, signature=KEYS.sign(update.meta.name, claim))
+    if isinstance(update, Dead) and update.source == update.node and not update.signature:
+        claim = leave_claim(update.node, update.incarnation)
+        return replace(update, signature=KEYS.sign(update.node, claim))
+    return update
+
+
 def packet(sender: Swim, body: Body = None, *news: Update) -> Packet:
-    return Packet(sender.name, sender.meta.address, body, news)
+    """A packet from `sender`; self-claims among `news` are signed by their nodes."""
+    return Packet(sender.name, sender.meta.address, body, tuple(signed(u) for u in news))
 
 
 def introduce(swim: Swim, *others: Swim, now: float = 0.0) -> None:
@@ -92,11 +120,17 @@ def kinds(swim: Swim) -> list[tuple[EventKind, str]]:
 
 
 def record(swim: Swim, state: MemberState) -> MemberRecord:
-    return MemberRecord(swim.meta, state, swim.incarnation)
+    claim = None
+    if state == MemberState.ALIVE:
+        claim = alive_claim(swim.meta, swim.incarnation)
+    elif state == MemberState.LEFT:
+        claim = leave_claim(swim.name, swim.incarnation)
+    signature = KEYS.sign(swim.name, claim) if claim is not None else b""
+    return MemberRecord(swim.meta, state, swim.incarnation, signature)
 
 
 def carries(out: Outgoing, update: Update) -> bool:
-    return update in out.packet.piggyback
+    return signed(update) in out.packet.piggyback
 
 
 # ---------------------------------------------------------------------- ping / ack
@@ -428,7 +462,7 @@ def test_push_pull_dead_record_only_makes_a_live_member_suspect() -> None:
 def test_join_through_a_seed_exchanges_tables() -> None:
     a, c = make("a"), make("c")
     introduce(a, c)
-    b = Swim(NodeMeta("b", "mem://b"), LAN, random.Random(5))
+    b = Swim(NodeMeta("b", "mem://b"), LAN, random.Random(5), keys=keys_of("b"))
     hello = b.start(0.0, seeds=(a.meta.address,))
     assert [(o.address, o.packet.body.join) for o in of_type(hello, PushPull)] == [
         (a.meta.address, True)
@@ -443,7 +477,7 @@ def test_join_through_a_seed_exchanges_tables() -> None:
 
 
 def test_join_is_retried_until_a_seed_answers() -> None:
-    b = Swim(NodeMeta("b", "mem://b"), LAN, random.Random(5))
+    b = Swim(NodeMeta("b", "mem://b"), LAN, random.Random(5), keys=keys_of("b"))
     b.start(0.0, seeds=("mem://a",))
     retries = [at for at, o in advance(b, 10.0) if isinstance(o.packet.body, PushPull)]
     assert len(retries) >= 3
@@ -503,6 +537,7 @@ def started_with_peers(
         NodeMeta("a", "mem://a"),
         config,
         random.Random(2),
+        keys=keys_of("a"),
         warm=None if warm is None else (lambda peer: peer.name in warm),
     )
     swim.start(0.0)
@@ -551,7 +586,7 @@ def test_a_load_report_waits_for_the_round_a_new_policy_does_not() -> None:
 def test_a_joiner_announces_itself_to_the_table_it_received() -> None:
     a, c = make("a"), make("c")
     introduce(a, c)
-    b = Swim(NodeMeta("b", "mem://b"), SLOW_ROUNDS, random.Random(5))
+    b = Swim(NodeMeta("b", "mem://b"), SLOW_ROUNDS, random.Random(5), keys=keys_of("b"))
     reply = deliver(a, b.start(0.0, seeds=(a.meta.address,)), 0.01)
     b.handle(reply[0].packet, 0.02)
     gossip = [o for at, o in advance(b, 0.02) if o.packet.body is None]
@@ -606,7 +641,7 @@ def test_an_early_round_does_not_postpone_the_periodic_one() -> None:
 
 
 def seed_node(config: MembershipConfig = LAN) -> Swim:
-    swim = Swim(NodeMeta("a", "mem://a"), config, random.Random(0))
+    swim = Swim(NodeMeta("a", "mem://a"), config, random.Random(0), keys=keys_of("a"))
     swim.start(0.0)
     return swim
 

@@ -18,6 +18,9 @@ class MemberView:
     incarnation: int
     state_since: float
     """Time of the last state change, for reaping and for `state_age`."""
+    signature: bytes = b""
+    """The node's signature on its latest self-claim held: alive at (meta, incarnation)
+    while alive or suspect, its leave once LEFT; relayed with the record."""
 
     @property
     def name(self) -> str:
@@ -29,7 +32,10 @@ class MemberView:
         return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
 
     def record(self) -> MemberRecord:
-        return MemberRecord(self.meta, self.state, self.incarnation)
+        signed = self.state in (MemberState.ALIVE, MemberState.LEFT)
+        return MemberRecord(
+            self.meta, self.state, self.incarnation, self.signature if signed else b""
+        )
 
 
 class EventKind(enum.Enum):
@@ -41,6 +47,8 @@ class EventKind(enum.Enum):
     LEFT = "left"
     REAPED = "reaped"
     REFUTED = "refuted"
+    FORGED = "forged"
+    """A self-claim (alive, leave) not signed by its node; `source` names the sender."""
 
 
 @dataclass(frozen=True, slots=True)

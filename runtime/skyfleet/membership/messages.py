@@ -32,8 +32,11 @@ class NodeMeta:
 
 @dataclass(frozen=True, slots=True)
 class Alive:
+    """A self-claim: `signature` is the node's own (`claims.py`)."""
+
     meta: NodeMeta
     incarnation: int
+    signature: bytes = b""
 
     @property
     def node(self) -> str:
@@ -49,11 +52,13 @@ class Suspect:
 
 @dataclass(frozen=True, slots=True)
 class Dead:
-    """`source == node` means the node left gracefully."""
+    """`source == node` means the node left gracefully: a self-claim, which only
+    counts with the node's `signature` (`claims.py`); anyone may claim a death."""
 
     node: str
     incarnation: int
     source: str
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +116,13 @@ class Nack:
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
+    """`signature` is the node's on its alive claim (meta, incarnation) when ALIVE, on
+    its leave when LEFT; suspect and dead records need none."""
+
     meta: NodeMeta
     state: MemberState
     incarnation: int
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +138,15 @@ Body = Ping | IndirectPing | Ack | Nack | PushPull | None
 
 @dataclass(frozen=True, slots=True)
 class Packet:
+    """`certificates`: node certificates (DER) for the receiver to check self-claims
+    with; `want_certificates`: nodes whose certificates the sender asks for."""
+
     sender: str
     sender_address: str
     body: Body
     piggyback: tuple[Update, ...] = ()
+    certificates: tuple[bytes, ...] = ()
+    want_certificates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,17 +184,20 @@ def status_size(status: NodeStatus) -> int:
 
 def update_size(update: Update) -> int:
     if isinstance(update, Alive):
-        return 2 * _FIELD + _VARINT + meta_size(update.meta)
+        return 3 * _FIELD + _VARINT + meta_size(update.meta) + len(update.signature)
     if isinstance(update, NodeStatus):
         return status_size(update)
-    return 4 * _FIELD + _VARINT + len(update.node) + len(update.source)
+    size = 4 * _FIELD + _VARINT + len(update.node) + len(update.source)
+    return size + (_FIELD + len(update.signature) if isinstance(update, Dead) else 0)
 
 
 def body_size(body: Body) -> int:
     if body is None:
         return 0
     if isinstance(body, PushPull):
-        size = 4 * _FIELD + sum(2 * _FIELD + _VARINT + meta_size(r.meta) for r in body.members)
+        size = 4 * _FIELD + sum(
+            3 * _FIELD + _VARINT + meta_size(r.meta) + len(r.signature) for r in body.members
+        )
         return size + sum(_FIELD + status_size(s) for s in body.statuses)
     if isinstance(body, Ping):
         return 2 * _FIELD + _VARINT + len(body.target)
@@ -192,4 +209,6 @@ def body_size(body: Body) -> int:
 def packet_size(packet: Packet) -> int:
     """Estimated encoded size; the simulator's bandwidth figures use it."""
     size = 3 * _FIELD + len(packet.sender) + len(packet.sender_address) + body_size(packet.body)
+    size += sum(_FIELD + len(c) for c in packet.certificates)
+    size += sum(_FIELD + len(n) for n in packet.want_certificates)
     return size + sum(_FIELD + update_size(u) for u in packet.piggyback)

@@ -40,6 +40,7 @@ from skyfleet.config.membership import MembershipConfig
 from skyfleet.membership.awareness import Awareness
 from skyfleet.membership.broadcast import BroadcastQueue
 from skyfleet.membership.catch_up import CatchUp
+from skyfleet.membership.claims import ClaimKeys, Verdict, alive_claim, leave_claim
 from skyfleet.membership.incarnation import admissible
 from skyfleet.membership.members import EventKind, MemberEvent, MemberView
 from skyfleet.membership.messages import (
@@ -105,6 +106,25 @@ class SwimStats:
     push_pulls: int = 0
     refused_claims: int = 0
     """Claims dropped by the incarnation rule (beyond the step or the ceiling)."""
+    forged_claims: int = 0
+    """Self-claims (alive, leave) not signed by the node they speak for."""
+    unverified_claims: int = 0
+    """Self-claims dropped while waiting for their signer's certificate (pending full)."""
+    refused_certificates: int = 0
+    """Certificates peers sent that the fleet did not issue (or out of date, or no agent's)."""
+
+
+MAX_PENDING = 4096
+"""Self-claims held while their signer's certificate is fetched; beyond it they are
+dropped (and come back with the next push-pull)."""
+PENDING_TIMEOUT = 10.0
+"""Seconds a held claim may wait for its certificate before a full table of held claims
+lets it go (a sender that never answers must not hold the slots for good)."""
+MAX_WANT = 256
+"""Certificates asked for, or sent, in one packet."""
+JOIN_CERTIFICATE_BUDGET = 1 << 20
+"""Bytes of certificates a seed sends with its table to a joiner (about 2,000); the
+joiner asks for any others it needs."""
 
 
 class Swim:
@@ -114,21 +134,32 @@ class Swim:
         config: MembershipConfig,
         rng: random.Random,
         *,
+        keys: ClaimKeys,
         incarnation: int = 0,
         warm: Callable[[NodeMeta], bool] | None = None,
     ) -> None:
-        """`warm` tells whether a packet to a member would go out on a connection that is
-        already open (the transport knows); None means every member is (a connectionless
-        transport)."""
+        """`keys` signs our self-claims and checks others' (`claims.py`). `warm` tells
+        whether a packet to a member would go out on a connection that is already open
+        (the transport knows); None means every member is (a connectionless transport)."""
         self.meta = meta
         self.name = meta.name
         self.stats = SwimStats()
         self._cfg = config
         self._rng = rng
+        self._keys = keys
         self._incarnation = incarnation
+        signature = keys.sign(alive_claim(meta, incarnation))
         self._members: dict[str, MemberView] = {
-            meta.name: MemberView(meta, MemberState.ALIVE, incarnation, 0.0)
+            meta.name: MemberView(meta, MemberState.ALIVE, incarnation, 0.0, signature)
         }
+        self._pending: dict[str, tuple[Alive | Dead, float]] = {}
+        """Per node, its newest self-claim waiting for the signer's certificate, and
+        since when."""
+        self._replaying = False
+        """A held claim is being applied after its sender sent certificates: a key still
+        unknown then is a claim the sender could not have checked."""
+        self._want: set[str] = set()
+        """Nodes whose certificates to ask the sender of the packet being handled for."""
         self._up = 1
         self._names: list[str] = []
         """Other members' names, for sampling gossip targets without a scan."""
@@ -211,6 +242,13 @@ class Swim:
     def handle(self, packet: Packet, now: float) -> list[Outgoing]:
         """Process one received packet."""
         self._reply_to, self._answered = (packet.sender, packet.sender_address), set()
+        learned = self._learn(packet.certificates)
+        self._replaying = True
+        for name in learned:
+            held = self._pending.pop(name, None)
+            if held is not None:
+                self._apply(held[0], now)
+        self._replaying = False
         for update in packet.piggyback:
             self._apply(update, now)
         body = packet.body
@@ -225,6 +263,13 @@ class Swim:
             self._on_indirect_ping(packet, body, now)
         elif isinstance(body, PushPull):
             self._on_push_pull(packet, body, now)
+        if packet.want_certificates:
+            self._send_certificates(packet, packet.want_certificates[:MAX_WANT])
+        self._want.difference_update(learned)
+        if self._want:
+            want = tuple(sorted(self._want))[:MAX_WANT]
+            self._send(packet.sender_address, None, packet.sender, piggyback=False, want=want)
+            self._want.clear()
         self._reply_to = None
         return self._flush()
 
@@ -261,7 +306,8 @@ class Swim:
         for name in ("probe", "probe_timeout", "probe_end", "push_pull", "reconnect", "join"):
             self._timers.cancel(name)
         self._probe = None
-        notice = Dead(self.name, self._incarnation, self.name)
+        signature = self._keys.sign(leave_claim(self.name, self._incarnation))
+        notice = Dead(self.name, self._incarnation, self.name, signature)
         self._on_dead(notice, now)
         # Besides gossip, tell a few members directly: a leave missed by everyone would
         # be mistaken for a crash.
@@ -346,29 +392,37 @@ class Swim:
         if name == self.name:
             stale_life = alive.incarnation == self._incarnation and alive.meta != self.meta
             if not self._leaving and (alive.incarnation > self._incarnation or stale_life):
-                self._refute(alive.incarnation, now)
+                if self._authentic(alive, now):  # a forgery, everyone drops: no refutation
+                    self._refute(alive.incarnation, now)
             return
         member = self._members.get(name)
+        if member is not None and alive.incarnation <= member.incarnation:
+            return
+        if not self._authentic(alive, now):
+            return
         if member is None:
-            self._members[name] = MemberView(alive.meta, MemberState.ALIVE, alive.incarnation, now)
+            self._members[name] = MemberView(
+                alive.meta, MemberState.ALIVE, alive.incarnation, now, alive.signature
+            )
             self._up += 1
             self._names.append(name)
             # A random slot, so that a new member is probed soon by some and late by others.
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), name)
             self._emit(EventKind.JOIN, name, alive.incarnation, now)
-        elif alive.incarnation <= member.incarnation:
-            return
         else:
             if member.state != MemberState.ALIVE:
                 if not member.is_up:
                     self._up += 1
                 self._members[name] = MemberView(
-                    alive.meta, MemberState.ALIVE, alive.incarnation, now
+                    alive.meta, MemberState.ALIVE, alive.incarnation, now, alive.signature
                 )
                 self._emit(EventKind.ALIVE, name, alive.incarnation, now)
             else:
                 self._members[name] = replace(
-                    member, meta=alive.meta, incarnation=alive.incarnation
+                    member,
+                    meta=alive.meta,
+                    incarnation=alive.incarnation,
+                    signature=alive.signature,
                 )
                 if member.meta != alive.meta:
                     self._emit(EventKind.UPDATE, name, alive.incarnation, now)
@@ -406,7 +460,7 @@ class Swim:
             self._refute(incarnation, now)
         elif self._reply_to is not None and self._reply_to[0] not in self._answered:
             self._answered.add(self._reply_to[0])
-            news = (Alive(self.meta, self._incarnation),)
+            news = (self._own_alive(),)
             self._send(self._reply_to[1], None, self._reply_to[0], news, piggyback=False)
 
     def _on_suspect(self, suspect: Suspect, now: float) -> None:
@@ -419,7 +473,8 @@ class Swim:
         if member.state == MemberState.LEFT:
             # Someone missed the leave and now suspects a node that will never answer:
             # repeat the leave notice, so it ends LEFT rather than FAILED.
-            self._news(suspect.node, Dead(suspect.node, member.incarnation, suspect.node), now)
+            notice = Dead(suspect.node, member.incarnation, suspect.node, member.signature)
+            self._news(suspect.node, notice, now)
             return
         if member.state == MemberState.SUSPECT:
             entry = self._suspicions.get(suspect.node)
@@ -452,15 +507,18 @@ class Swim:
         self._timers.set(("suspicion", suspect.node), suspicion.deadline())
 
     def _on_dead(self, dead: Dead, now: float) -> None:
+        left = dead.source == dead.node
         if dead.node == self.name and not self._leaving:
-            self._accused(dead.incarnation, now)
+            if not left or self._authentic(dead, now):  # a forged leave: everyone drops it
+                self._accused(dead.incarnation, now)
             return
         member = self._members.get(dead.node)
         if member is None or dead.incarnation < member.incarnation:
             return
-        left = dead.source == dead.node
         if member.state == MemberState.LEFT or (member.state == MemberState.DEAD and not left):
             return  # a DEAD member may still turn out to have LEFT (a missed leave)
+        if left and dead.node != self.name and not self._authentic(dead, now):
+            return
         self._cancel_suspicion(dead.node)
         if member.is_up:
             self._up -= 1
@@ -469,6 +527,7 @@ class Swim:
             state=MemberState.LEFT if left else MemberState.DEAD,
             incarnation=dead.incarnation,
             state_since=now,
+            signature=dead.signature if left else member.signature,
         )
         kind = EventKind.LEFT if left else EventKind.FAILED
         self._emit(kind, dead.node, dead.incarnation, now, dead.source)
@@ -477,12 +536,71 @@ class Swim:
     def _refute(self, accused_incarnation: int, now: float) -> None:
         """Someone believes an older life of ours is suspect or dead: outbid it."""
         self._incarnation = max(self._incarnation, accused_incarnation) + 1
-        self._members[self.name] = replace(self._members[self.name], incarnation=self._incarnation)
+        signature = self._keys.sign(alive_claim(self.meta, self._incarnation))
+        self._members[self.name] = replace(
+            self._members[self.name], incarnation=self._incarnation, signature=signature
+        )
         self.stats.refutations += 1
         # Being accused is evidence our own responses are late (Lifeguard).
         self._awareness.apply_delta(1)
         self._emit(EventKind.REFUTED, self.name, self._incarnation, now)
-        self._news(self.name, Alive(self.meta, self._incarnation), now)
+        self._news(self.name, self._own_alive(), now)
+
+    def _own_alive(self) -> Alive:
+        return Alive(self.meta, self._incarnation, self._members[self.name].signature)
+
+    # ------------------------------------------------------------------ self-claims
+
+    def _authentic(self, claim: Alive | Dead, now: float) -> bool:
+        """Whether a self-claim that would change our table carries its node's signature
+        (`claims.py`). Called only where the claim would take effect, so the resends of
+        old news cost no signature check. Without the signer's certificate the claim is
+        held and the certificate asked of the packet's sender, who checked the claim
+        before relaying it and so holds it."""
+        if isinstance(claim, Alive):
+            node, signed = claim.meta.name, alive_claim(claim.meta, claim.incarnation)
+        else:
+            node, signed = claim.node, leave_claim(claim.node, claim.incarnation)
+        verdict = self._keys.verify(node, signed, claim.signature)
+        if verdict is Verdict.AUTHENTIC:
+            return True
+        if verdict is Verdict.UNKNOWN_KEY and not self._replaying:
+            self._hold(node, claim, now)
+            return False
+        self.stats.forged_claims += 1
+        source = self._reply_to[0] if self._reply_to is not None else ""
+        self._emit(EventKind.FORGED, node, claim.incarnation, now, source)
+        return False
+
+    def _hold(self, node: str, claim: Alive | Dead, now: float) -> None:
+        held = self._pending.get(node)
+        if held is None and len(self._pending) >= MAX_PENDING:
+            expired = [n for n, (_, at) in self._pending.items() if now - at > PENDING_TIMEOUT]
+            for name in expired:
+                del self._pending[name]
+            self.stats.unverified_claims += len(expired)
+        if self._reply_to is None or len(self._pending) >= MAX_PENDING:
+            self.stats.unverified_claims += 1
+        elif held is None or held[0].incarnation <= claim.incarnation:
+            self._pending[node] = (claim, now)
+            self._want.add(node)
+
+    def _learn(self, certificates: tuple[bytes, ...]) -> list[str]:
+        learned = []
+        for der in certificates[:MAX_WANT]:
+            name = self._keys.learn(der)
+            if name is None:
+                self.stats.refused_certificates += 1
+            else:
+                learned.append(name)
+        return learned
+
+    def _send_certificates(self, packet: Packet, names: Iterable[str]) -> None:
+        certs = tuple(c for n in dict.fromkeys(names) for c in self._keys.certificates(n))
+        if certs:
+            self._send(
+                packet.sender_address, None, packet.sender, piggyback=False, certificates=certs
+            )
 
     def _news(self, key: str, update: Update, now: float, *, joining: bool = False) -> None:
         """Queue fresh news and pull a gossip round forward to now (at most one early
@@ -743,10 +861,15 @@ class Swim:
                 self._timers.cancel("join")
                 # Announce ourselves too, to the table we just received: the seed's news
                 # of us may have been spent before it knew of nodes that joined alongside.
-                self._news(self.name, Alive(self.meta, self._incarnation), now, joining=True)
+                self._news(self.name, self._own_alive(), now, joining=True)
         else:
             reply = self._state(is_reply=True)
-            self._send(packet.sender_address, reply, packet.sender, piggyback=False)
+            certs: tuple[bytes, ...] = ()
+            if pp.join:  # a joiner holds no certificate yet: send them with the table
+                certs = self._join_certificates(reply, packet.sender)
+            self._send(
+                packet.sender_address, reply, packet.sender, piggyback=False, certificates=certs
+            )
             if pp.join:
                 self._catch_up.answered(packet.sender, packet.sender_address, now)
 
@@ -757,9 +880,9 @@ class Swim:
             if not self._admitted(r.meta.name, r.incarnation):
                 continue
             if r.state == MemberState.ALIVE:
-                self._on_alive(Alive(r.meta, r.incarnation), now)
+                self._on_alive(Alive(r.meta, r.incarnation, r.signature), now)
             elif r.state == MemberState.LEFT:
-                self._on_dead(Dead(r.meta.name, r.incarnation, r.meta.name), now)
+                self._on_dead(Dead(r.meta.name, r.incarnation, r.meta.name, r.signature), now)
             else:
                 self._on_suspect(Suspect(r.meta.name, r.incarnation, self.name), now)
 
@@ -773,9 +896,22 @@ class Swim:
         self._join_attempt += 1
         self._send_join(now)
 
+    def _join_certificates(self, table: PushPull, joiner: str) -> tuple[bytes, ...]:
+        certs: list[bytes] = []
+        budget = JOIN_CERTIFICATE_BUDGET
+        for record in table.members:
+            if record.signature and record.meta.name != joiner:
+                for cert in self._keys.certificates(record.meta.name):
+                    budget -= len(cert)
+                    if budget < 0:
+                        return tuple(certs)
+                    certs.append(cert)
+        return tuple(certs)
+
     def _send_join(self, now: float, *, arm_retry: bool = True) -> None:
+        mine = self._keys.certificates(self.name)
         for seed in self._seeds:
-            self._send(seed, self._state(join=True), None, piggyback=False)
+            self._send(seed, self._state(join=True), None, piggyback=False, certificates=mine)
         if arm_retry:
             cfg = self._cfg
             delay = min(cfg.join_retry_max, cfg.join_retry_min * 2**self._join_attempt)
@@ -791,12 +927,14 @@ class Swim:
         extra: tuple[Update, ...] = (),
         *,
         piggyback: bool = True,
+        certificates: tuple[bytes, ...] = (),
+        want: tuple[str, ...] = (),
     ) -> None:
         news = extra
         if piggyback:
             limit = retransmit_limit(self._cfg.retransmit_mult, self.num_up())
             news = extra + tuple(self._broadcasts.take(self._cfg.packet_budget, limit))
-        packet = Packet(self.name, self.meta.address, body, news)
+        packet = Packet(self.name, self.meta.address, body, news, certificates, want)
         self._out.append(Outgoing(address, packet, to_name))
 
     def _emit(

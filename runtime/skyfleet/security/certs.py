@@ -361,6 +361,18 @@ def check_chain(
     cas = load_ca_bundle(ca_pem)
     cert = load_certificate(cert_pem, part="cert")
     key = load_private_key(key_pem, part="key")
+    identity = check_issued(cas, cert, now=now)
+    if key.public_key() != cert.public_key():
+        raise CertificateError("the key does not belong to the certificate", part="key")
+    return identity
+
+
+def check_issued(
+    cas: list[x509.Certificate], cert: x509.Certificate, *, now: datetime | None = None
+) -> PeerIdentity:
+    """What the handshake checks of a peer's certificate, for certificates that arrive
+    outside one (a signer's, sent with self-claims): issued by a fleet CA, in date, and
+    naming one identity. Errors are tagged part="cert"."""
     if not any(_issued_by(cert, ca) for ca in cas):
         subjects = ", ".join(repr(ca.subject.rfc4514_string()) for ca in cas)
         raise CertificateError(f"not issued by the fleet CA ({subjects})", part="cert")
@@ -371,10 +383,8 @@ def check_chain(
         raise CertificateError(
             f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", part="cert"
         )
-    if key.public_key() != cert.public_key():
-        raise CertificateError("the key does not belong to the certificate", part="key")
     try:
-        return peer_identity(cert_pem)
+        return peer_identity(cert.public_bytes(serialization.Encoding.PEM))
     except CertificateError as exc:
         raise CertificateError(str(exc), part="cert") from None
 

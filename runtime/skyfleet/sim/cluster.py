@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.claims import alive_claim
 from skyfleet.membership.members import MemberEvent, MemberView
 from skyfleet.membership.messages import MemberState, NodeMeta, Outgoing, Packet, packet_size
 from skyfleet.membership.swim import Swim
+from skyfleet.sim.claim_keys import SimClaimKeys, SimKeyRegistry
 from skyfleet.sim.network import SimNetwork
 
 
@@ -59,6 +61,8 @@ class SimCluster:
         self._model_connections = connections
         self.now = 0.0
         self.rng = random.Random(seed)
+        self.keys = SimKeyRegistry(seed)
+        """The simulated CA: tests sign forged claims against it."""
         self.network = network or SimNetwork(random.Random(seed + 1))
         self.nodes: dict[str, SimNode] = {}
         self._by_address: dict[str, str] = {}
@@ -78,8 +82,10 @@ class SimCluster:
         cloud: str = "",
         zone: str = "",
         incarnation: int = 0,
+        known: frozenset[str] = frozenset(),
     ) -> Swim:
-        """Start a node at the current time. Addresses are `sim://<name>`."""
+        """Start a node at the current time. Addresses are `sim://<name>`. `known`: nodes
+        whose certificates it holds from the start."""
         meta = NodeMeta(name, self.address(name), cloud=cloud, zone=zone)
         self._disconnect(name)
         node = SimNode(
@@ -87,6 +93,7 @@ class SimCluster:
                 meta,
                 self.config,
                 random.Random(self.rng.random()),
+                keys=SimClaimKeys(name, self.keys, known),
                 incarnation=incarnation,
                 warm=lambda peer: self.connected(name, peer.name),
             )
@@ -103,14 +110,14 @@ class SimCluster:
         other alive at incarnation 0, nothing left to gossip. It skips the join (whose
         figures come from `add_node` runs at smaller N) so that N = 10,000 fits in memory:
         the nodes share one set of immutable member entries."""
+        metas = [NodeMeta(n, self.address(n), cloud=cloud, zone=zone) for n in names]
         entries = [
-            MemberView(
-                NodeMeta(n, self.address(n), cloud=cloud, zone=zone), MemberState.ALIVE, 0, self.now
-            )
-            for n in names
+            MemberView(m, MemberState.ALIVE, 0, self.now, self.keys.sign(m.name, alive_claim(m, 0)))
+            for m in metas
         ]
+        known = frozenset(names)
         for entry in entries:
-            swim = self.add_node(entry.name, cloud=cloud, zone=zone)
+            swim = self.add_node(entry.name, cloud=cloud, zone=zone, known=known)
             swim.adopt_members(entries, self.now)
         self._converged.update(names)
 

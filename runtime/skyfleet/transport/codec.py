@@ -31,6 +31,10 @@ from skyfleet.membership.messages import (
 
 MAX_NAME = 253
 MAX_MEMBERS = 100_000
+MAX_SIGNATURE = 128
+"""Bytes of a self-claim's signature (the agent's are 72)."""
+MAX_CERTIFICATE = 16 * 1024
+"""Bytes of one certificate sent with self-claims (a node's is ~600)."""
 MAX_INCARNATION = 2**63 - 1
 """Highest incarnation a peer may claim. A node refutes news about itself by going one
 above it, and the wire field is a uint64: news at 2**64 - 1 would make the refutation
@@ -78,7 +82,11 @@ def _update_to_proto(update: Update) -> pb.Update:
         return pb.Update(status=status_to_proto(update))
     if isinstance(update, Alive):
         return pb.Update(
-            alive=pb.Alive(node=meta_to_proto(update.meta), incarnation=update.incarnation)
+            alive=pb.Alive(
+                node=meta_to_proto(update.meta),
+                incarnation=update.incarnation,
+                signature=update.signature,
+            )
         )
     if isinstance(update, Suspect):
         return pb.Update(
@@ -87,7 +95,12 @@ def _update_to_proto(update: Update) -> pb.Update:
             )
         )
     return pb.Update(
-        dead=pb.Dead(node=update.node, incarnation=update.incarnation, source=update.source)
+        dead=pb.Dead(
+            node=update.node,
+            incarnation=update.incarnation,
+            source=update.source,
+            signature=update.signature,
+        )
     )
 
 
@@ -116,7 +129,10 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
                 is_reply=body.is_reply,
                 members=[
                     pb.MemberRecord(
-                        node=meta_to_proto(r.meta), state=int(r.state), incarnation=r.incarnation
+                        node=meta_to_proto(r.meta),
+                        state=int(r.state),
+                        incarnation=r.incarnation,
+                        signature=r.signature,
                     )
                     for r in body.members
                 ],
@@ -124,6 +140,8 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
             )
         )
     msg.piggyback.extend(_update_to_proto(u) for u in packet.piggyback)
+    msg.certificates.extend(packet.certificates)
+    msg.want_certificates.extend(packet.want_certificates)
     return msg
 
 
@@ -146,6 +164,12 @@ def _address(value: str, field: str) -> str:
 def _incarnation(value: int, field: str) -> int:
     if value > MAX_INCARNATION:
         raise MalformedPacket(f"{field}: {value} is above the maximum {MAX_INCARNATION}")
+    return value
+
+
+def _signature(value: bytes, field: str) -> bytes:
+    if len(value) > MAX_SIGNATURE:
+        raise MalformedPacket(f"{field}: {len(value)} bytes, more than {MAX_SIGNATURE}")
     return value
 
 
@@ -190,6 +214,7 @@ def _update_from_proto(msg: pb.Update, field: str) -> Update:
         return Alive(
             meta_from_proto(msg.alive.node, f"{field}.alive.node"),
             _incarnation(msg.alive.incarnation, f"{field}.alive.incarnation"),
+            _signature(msg.alive.signature, f"{field}.alive.signature"),
         )
     if kind == "suspect":
         s = msg.suspect
@@ -204,6 +229,7 @@ def _update_from_proto(msg: pb.Update, field: str) -> Update:
             _name(d.node, f"{field}.dead.node"),
             _incarnation(d.incarnation, f"{field}.dead.incarnation"),
             _name(d.source, f"{field}.dead.source"),
+            _signature(d.signature, f"{field}.dead.signature"),
         )
     raise MalformedPacket(f"{field}: empty update")
 
@@ -243,6 +269,7 @@ def _body_from_proto(msg: pb.Packet) -> Body:
                 meta_from_proto(r.node, f"{where}.node"),
                 state,
                 _incarnation(r.incarnation, f"{where}.incarnation"),
+                _signature(r.signature, f"{where}.signature"),
             )
         )
     statuses = tuple(
@@ -257,4 +284,14 @@ def packet_from_proto(msg: pb.Packet) -> Packet:
     address = _address(msg.sender_address, "sender_address")
     body = _body_from_proto(msg)
     news = tuple(_update_from_proto(u, f"piggyback[{i}]") for i, u in enumerate(msg.piggyback))
-    return Packet(sender, address, body, news)
+    if len(msg.certificates) > MAX_MEMBERS:
+        raise MalformedPacket(f"certificates: more than {MAX_MEMBERS}")
+    for i, cert in enumerate(msg.certificates):
+        if not cert or len(cert) > MAX_CERTIFICATE:
+            raise MalformedPacket(f"certificates[{i}]: {len(cert)} bytes, not 1-{MAX_CERTIFICATE}")
+    if len(msg.want_certificates) > MAX_MEMBERS:
+        raise MalformedPacket(f"want_certificates: more than {MAX_MEMBERS} names")
+    want = tuple(
+        _name(n, f"want_certificates[{i}]") for i, n in enumerate(msg.want_certificates)
+    )
+    return Packet(sender, address, body, news, tuple(msg.certificates), want)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cskyfleet/v1/membership.proto\x12\x0bskyfleet.v1\"\xb8\x01\n\x08NodeMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x63loud\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x31\n\x06labels\x18\x06 \x03(\x0b\x32!.skyfleet.v1.NodeMeta.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x05\x41live\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"<\n\x07Suspect\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\"9\n\x04\x44\x65\x61\x64\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\"\xc5\x01\n\nNodeStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x13\n\x0bpolicy_hash\x18\x05 \x01(\t\x12\x10\n\x08inflight\x18\x06 \x01(\r\x12\x0e\n\x06queued\x18\x07 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x08 \x01(\r\x12\x12\n\nlatency_ms\x18\t \x01(\x01\x12\x12\n\nerror_rate\x18\n \x01(\x01\"\xac\x01\n\x06Update\x12#\n\x05\x61live\x18\x01 \x01(\x0b\x32\x12.skyfleet.v1.AliveH\x00\x12\'\n\x07suspect\x18\x02 \x01(\x0b\x32\x14.skyfleet.v1.SuspectH\x00\x12!\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x0b\x32\x11.skyfleet.v1.DeadH\x00\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x17.skyfleet.v1.NodeStatusH\x00\x42\x06\n\x04kind\"#\n\x04Ping\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06target\x18\x02 \x01(\t\"V\n\x0cIndirectPing\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\x12\x11\n\twant_nack\x18\x04 \x01(\x08\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x13\n\x04Nack\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"q\n\x0cMemberRecord\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"\x81\x01\n\x08PushPull\x12\x0c\n\x04join\x18\x01 \x01(\x08\x12\x10\n\x08is_reply\x18\x02 \x01(\x08\x12*\n\x07members\x18\x03 \x03(\x0b\x32\x19.skyfleet.v1.MemberRecord\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.skyfleet.v1.NodeStatus\"\xa7\x02\n\x06Packet\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x16\n\x0esender_address\x18\x02 \x01(\t\x12!\n\x04ping\x18\x03 \x01(\x0b\x32\x11.skyfleet.v1.PingH\x00\x12\x32\n\rindirect_ping\x18\x04 \x01(\x0b\x32\x19.skyfleet.v1.IndirectPingH\x00\x12\x1f\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x10.skyfleet.v1.AckH\x00\x12!\n\x04nack\x18\x06 \x01(\x0b\x32\x11.skyfleet.v1.NackH\x00\x12*\n\tpush_pull\x18\x07 \x01(\x0b\x32\x15.skyfleet.v1.PushPullH\x00\x12&\n\tpiggyback\x18\x08 \x03(\x0b\x32\x13.skyfleet.v1.UpdateB\x06\n\x04\x62ody\"\x0e\n\x0c\x44\x65liverReply*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\x82\x01\n\nMembership\x12:\n\x06Stream\x12\x13.skyfleet.v1.Packet\x1a\x19.skyfleet.v1.DeliverReply(\x01\x12\x38\n\x08\x45xchange\x12\x13.skyfleet.v1.Packet\x1a\x13.skyfleet.v1.Packet(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cskyfleet/v1/membership.proto\x12\x0bskyfleet.v1\"\xb8\x01\n\x08NodeMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x63loud\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x31\n\x06labels\x18\x06 \x03(\x0b\x32!.skyfleet.v1.NodeMeta.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x05\x41live\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"<\n\x07Suspect\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\"L\n\x04\x44\x65\x61\x64\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\xc5\x01\n\nNodeStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x13\n\x0bpolicy_hash\x18\x05 \x01(\t\x12\x10\n\x08inflight\x18\x06 \x01(\r\x12\x0e\n\x06queued\x18\x07 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x08 \x01(\r\x12\x12\n\nlatency_ms\x18\t \x01(\x01\x12\x12\n\nerror_rate\x18\n \x01(\x01\"\xac\x01\n\x06Update\x12#\n\x05\x61live\x18\x01 \x01(\x0b\x32\x12.skyfleet.v1.AliveH\x00\x12\'\n\x07suspect\x18\x02 \x01(\x0b\x32\x14.skyfleet.v1.SuspectH\x00\x12!\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x0b\x32\x11.skyfleet.v1.DeadH\x00\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x17.skyfleet.v1.NodeStatusH\x00\x42\x06\n\x04kind\"#\n\x04Ping\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06target\x18\x02 \x01(\t\"V\n\x0cIndirectPing\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\x12\x11\n\twant_nack\x18\x04 \x01(\x08\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x13\n\x04Nack\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x84\x01\n\x0cMemberRecord\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x81\x01\n\x08PushPull\x12\x0c\n\x04join\x18\x01 \x01(\x08\x12\x10\n\x08is_reply\x18\x02 \x01(\x08\x12*\n\x07members\x18\x03 \x03(\x0b\x32\x19.skyfleet.v1.MemberRecord\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.skyfleet.v1.NodeStatus\"\xd8\x02\n\x06Packet\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x16\n\x0esender_address\x18\x02 \x01(\t\x12!\n\x04ping\x18\x03 \x01(\x0b\x32\x11.skyfleet.v1.PingH\x00\x12\x32\n\rindirect_ping\x18\x04 \x01(\x0b\x32\x19.skyfleet.v1.IndirectPingH\x00\x12\x1f\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x10.skyfleet.v1.AckH\x00\x12!\n\x04nack\x18\x06 \x01(\x0b\x32\x11.skyfleet.v1.NackH\x00\x12*\n\tpush_pull\x18\x07 \x01(\x0b\x32\x15.skyfleet.v1.PushPullH\x00\x12&\n\tpiggyback\x18\x08 \x03(\x0b\x32\x13.skyfleet.v1.Update\x12\x14\n\x0c\x63\x65rtificates\x18\t \x03(\x0c\x12\x19\n\x11want_certificates\x18\n \x03(\tB\x06\n\x04\x62ody\"\x0e\n\x0c\x44\x65liverReply*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\x82\x01\n\nMembership\x12:\n\x06Stream\x12\x13.skyfleet.v1.Packet\x1a\x19.skyfleet.v1.DeliverReply(\x01\x12\x38\n\x08\x45xchange\x12\x13.skyfleet.v1.Packet\x1a\x13.skyfleet.v1.Packet(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,38 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODEMETA_LABELSENTRY']._loaded_options = None
   _globals['_NODEMETA_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_MEMBERSTATE']._serialized_start=1523
-  _globals['_MEMBERSTATE']._serialized_end=1662
+  _globals['_MEMBERSTATE']._serialized_start=1630
+  _globals['_MEMBERSTATE']._serialized_end=1769
   _globals['_NODEMETA']._serialized_start=46
   _globals['_NODEMETA']._serialized_end=230
   _globals['_NODEMETA_LABELSENTRY']._serialized_start=185
   _globals['_NODEMETA_LABELSENTRY']._serialized_end=230
   _globals['_ALIVE']._serialized_start=232
-  _globals['_ALIVE']._serialized_end=297
-  _globals['_SUSPECT']._serialized_start=299
-  _globals['_SUSPECT']._serialized_end=359
-  _globals['_DEAD']._serialized_start=361
-  _globals['_DEAD']._serialized_end=418
-  _globals['_NODESTATUS']._serialized_start=421
-  _globals['_NODESTATUS']._serialized_end=618
-  _globals['_UPDATE']._serialized_start=621
-  _globals['_UPDATE']._serialized_end=793
-  _globals['_PING']._serialized_start=795
-  _globals['_PING']._serialized_end=830
-  _globals['_INDIRECTPING']._serialized_start=832
-  _globals['_INDIRECTPING']._serialized_end=918
-  _globals['_ACK']._serialized_start=920
-  _globals['_ACK']._serialized_end=938
-  _globals['_NACK']._serialized_start=940
-  _globals['_NACK']._serialized_end=959
-  _globals['_MEMBERRECORD']._serialized_start=961
-  _globals['_MEMBERRECORD']._serialized_end=1074
-  _globals['_PUSHPULL']._serialized_start=1077
-  _globals['_PUSHPULL']._serialized_end=1206
-  _globals['_PACKET']._serialized_start=1209
-  _globals['_PACKET']._serialized_end=1504
-  _globals['_DELIVERREPLY']._serialized_start=1506
-  _globals['_DELIVERREPLY']._serialized_end=1520
-  _globals['_MEMBERSHIP']._serialized_start=1665
-  _globals['_MEMBERSHIP']._serialized_end=1795
+  _globals['_ALIVE']._serialized_end=316
+  _globals['_SUSPECT']._serialized_start=318
+  _globals['_SUSPECT']._serialized_end=378
+  _globals['_DEAD']._serialized_start=380
+  _globals['_DEAD']._serialized_end=456
+  _globals['_NODESTATUS']._serialized_start=459
+  _globals['_NODESTATUS']._serialized_end=656
+  _globals['_UPDATE']._serialized_start=659
+  _globals['_UPDATE']._serialized_end=831
+  _globals['_PING']._serialized_start=833
+  _globals['_PING']._serialized_end=868
+  _globals['_INDIRECTPING']._serialized_start=870
+  _globals['_INDIRECTPING']._serialized_end=956
+  _globals['_ACK']._serialized_start=958
+  _globals['_ACK']._serialized_end=976
+  _globals['_NACK']._serialized_start=978
+  _globals['_NACK']._serialized_end=997
+  _globals['_MEMBERRECORD']._serialized_start=1000
+  _globals['_MEMBERRECORD']._serialized_end=1132
+  _globals['_PUSHPULL']._serialized_start=1135
+  _globals['_PUSHPULL']._serialized_end=1264
+  _globals['_PACKET']._serialized_start=1267
+  _globals['_PACKET']._serialized_end=1611
+  _globals['_DELIVERREPLY']._serialized_start=1613
+  _globals['_DELIVERREPLY']._serialized_end=1627
+  _globals['_MEMBERSHIP']._serialized_start=1772
+  _globals['_MEMBERSHIP']._serialized_end=1902
 # @@protoc_insertion_point(module_scope)

@@ -44,12 +44,14 @@ class NodeMeta(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., cloud: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Alive(_message.Message):
-    __slots__ = ("node", "incarnation")
+    __slots__ = ("node", "incarnation", "signature")
     NODE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node: NodeMeta
     incarnation: int
-    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., incarnation: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Suspect(_message.Message):
     __slots__ = ("node", "incarnation", "source")
@@ -62,14 +64,16 @@ class Suspect(_message.Message):
     def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Dead(_message.Message):
-    __slots__ = ("node", "incarnation", "source")
+    __slots__ = ("node", "incarnation", "source", "signature")
     NODE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node: str
     incarnation: int
     source: str
-    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("node", "incarnation", "seq", "policy_version", "policy_hash", "inflight", "queued", "capacity", "latency_ms", "error_rate")
@@ -140,14 +144,16 @@ class Nack(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class MemberRecord(_message.Message):
-    __slots__ = ("node", "state", "incarnation")
+    __slots__ = ("node", "state", "incarnation", "signature")
     NODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node: NodeMeta
     state: MemberState
     incarnation: int
-    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., state: _Optional[_Union[MemberState, str]] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node: _Optional[_Union[NodeMeta, _Mapping]] = ..., state: _Optional[_Union[MemberState, str]] = ..., incarnation: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PushPull(_message.Message):
     __slots__ = ("join", "is_reply", "members", "statuses")
@@ -162,7 +168,7 @@ class PushPull(_message.Message):
     def __init__(self, join: _Optional[bool] = ..., is_reply: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback")
+    __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback", "certificates", "want_certificates")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     SENDER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +177,8 @@ class Packet(_message.Message):
     NACK_FIELD_NUMBER: _ClassVar[int]
     PUSH_PULL_FIELD_NUMBER: _ClassVar[int]
     PIGGYBACK_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    WANT_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     sender: str
     sender_address: str
     ping: Ping
@@ -179,7 +187,9 @@ class Packet(_message.Message):
     nack: Nack
     push_pull: PushPull
     piggyback: _containers.RepeatedCompositeFieldContainer[Update]
-    def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ...) -> None: ...
+    certificates: _containers.RepeatedScalarFieldContainer[bytes]
+    want_certificates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ..., certificates: _Optional[_Iterable[bytes]] = ..., want_certificates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeliverReply(_message.Message):
     __slots__ = ()

@@ -1,0 +1,194 @@
+"""Self-claims in the core: only a node's own signature makes it alive, moves it or lets
+it leave; signers' certificates travel with joins and on request.
+
+Cores here hold only the certificates they are given or fetch (unlike
+test_swim_unit.py's, which hold every name's), with the simulator's keyed signatures.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from skyfleet.config.membership import MembershipConfig
+from skyfleet.membership.claims import alive_claim, leave_claim
+from skyfleet.membership.members import EventKind
+from skyfleet.membership.messages import (
+    Alive,
+    Dead,
+    MemberState,
+    NodeMeta,
+    Outgoing,
+    Packet,
+    PushPull,
+    Suspect,
+    Update,
+)
+from skyfleet.membership.swim import Swim
+from skyfleet.sim.claim_keys import SimClaimKeys, SimKeyRegistry
+from skyfleet.sim.cluster import SimCluster
+
+LAN = MembershipConfig()
+KEYS = SimKeyRegistry(7)
+
+
+def make(name: str, *, knows: tuple[str, ...] = ()) -> Swim:
+    keys = SimClaimKeys(name, KEYS, frozenset(knows))
+    return Swim(NodeMeta(name, f"mem://{name}"), LAN, random.Random(1), keys=keys)
+
+
+def alive(name: str, incarnation: int, *, address: str = "", signer: str = "") -> Alive:
+    meta = NodeMeta(name, address or f"mem://{name}")
+    return Alive(meta, incarnation, KEYS.sign(signer or name, alive_claim(meta, incarnation)))
+
+
+def leave(name: str, incarnation: int, *, signer: str = "") -> Dead:
+    return Dead(name, incarnation, name, KEYS.sign(signer or name, leave_claim(name, incarnation)))
+
+
+def send(dst: Swim, sender: str, *news: Update, **fields: object) -> list[Outgoing]:
+    packet = Packet(sender, f"mem://{sender}", None, news)
+    return dst.handle(replace(packet, **fields), 1.0)  # type: ignore[arg-type]
+
+
+def queued(swim: Swim) -> list[Update]:
+    """What the core would gossip next, one item per node (newer news replaces older)."""
+    return list(swim._broadcasts.take(1 << 20, 1000))
+
+
+def forged_events(swim: Swim) -> list[tuple[str, str]]:
+    return [(e.node, e.source) for e in swim.take_events() if e.kind == EventKind.FORGED]
+
+
+@pytest.mark.parametrize(
+    ("claim", "why"),
+    [
+        (alive("x", 5, signer="m"), "signed by another node"),
+        (replace(alive("x", 5), signature=b""), "unsigned"),
+        (replace(alive("x", 5), incarnation=6), "incarnation changed after signing"),
+        (replace(alive("x", 5), meta=NodeMeta("x", "mem://trap")), "address changed"),
+        (replace(alive("x", 5), signature=alive("x", 5).signature[:-1] + b"\x00"), "tampered"),
+    ],
+)
+def test_a_forged_alive_changes_nothing_and_is_not_relayed(claim: Alive, why: str) -> None:
+    a = make("a", knows=("x", "m"))
+    send(a, "m", alive("x", 1))
+    a.take_events()
+    send(a, "m", claim)
+    member = a.member("x")
+    assert member is not None, why
+    assert (member.meta.address, member.incarnation) == ("mem://x", 1), why
+    assert queued(a) == [alive("x", 1)], why
+    assert a.stats.forged_claims == 1, why
+    assert forged_events(a) == [("x", "m")], why
+
+
+def test_a_forged_leave_changes_nothing_and_is_not_relayed() -> None:
+    a = make("a", knows=("x", "m"))
+    send(a, "m", alive("x", 1))
+    for forged in (leave("x", 1, signer="m"), replace(leave("x", 1), incarnation=2)):
+        send(a, "m", forged)
+        assert a.member("x").state == MemberState.ALIVE
+        assert queued(a) == [alive("x", 1)]
+    assert a.stats.forged_claims == 2
+
+
+def test_a_signed_leave_is_taken_and_relayed_with_its_signature() -> None:
+    a = make("a", knows=("x", "m"))
+    send(a, "m", alive("x", 1))
+    notice = leave("x", 1)
+    send(a, "m", notice)
+    assert a.member("x").state == MemberState.LEFT
+    assert queued(a) == [notice]
+    # The table it hands out proves the leave too.
+    record = next(r for r in a._state().members if r.meta.name == "x")
+    assert record.signature == notice.signature
+
+
+def test_anyone_may_still_accuse() -> None:
+    a = make("a", knows=("x", "m"))
+    send(a, "m", alive("x", 1))
+    send(a, "m", Suspect("x", 1, "m"))
+    assert a.member("x").state == MemberState.SUSPECT
+    send(a, "m", Dead("x", 1, "m"))
+    assert a.member("x").state == MemberState.DEAD
+    assert a.stats.forged_claims == 0
+
+
+def test_forgeries_about_ourselves_are_not_refuted() -> None:
+    """Everyone drops them, so a refutation would only let a forger make us spin."""
+    a = make("a", knows=("m",))
+    send(a, "m", alive("a", 9, address="mem://trap", signer="m"), leave("a", 0, signer="m"))
+    assert (a.incarnation, a.stats.refutations) == (0, 0)
+    assert a.stats.forged_claims == 2
+
+
+def test_an_unknown_signer_is_asked_for_and_its_claim_applied_on_arrival() -> None:
+    a = make("a", knows=("m",))
+    out = send(a, "m", alive("x", 3))
+    assert a.member("x") is None
+    assert [(o.to_name, o.packet.want_certificates) for o in out] == [("m", ("x",))]
+    # The sender answers with what it holds; the held claim then counts, and spreads.
+    m = make("m", knows=("x",))
+    answer = m.handle(out[0].packet, 1.1)
+    assert [o.packet.certificates for o in answer] == [(KEYS.certificate("x"),)]
+    a.handle(answer[0].packet, 1.2)
+    assert a.member("x").incarnation == 3
+    assert queued(a) == [alive("x", 3)]
+    assert a.stats.forged_claims == 0
+
+
+def test_a_certificate_the_fleet_did_not_issue_is_refused() -> None:
+    a = make("a", knows=("m",))
+    send(a, "m", alive("x", 3))
+    bogus = b"x\x00" + bytes(16)
+    send(a, "m", certificates=(bogus,))
+    assert a.member("x") is None
+    assert a.stats.refused_certificates == 1
+
+
+def test_a_join_carries_the_certificates_both_ways() -> None:
+    seed = make("s", knows=("c",))
+    send(seed, "c", alive("c", 1))
+    joiner = make("j")
+    hello = joiner.start(0.0, seeds=(seed.meta.address,))
+    assert hello[0].packet.certificates == (KEYS.certificate("j"),)
+    reply = seed.handle(hello[0].packet, 0.01)
+    table = [o for o in reply if isinstance(o.packet.body, PushPull)]
+    assert set(table[0].packet.certificates) == {KEYS.certificate(n) for n in ("s", "c")}
+    joiner.handle(table[0].packet, 0.02)
+    assert {m.name for m in joiner.members()} == {"s", "c", "j"}
+    assert seed.member("j").state == MemberState.ALIVE
+    assert joiner.stats.forged_claims == seed.stats.forged_claims == 0
+
+
+def test_a_simulated_fleet_ignores_a_forged_leave_and_forms_with_signatures() -> None:
+    """The probe's one-packet eviction, end to end in the simulator: m gossips that a1
+    left; nobody believes it, and a1 is never taken out."""
+    cluster = SimCluster(LAN, seed=3)
+    names = [f"a{i}" for i in range(8)]
+    cluster.add_node(names[0])
+    for name in names[1:]:
+        cluster.add_node(name, seeds=(cluster.address(names[0]),))
+    cluster.run_until(10.0)
+    assert cluster.converged(names)
+    incarnation = cluster.nodes["a1"].swim.incarnation
+    forged = Dead("a1", incarnation, "a1", cluster.keys.sign("a7", leave_claim("a1", incarnation)))
+    cluster.deliver_now("a2", Packet("a7", cluster.address("a7"), None, (forged,)))
+    cluster.run_until(40.0)
+    assert cluster.all_see("a1", MemberState.ALIVE)
+    assert cluster.nodes["a2"].swim.stats.forged_claims == 1
+
+
+def test_a_sender_that_cannot_show_the_signer_relayed_a_forgery() -> None:
+    """m relays an alive of x signed under a key x never had, then sends x's real
+    certificate when asked: the claim is a forgery, not something to wait on."""
+    a = make("a", knows=("m",))
+    fake = replace(alive("x", 3), signature=KEYS.sign("nobody", b""))
+    out = send(a, "m", fake)
+    assert out[0].packet.want_certificates == ("x",)
+    send(a, "m", certificates=(KEYS.certificate("x"),))
+    assert a.member("x") is None
+    assert a.stats.forged_claims == 1
