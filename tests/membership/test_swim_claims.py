@@ -192,3 +192,16 @@ def test_a_sender_that_cannot_show_the_signer_relayed_a_forgery() -> None:
     send(a, "m", certificates=(KEYS.certificate("x"),))
     assert a.member("x") is None
     assert a.stats.forged_claims == 1
+
+
+def test_a_replayed_claim_of_an_older_life_changes_nothing() -> None:
+    """Signatures are not bound to a time: the incarnation order is what retires old
+    claims, genuine ones included."""
+    a = make("a", knows=("x", "m"))
+    old_alive, old_leave = alive("x", 1, address="mem://old"), leave("x", 1)
+    send(a, "m", old_alive, alive("x", 3))
+    send(a, "m", old_alive, old_leave)
+    member = a.member("x")
+    assert (member.state, member.incarnation, member.meta.address) == (
+        MemberState.ALIVE, 3, "mem://x")
+    assert a.stats.forged_claims == 0

@@ -25,7 +25,9 @@ from skyfleet.membership.messages import (
     Suspect,
 )
 from skyfleet.transport.codec import (
+    MAX_CERTIFICATE,
     MAX_INCARNATION,
+    MAX_SIGNATURE,
     MalformedPacket,
     packet_from_proto,
     packet_to_proto,
@@ -53,13 +55,16 @@ reports = st.builds(
     error_rate=st.floats(0, 1),
 )
 statuses = st.builds(NodeStatus, names, incarnations, u64, reports)
+signatures = st.binary(max_size=MAX_SIGNATURE)
 updates = st.one_of(
-    st.builds(Alive, metas, incarnations),
+    st.builds(Alive, metas, incarnations, signatures),
     st.builds(Suspect, names, incarnations, names),
-    st.builds(Dead, names, incarnations, names),
+    st.builds(Dead, names, incarnations, names, signatures),
     statuses,
 )
-records = st.builds(MemberRecord, metas, st.sampled_from(list(MemberState)), incarnations)
+records = st.builds(
+    MemberRecord, metas, st.sampled_from(list(MemberState)), incarnations, signatures
+)
 bodies = st.one_of(
     st.none(),
     st.builds(Ping, u64, names),
@@ -74,7 +79,15 @@ bodies = st.one_of(
         st.lists(statuses, max_size=3).map(tuple),
     ),
 )
-packets = st.builds(Packet, names, addresses, bodies, st.lists(updates, max_size=5).map(tuple))
+packets = st.builds(
+    Packet,
+    names,
+    addresses,
+    bodies,
+    st.lists(updates, max_size=5).map(tuple),
+    st.lists(st.binary(min_size=1, max_size=64), max_size=3).map(tuple),
+    st.lists(names, max_size=3).map(tuple),
+)
 
 
 @given(packets)
@@ -122,6 +135,24 @@ def good() -> pb.Packet:
             lambda p: p.indirect_ping.CopyFrom(pb.IndirectPing(target="b", target_address="x")),
             "indirect_ping.target_address",
         ),
+        (
+            lambda p: p.piggyback.add().alive.CopyFrom(pb.Alive(
+                node=pb.NodeMeta(name="b", address="h:1"), signature=bytes(MAX_SIGNATURE + 1))),
+            "piggyback[0].alive.signature",
+        ),
+        (
+            lambda p: p.piggyback.add().dead.CopyFrom(pb.Dead(
+                node="b", source="b", signature=bytes(MAX_SIGNATURE + 1))),
+            "piggyback[0].dead.signature",
+        ),
+        (
+            lambda p: p.push_pull.members.add(node=pb.NodeMeta(name="b", address="h:1"),
+                                              state=1, signature=bytes(MAX_SIGNATURE + 1)),
+            "push_pull.members[0].signature",
+        ),
+        (lambda p: p.certificates.append(bytes(MAX_CERTIFICATE + 1)), "certificates[0]"),
+        (lambda p: p.certificates.append(b""), "certificates[0]"),
+        (lambda p: p.want_certificates.append("two words"), "want_certificates[0]"),
     ],
 )
 def test_malformed_packets_name_the_field(mutate, field: str) -> None:

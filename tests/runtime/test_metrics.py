@@ -56,6 +56,7 @@ async def test_metrics_endpoint_serves_the_named_series(tmp_path: Path, free_por
         assert counts and counts[0].value == 1
         for name in (
             "skyfleet_membership_probes",
+            "skyfleet_membership_forged_claims",
             "skyfleet_policy_version",
             "skyfleet_tasks_retried",
             "skyfleet_tasks_failed_over",

@@ -57,6 +57,12 @@ class AgentCollector(Collector):
             ("push_pulls", s.push_pulls, "Periodic full-state exchanges started"),
             ("refused_claims", s.refused_claims,
              "Membership claims dropped by the incarnation rule (beyond step or ceiling)"),
+            ("forged_claims", s.forged_claims,
+             "Self-claims (alive, leave) dropped: not signed by the node they speak for"),
+            ("unverified_claims", s.unverified_claims,
+             "Self-claims dropped while their signer's certificate was awaited"),
+            ("refused_certificates", s.refused_certificates,
+             "Certificates sent with self-claims that the fleet CA did not issue"),
         ):
             yield CounterMetricFamily(f"skyfleet_membership_{name}", doc, value)
         yield CounterMetricFamily(
