@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per system and N")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--out", type=Path, help="write all runs and summaries as JSON here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run the agents of another checkout (e.g. a git worktree of an older "
+        "commit) as Skyfleet-baseline, and compare Skyfleet with it",
+    )
     parser.add_argument("--poll-interval", type=float, default=_DEFAULTS.poll_interval)
     parser.add_argument("--steady-window", type=float, default=_DEFAULTS.steady_window)
     parser.add_argument("--settle", type=float, default=_DEFAULTS.settle)
@@ -63,8 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_systems(chosen: list[str]) -> list[MembershipSystem]:
+def build_systems(chosen: list[str], baseline: Path | None = None) -> list[MembershipSystem]:
     systems: list[MembershipSystem] = []
+    if baseline is not None:
+        from membership_skyfleet import SkyfleetSystem
+
+        systems.append(SkyfleetSystem(runtime=baseline / "runtime"))
     for name in SYSTEMS:  # fixed order: Skyfleet first in the table
         if name not in chosen:
             continue
@@ -114,7 +125,7 @@ async def bench(args: argparse.Namespace, work_dir: Path) -> list[RunResult]:
         join_timeout=args.join_timeout,
         detect_timeout=args.detect_timeout,
     )
-    systems = build_systems(args.systems)
+    systems = build_systems(args.systems, args.baseline)
     names = {s.label: [f"{s.label.lower()}-{i}" for i in range(max(args.sizes))] for s in systems}
     for system in systems:
         system.prepare(names[system.label], work_dir / system.label.lower())
@@ -176,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
     table = summaries(results)
-    print(markdown_table(table))
+    if args.baseline is not None:
+        print(markdown_table(table, "Skyfleet", "Skyfleet-baseline"))
+        if "Serf" in table:
+            print()
+    if args.baseline is None or "Serf" in table:
+        print(markdown_table(table))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in vars(args).items() if k != "out"}

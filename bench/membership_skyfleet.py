@@ -94,9 +94,16 @@ class SkyfleetSystem:
     ports_per_node = 1
     shows_suspicion = True
 
-    def __init__(self, membership: Mapping[str, float] | None = None) -> None:
-        """`membership`: settings on top of the LAN profile (`[membership]` keys)."""
+    def __init__(
+        self, membership: Mapping[str, float] | None = None, *, runtime: Path | None = None
+    ) -> None:
+        """`membership`: settings on top of the LAN profile (`[membership]` keys).
+        `runtime`: the `runtime/` folder of another checkout to run the agents from (an
+        older version, measured side by side with this one as "Skyfleet-baseline")."""
         self._membership = dict(membership or {})
+        self._runtime = runtime
+        if runtime is not None:
+            self.label = "Skyfleet-baseline"
         self._tls_dir: Path | None = None
         self._credentials: grpc.ChannelCredentials | None = None
 
@@ -126,7 +133,10 @@ class SkyfleetSystem:
         config = run_dir / f"{node.name}.toml"
         state = run_dir / f"{node.name}-state"
         config.write_text(agent_toml(node, self._tls_dir, state, self._membership))
-        return [_skyfleet_command(), "agent", "run", "--config", str(config)]
+        command = [_skyfleet_command()]
+        if self._runtime is not None:
+            command = ["env", f"PYTHONPATH={self._runtime}", sys.executable, "-m", "skyfleet"]
+        return [*command, "agent", "run", "--config", str(config)]
 
     async def connect(self, node: NodeSpec) -> AdminMembersClient:
         if self._credentials is None:

@@ -102,8 +102,8 @@ def test_a_signed_leave_is_taken_and_relayed_with_its_signature() -> None:
     send(a, "m", notice)
     assert a.member("x").state == MemberState.LEFT
     assert queued(a) == [notice]
-    # The table it hands out proves the leave too.
-    record = next(r for r in a._state().members if r.meta.name == "x")
+    # The table it hands a joiner proves the leave too.
+    record = next(r for r in a._state(signed=True).members if r.meta.name == "x")
     assert record.signature == notice.signature
 
 
@@ -129,15 +129,33 @@ def test_an_unknown_signer_is_asked_for_and_its_claim_applied_on_arrival() -> No
     a = make("a", knows=("m",))
     out = send(a, "m", alive("x", 3))
     assert a.member("x") is None
-    assert [(o.to_name, o.packet.want_certificates) for o in out] == [("m", ("x",))]
-    # The sender answers with what it holds; the held claim then counts, and spreads.
+    assert [(o.to_name, o.packet.want_claims) for o in out] == [("m", ("x",))]
+    # The sender answers with the claim it holds and its signer's certificate; the claim
+    # then counts, and spreads.
     m = make("m", knows=("x",))
+    send(m, "x", alive("x", 3))
     answer = m.handle(out[0].packet, 1.1)
-    assert [o.packet.certificates for o in answer] == [(KEYS.certificate("x"),)]
+    assert [(o.packet.piggyback, o.packet.certificates) for o in answer] == [
+        ((alive("x", 3),), (KEYS.certificate("x"),))
+    ]
     a.handle(answer[0].packet, 1.2)
     assert a.member("x").incarnation == 3
     assert queued(a) == [alive("x", 3)]
     assert a.stats.forged_claims == 0
+
+
+def test_periodic_tables_carry_no_signatures_and_changed_rows_are_asked_about() -> None:
+    m = make("m", knows=("x", "y"))
+    send(m, "x", alive("x", 3))
+    send(m, "y", alive("y", 1))
+    table = m._state()
+    assert all(r.signature == b"" for r in table.members)
+    a = make("a", knows=("m", "x", "y"))
+    send(a, "y", alive("y", 1))  # a already holds y as m does: nothing to ask
+    out = a.handle(Packet("m", "mem://m", table), 1.0)
+    asks = [o.packet.want_claims for o in out if o.packet.want_claims]
+    assert asks == [("m", "x")]
+    assert a.member("x") is None and a.stats.forged_claims == 0
 
 
 def test_a_certificate_the_fleet_did_not_issue_is_refused() -> None:
@@ -182,16 +200,16 @@ def test_a_simulated_fleet_ignores_a_forged_leave_and_forms_with_signatures() ->
     assert cluster.nodes["a2"].swim.stats.forged_claims == 1
 
 
-def test_a_sender_that_cannot_show_the_signer_relayed_a_forgery() -> None:
-    """m relays an alive of x signed under a key x never had, then sends x's real
-    certificate when asked: the claim is a forgery, not something to wait on."""
+def test_a_claim_under_a_key_nobody_shows_gives_way_to_what_the_sender_proves() -> None:
+    """m relays an alive of x at incarnation 9 signed under a key x never had; asked,
+    m can only show x's real claim (incarnation 3): that is what a ends up with."""
     a = make("a", knows=("m",))
-    fake = replace(alive("x", 3), signature=KEYS.sign("nobody", b""))
+    fake = replace(alive("x", 9), signature=KEYS.sign("nobody", b""))
     out = send(a, "m", fake)
-    assert out[0].packet.want_certificates == ("x",)
-    send(a, "m", certificates=(KEYS.certificate("x"),))
-    assert a.member("x") is None
-    assert a.stats.forged_claims == 1
+    assert out[0].packet.want_claims == ("x",)
+    send(a, "m", alive("x", 3), certificates=(KEYS.certificate("x"),))
+    assert a.member("x").incarnation == 3
+    assert fake not in queued(a)
 
 
 def test_a_replayed_claim_of_an_older_life_changes_nothing() -> None:

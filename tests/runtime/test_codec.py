@@ -152,7 +152,7 @@ def good() -> pb.Packet:
         ),
         (lambda p: p.certificates.append(bytes(MAX_CERTIFICATE + 1)), "certificates[0]"),
         (lambda p: p.certificates.append(b""), "certificates[0]"),
-        (lambda p: p.want_certificates.append("two words"), "want_certificates[0]"),
+        (lambda p: p.want_claims.append("two words"), "want_claims[0]"),
     ],
 )
 def test_malformed_packets_name_the_field(mutate, field: str) -> None:

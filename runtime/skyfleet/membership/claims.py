@@ -8,8 +8,11 @@ poisoned its incarnation, and a forged leave took it out of the fleet for good (
 node is not refuted). So those two claims carry the node's signature, made with the key
 of its fleet certificate, and every receiver checks it before the claim enters its member
 table or is relayed. A receiver needs the signer's certificate for that: a joiner gets
-them with the seed's table, and any receiver missing one asks the packet's sender, who
-holds it because it checked the claim itself (`Packet.want_certificates`).
+them with the seed's table, and any receiver missing one asks the packet's sender for
+the claim and its certificate, which the sender holds because it checked the claim
+itself (`Packet.want_claims`). Periodic push-pull rows carry no signatures (a converged
+fleet's tables change nothing); a row that would change the receiver's view is asked
+about the same way.
 
 A signature is an 8-byte key id (the first bytes of the SHA-256 of the signer's
 certificate) followed by the signature proper, so a receiver knows at once whether it

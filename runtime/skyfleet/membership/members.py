@@ -31,8 +31,10 @@ class MemberView:
         """Alive or suspect: still probed and still a valid gossip target."""
         return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
 
-    def record(self) -> MemberRecord:
-        signed = self.state in (MemberState.ALIVE, MemberState.LEFT)
+    def record(self, *, signed: bool = True) -> MemberRecord:
+        """Our row for a table; `signed` adds the node's signature where its state is a
+        self-claim (alive, left)."""
+        signed = signed and self.state in (MemberState.ALIVE, MemberState.LEFT)
         return MemberRecord(
             self.meta, self.state, self.incarnation, self.signature if signed else b""
         )

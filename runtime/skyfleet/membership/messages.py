@@ -139,14 +139,15 @@ Body = Ping | IndirectPing | Ack | Nack | PushPull | None
 @dataclass(frozen=True, slots=True)
 class Packet:
     """`certificates`: node certificates (DER) for the receiver to check self-claims
-    with; `want_certificates`: nodes whose certificates the sender asks for."""
+    with; `want_claims`: nodes whose signed claims (and certificates) the sender asks
+    for."""
 
     sender: str
     sender_address: str
     body: Body
     piggyback: tuple[Update, ...] = ()
     certificates: tuple[bytes, ...] = ()
-    want_certificates: tuple[str, ...] = ()
+    want_claims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,5 +211,5 @@ def packet_size(packet: Packet) -> int:
     """Estimated encoded size; the simulator's bandwidth figures use it."""
     size = 3 * _FIELD + len(packet.sender) + len(packet.sender_address) + body_size(packet.body)
     size += sum(_FIELD + len(c) for c in packet.certificates)
-    size += sum(_FIELD + len(n) for n in packet.want_certificates)
+    size += sum(_FIELD + len(n) for n in packet.want_claims)
     return size + sum(_FIELD + update_size(u) for u in packet.piggyback)

@@ -24,7 +24,9 @@ alive. A restarted node starts with a fresh, larger incarnation (the driver seed
 the wall clock) and refutes any news about its previous life, so stale `dead` never
 beats a fresh `alive` (memberlist#311). No claim may raise an incarnation by more than a
 fixed step or reach the ceiling below the wire's maximum (`incarnation.py`), so a victim
-always has room to refute.
+always has room to refute. What only a node may say of itself (alive at an incarnation
+with its address and metadata, leaving) counts only with its signature (`claims.py`),
+checked where the claim would take effect; accusations need none.
 
 Usage: the driver calls `start`, then `handle(packet, now)` for each packet received and
 `tick(now)` whenever `now >= next_deadline()`; each returns the packets to send.
@@ -108,20 +110,15 @@ class SwimStats:
     """Claims dropped by the incarnation rule (beyond the step or the ceiling)."""
     forged_claims: int = 0
     """Self-claims (alive, leave) not signed by the node they speak for."""
-    unverified_claims: int = 0
-    """Self-claims dropped while waiting for their signer's certificate (pending full)."""
+    claims_asked: int = 0
+    """Nodes whose signed claims (and certificates) we asked a peer for: a claim signed by
+    a key we did not hold yet, or a table row that would change ours."""
     refused_certificates: int = 0
     """Certificates peers sent that the fleet did not issue (or out of date, or no agent's)."""
 
 
-MAX_PENDING = 4096
-"""Self-claims held while their signer's certificate is fetched; beyond it they are
-dropped (and come back with the next push-pull)."""
-PENDING_TIMEOUT = 10.0
-"""Seconds a held claim may wait for its certificate before a full table of held claims
-lets it go (a sender that never answers must not hold the slots for good)."""
 MAX_WANT = 256
-"""Certificates asked for, or sent, in one packet."""
+"""Nodes whose claims are asked for, or answered, in one packet."""
 JOIN_CERTIFICATE_BUDGET = 1 << 20
 """Bytes of certificates a seed sends with its table to a joiner (about 2,000); the
 joiner asks for any others it needs."""
@@ -152,14 +149,11 @@ class Swim:
         self._members: dict[str, MemberView] = {
             meta.name: MemberView(meta, MemberState.ALIVE, incarnation, 0.0, signature)
         }
-        self._pending: dict[str, tuple[Alive | Dead, float]] = {}
-        """Per node, its newest self-claim waiting for the signer's certificate, and
-        since when."""
-        self._replaying = False
-        """A held claim is being applied after its sender sent certificates: a key still
-        unknown then is a claim the sender could not have checked."""
         self._want: set[str] = set()
-        """Nodes whose certificates to ask the sender of the packet being handled for."""
+        """Nodes whose signed claims and certificates to ask the sender of the packet
+        being handled for."""
+        self._rows_unsigned = False
+        """A table is being merged: a row without a signature is a digest (`_state`)."""
         self._up = 1
         self._names: list[str] = []
         """Other members' names, for sampling gossip targets without a scan."""
@@ -242,13 +236,7 @@ class Swim:
     def handle(self, packet: Packet, now: float) -> list[Outgoing]:
         """Process one received packet."""
         self._reply_to, self._answered = (packet.sender, packet.sender_address), set()
-        learned = self._learn(packet.certificates)
-        self._replaying = True
-        for name in learned:
-            held = self._pending.pop(name, None)
-            if held is not None:
-                self._apply(held[0], now)
-        self._replaying = False
+        self._learn(packet.certificates)
         for update in packet.piggyback:
             self._apply(update, now)
         body = packet.body
@@ -263,11 +251,11 @@ class Swim:
             self._on_indirect_ping(packet, body, now)
         elif isinstance(body, PushPull):
             self._on_push_pull(packet, body, now)
-        if packet.want_certificates:
-            self._send_certificates(packet, packet.want_certificates[:MAX_WANT])
-        self._want.difference_update(learned)
+        if packet.want_claims:
+            self._send_claims(packet, packet.want_claims[:MAX_WANT])
         if self._want:
             want = tuple(sorted(self._want))[:MAX_WANT]
+            self.stats.claims_asked += len(want)
             self._send(packet.sender_address, None, packet.sender, piggyback=False, want=want)
             self._want.clear()
         self._reply_to = None
@@ -564,42 +552,46 @@ class Swim:
         verdict = self._keys.verify(node, signed, claim.signature)
         if verdict is Verdict.AUTHENTIC:
             return True
-        if verdict is Verdict.UNKNOWN_KEY and not self._replaying:
-            self._hold(node, claim, now)
+        if (verdict is Verdict.UNKNOWN_KEY or self._rows_unsigned and not claim.signature) and (
+            self._reply_to is not None
+        ):
+            # Its sender checked it, so holds what proves it: ask for both.
+            self._want.add(node)
             return False
         self.stats.forged_claims += 1
         source = self._reply_to[0] if self._reply_to is not None else ""
         self._emit(EventKind.FORGED, node, claim.incarnation, now, source)
         return False
 
-    def _hold(self, node: str, claim: Alive | Dead, now: float) -> None:
-        held = self._pending.get(node)
-        if held is None and len(self._pending) >= MAX_PENDING:
-            expired = [n for n, (_, at) in self._pending.items() if now - at > PENDING_TIMEOUT]
-            for name in expired:
-                del self._pending[name]
-            self.stats.unverified_claims += len(expired)
-        if self._reply_to is None or len(self._pending) >= MAX_PENDING:
-            self.stats.unverified_claims += 1
-        elif held is None or held[0].incarnation <= claim.incarnation:
-            self._pending[node] = (claim, now)
-            self._want.add(node)
-
-    def _learn(self, certificates: tuple[bytes, ...]) -> list[str]:
-        learned = []
+    def _learn(self, certificates: tuple[bytes, ...]) -> None:
         for der in certificates[:MAX_WANT]:
-            name = self._keys.learn(der)
-            if name is None:
+            if self._keys.learn(der) is None:
                 self.stats.refused_certificates += 1
-            else:
-                learned.append(name)
-        return learned
 
-    def _send_certificates(self, packet: Packet, names: Iterable[str]) -> None:
-        certs = tuple(c for n in dict.fromkeys(names) for c in self._keys.certificates(n))
-        if certs:
+    def _send_claims(self, packet: Packet, names: Iterable[str]) -> None:
+        """Answer a peer that asked for what proves our view of `names`: the signed
+        self-claim we hold of each (alive, or its leave) and its signer's certificate."""
+        claims: list[Update] = []
+        certs: list[bytes] = []
+        for name in dict.fromkeys(names):
+            member = self._members.get(name)
+            if member is None or not member.signature:
+                continue
+            if member.state == MemberState.ALIVE:
+                claims.append(Alive(member.meta, member.incarnation, member.signature))
+            elif member.state == MemberState.LEFT:
+                claims.append(Dead(name, member.incarnation, name, member.signature))
+            else:
+                continue  # suspected or dead since: our row no longer says alive
+            certs += self._keys.certificates(name)
+        if claims:
             self._send(
-                packet.sender_address, None, packet.sender, piggyback=False, certificates=certs
+                packet.sender_address,
+                None,
+                packet.sender,
+                tuple(claims),
+                piggyback=False,
+                certificates=tuple(certs),
             )
 
     def _news(self, key: str, update: Update, now: float, *, joining: bool = False) -> None:
@@ -811,8 +803,15 @@ class Swim:
     def _push_pull_interval(self) -> float:
         return push_pull_scale(self._cfg.push_pull_interval, self.num_up())
 
-    def _state(self, *, join: bool = False, is_reply: bool = False) -> PushPull:
-        records = tuple(m.record() for m in self._members.values())
+    def _state(
+        self, *, join: bool = False, is_reply: bool = False, signed: bool = False
+    ) -> PushPull:
+        """Our table. Rows carry their signatures only in a join and its answer (`signed`):
+        a periodic exchange between converged members changes nothing, and a row that
+        would change the receiver's table makes it ask for the signed claim
+        (`_send_claims`), which keeps anti-entropy's bytes where they were before
+        signatures."""
+        records = tuple(m.record(signed=signed) for m in self._members.values())
         statuses = tuple(status for status, _ in self._statuses.values())
         return PushPull(records, join=join, is_reply=is_reply, statuses=statuses)
 
@@ -863,7 +862,7 @@ class Swim:
                 # of us may have been spent before it knew of nodes that joined alongside.
                 self._news(self.name, self._own_alive(), now, joining=True)
         else:
-            reply = self._state(is_reply=True)
+            reply = self._state(is_reply=True, signed=pp.join)
             certs: tuple[bytes, ...] = ()
             if pp.join:  # a joiner holds no certificate yet: send them with the table
                 certs = self._join_certificates(reply, packet.sender)
@@ -875,7 +874,15 @@ class Swim:
 
     def _merge(self, records: tuple[MemberRecord, ...], now: float) -> None:
         """Apply a peer's table. Its `dead` only makes us *suspect*: we give the member a
-        chance to refute rather than trusting a view that may be a partition old."""
+        chance to refute rather than trusting a view that may be a partition old. A row
+        without a signature that would change our view is asked about (`_state`)."""
+        self._rows_unsigned = True
+        try:
+            self._merge_rows(records, now)
+        finally:
+            self._rows_unsigned = False
+
+    def _merge_rows(self, records: tuple[MemberRecord, ...], now: float) -> None:
         for r in records:
             if not self._admitted(r.meta.name, r.incarnation):
                 continue
@@ -911,7 +918,8 @@ class Swim:
     def _send_join(self, now: float, *, arm_retry: bool = True) -> None:
         mine = self._keys.certificates(self.name)
         for seed in self._seeds:
-            self._send(seed, self._state(join=True), None, piggyback=False, certificates=mine)
+            table = self._state(join=True, signed=True)
+            self._send(seed, table, None, piggyback=False, certificates=mine)
         if arm_retry:
             cfg = self._cfg
             delay = min(cfg.join_retry_max, cfg.join_retry_min * 2**self._join_attempt)

@@ -59,8 +59,8 @@ class AgentCollector(Collector):
              "Membership claims dropped by the incarnation rule (beyond step or ceiling)"),
             ("forged_claims", s.forged_claims,
              "Self-claims (alive, leave) dropped: not signed by the node they speak for"),
-            ("unverified_claims", s.unverified_claims,
-             "Self-claims dropped while their signer's certificate was awaited"),
+            ("claims_asked", s.claims_asked,
+             "Signed claims asked of peers (a signer's key not held, an unsigned table row)"),
             ("refused_certificates", s.refused_certificates,
              "Certificates sent with self-claims that the fleet CA did not issue"),
         ):

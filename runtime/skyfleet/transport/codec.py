@@ -141,7 +141,7 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
         )
     msg.piggyback.extend(_update_to_proto(u) for u in packet.piggyback)
     msg.certificates.extend(packet.certificates)
-    msg.want_certificates.extend(packet.want_certificates)
+    msg.want_claims.extend(packet.want_claims)
     return msg
 
 
@@ -289,9 +289,9 @@ def packet_from_proto(msg: pb.Packet) -> Packet:
     for i, cert in enumerate(msg.certificates):
         if not cert or len(cert) > MAX_CERTIFICATE:
             raise MalformedPacket(f"certificates[{i}]: {len(cert)} bytes, not 1-{MAX_CERTIFICATE}")
-    if len(msg.want_certificates) > MAX_MEMBERS:
-        raise MalformedPacket(f"want_certificates: more than {MAX_MEMBERS} names")
+    if len(msg.want_claims) > MAX_MEMBERS:
+        raise MalformedPacket(f"want_claims: more than {MAX_MEMBERS} names")
     want = tuple(
-        _name(n, f"want_certificates[{i}]") for i, n in enumerate(msg.want_certificates)
+        _name(n, f"want_claims[{i}]") for i, n in enumerate(msg.want_claims)
     )
     return Packet(sender, address, body, news, tuple(msg.certificates), want)

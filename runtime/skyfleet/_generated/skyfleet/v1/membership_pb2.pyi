@@ -168,7 +168,7 @@ class PushPull(_message.Message):
     def __init__(self, join: _Optional[bool] = ..., is_reply: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback", "certificates", "want_certificates")
+    __slots__ = ("sender", "sender_address", "ping", "indirect_ping", "ack", "nack", "push_pull", "piggyback", "certificates", "want_claims")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     SENDER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
@@ -178,7 +178,7 @@ class Packet(_message.Message):
     PUSH_PULL_FIELD_NUMBER: _ClassVar[int]
     PIGGYBACK_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
-    WANT_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    WANT_CLAIMS_FIELD_NUMBER: _ClassVar[int]
     sender: str
     sender_address: str
     ping: Ping
@@ -188,8 +188,8 @@ class Packet(_message.Message):
     push_pull: PushPull
     piggyback: _containers.RepeatedCompositeFieldContainer[Update]
     certificates: _containers.RepeatedScalarFieldContainer[bytes]
-    want_certificates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ..., certificates: _Optional[_Iterable[bytes]] = ..., want_certificates: _Optional[_Iterable[str]] = ...) -> None: ...
+    want_claims: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ..., certificates: _Optional[_Iterable[bytes]] = ..., want_claims: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeliverReply(_message.Message):
     __slots__ = ()
