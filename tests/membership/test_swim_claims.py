@@ -223,3 +223,34 @@ def test_a_replayed_claim_of_an_older_life_changes_nothing() -> None:
     assert (member.state, member.incarnation, member.meta.address) == (
         MemberState.ALIVE, 3, "mem://x")
     assert a.stats.forged_claims == 0
+
+
+def test_news_of_a_join_travels_with_the_joiners_certificate_while_fresh() -> None:
+    a = make("a", knows=("m", "b"))
+    a.start(0.0)
+    send(a, "b", alive("b", 0))
+    send(a, "m", alive("x", 3), certificates=(KEYS.certificate("x"),))
+    out = [o for t in (0.1, 0.2, 0.5, 1.0) for o in a.tick(t) if o.packet.piggyback]
+    assert out, "a gossiped nothing"
+    for o in out:
+        carried = {u.node for u in o.packet.piggyback if isinstance(u, Alive)}
+        assert {KEYS.certificate(n) for n in carried} <= set(o.packet.certificates)
+    # A refutation of x, later, is no join: it goes without a certificate.
+    a.tick(60.0)
+    send(a, "m", alive("x", 4))
+    later = [o for t in (60.1, 60.5, 61.0) for o in a.tick(t) if o.packet.piggyback]
+    assert later and all(not o.packet.certificates for o in later)
+
+
+def test_a_joiners_catch_up_carries_the_certificates_of_later_joiners() -> None:
+    seed = make("s")
+    seed.start(0.0)
+    first, second = make("j1"), make("j2")
+    for joiner, at in ((first, 0.01), (second, 0.02)):
+        hello = joiner.start(at, seeds=(seed.meta.address,))
+        seed.handle(hello[0].packet, at)
+    catch_up = [
+        o for o in seed.tick(0.5) if o.to_name == "j1" and isinstance(o.packet.body, PushPull)
+    ]
+    assert [r.meta.name for r in catch_up[0].packet.body.members] == ["j2"]
+    assert catch_up[0].packet.certificates == (KEYS.certificate("j2"),)

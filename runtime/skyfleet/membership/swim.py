@@ -154,6 +154,8 @@ class Swim:
         being handled for."""
         self._rows_unsigned = False
         """A table is being merged: a row without a signature is a digest (`_state`)."""
+        self._joining: set[str] = set()
+        """Members whose queued news is their join: it travels with their certificate."""
         self._up = 1
         self._names: list[str] = []
         """Other members' names, for sampling gossip targets without a scan."""
@@ -604,6 +606,10 @@ class Swim:
         news is of a member joining (ourselves included)."""
         self._broadcasts.queue(key, update, extra=self._cfg.gossip_nodes)
         self._urgent = self._urgent or not joining
+        if joining:
+            self._joining.add(key)
+        else:
+            self._joining.discard(key)
         due = self._timers.deadline("gossip")
         at = max(now, self._last_gossip + self._cfg.gossip_eager_gap)
         if due is not None and at < due:
@@ -752,7 +758,11 @@ class Swim:
         self._last_gossip = now
         urgent, self._urgent = self._urgent, False
         for name, address, news in self._catch_up.due(self._members.values(), now):
-            self._send(address, PushPull(news, is_reply=True), name, piggyback=False)
+            # The joiner holds the certificates of our join answer only: these are new.
+            certs = self._join_certificates(PushPull(news), name)
+            self._send(
+                address, PushPull(news, is_reply=True), name, piggyback=False, certificates=certs
+            )
         for name, (suspicion, incarnation, accuser) in self._suspicions.items():
             # Our own accusation that nobody has confirmed may simply not have been heard
             # (our outbound path is what failed): keep telling it until it resolves, so
@@ -764,13 +774,15 @@ class Swim:
             ):
                 self._broadcasts.queue(name, Suspect(name, incarnation, self.name))
         if not self._broadcasts:
+            self._joining.clear()  # no news left, so none of joins
             return
         limit = retransmit_limit(cfg.retransmit_mult, self.num_up())
         for member in self._gossip_targets(now, warm_only=not (periodic or urgent)):
             news = self._broadcasts.take(cfg.packet_budget, limit)
             if not news:
                 break
-            packet = Packet(self.name, self.meta.address, None, tuple(news))
+            certs = self._joiner_certificates(news)
+            packet = Packet(self.name, self.meta.address, None, tuple(news), certs)
             self._out.append(Outgoing(member.meta.address, packet, member.meta.name))
 
     def _gossip_targets(self, now: float, *, warm_only: bool) -> list[MemberView]:
@@ -903,6 +915,17 @@ class Swim:
         self._join_attempt += 1
         self._send_join(now)
 
+    def _joiner_certificates(self, news: Iterable[Update]) -> tuple[bytes, ...]:
+        """Certificates of the members whose join `news` announces, while that news is
+        fresh: nearly every receiver lacks them, and asking for each (`want_claims`) would
+        add a round trip to every hop of a join burst. Later news of a member (a
+        refutation) goes without: by then its certificate has spread."""
+        certs: list[bytes] = []
+        for update in news:
+            if isinstance(update, Alive) and update.meta.name in self._joining:
+                certs += self._keys.certificates(update.meta.name)
+        return tuple(certs)
+
     def _join_certificates(self, table: PushPull, joiner: str) -> tuple[bytes, ...]:
         certs: list[bytes] = []
         budget = JOIN_CERTIFICATE_BUDGET
@@ -941,7 +964,9 @@ class Swim:
         news = extra
         if piggyback:
             limit = retransmit_limit(self._cfg.retransmit_mult, self.num_up())
-            news = extra + tuple(self._broadcasts.take(self._cfg.packet_budget, limit))
+            taken = tuple(self._broadcasts.take(self._cfg.packet_budget, limit))
+            news = extra + taken
+            certificates = tuple(dict.fromkeys(certificates + self._joiner_certificates(taken)))
         packet = Packet(self.name, self.meta.address, body, news, certificates, want)
         self._out.append(Outgoing(address, packet, to_name))
 
