@@ -41,8 +41,9 @@ from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
 from skyfleet.policy.sync import PolicySync
 from skyfleet.security.claim_keys import CertificateKeys
+from skyfleet.security.revocation import Revocations
 from skyfleet.services.admin import AdminService
-from skyfleet.services.decoding import RejectUndecodable
+from skyfleet.services.call_gate import CallGate
 from skyfleet.services.membership import MembershipService
 from skyfleet.services.policy import PolicyService
 from skyfleet.services.tasks import TasksService
@@ -105,11 +106,13 @@ class Agent:
                 f"but node.name is {node.name!r}"
             )
         self._tls = tls
+        self._claim_keys = CertificateKeys(tls.ca, tls.cert, tls.key)
+        self._revocations = Revocations()
         self.swim = Swim(
             meta,
             config.membership,
             random.Random(self._rng.random()),
-            keys=CertificateKeys(tls.ca, tls.cert, tls.key),
+            keys=self._claim_keys,
             incarnation=boot_incarnation() if incarnation is None else incarnation,
             warm=self._connected,
         )
@@ -178,6 +181,7 @@ class Agent:
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._loop.add_listener(self._on_member_event)
         self._keeper = self._policy_keeper()
+        self._apply_revocations()
         self._loop.add_status_listener(self._keeper.nudge)
         self._router = Router(
             swim=self.swim,
@@ -187,9 +191,11 @@ class Agent:
             clock=self._clock,
             rng=random.Random(self._rng.random()),
         )
-        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[RejectUndecodable()])
+        server = grpc.aio.server(
+            options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations)]
+        )
         membership_pb2_grpc.add_MembershipServicer_to_server(
-            MembershipService(self._loop, return_paths), server
+            MembershipService(self._loop, return_paths, self._revocations), server
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self._loop, self._clock, self._stop), server
@@ -281,7 +287,32 @@ class Agent:
         document = self.policy.adopter.current
         if document is not None and self._router is not None:
             self._router.set_policy(document)
+        self._apply_revocations()
         self.publish_status()
+
+    def _apply_revocations(self) -> None:
+        """The policy's revoked serials: calls from them refused from now on (the call
+        gate, open membership streams), their certificates no longer sign claims, and
+        the members that held them leave our table."""
+        document = self.policy.adopter.current
+        serials = document.revoked_certificates if document is not None else frozenset()
+        version = document.version if document is not None else 0
+        if not serials and not self._revocations.serials:
+            return
+        added = self._revocations.update(serials, version)
+        if self._tls.identity.serial in serials:
+            log.error(
+                f"our own certificate (serial {self._tls.identity.serial}) is revoked by "
+                f"policy version {version}: peers refuse this agent; issue a new one"
+            )
+        forgotten = self._claim_keys.revoke(serials) - {self.swim.name}
+        self.swim.forget(sorted(forgotten), self._clock())
+        if added:
+            log.warning(
+                f"policy version {version} revokes {len(added)} certificate(s); "
+                f"members dropped: {', '.join(sorted(forgotten)) or 'none'}",
+                extra={"revoked": sorted(added), "members": sorted(forgotten)},
+            )
 
     def status_report(self) -> StatusReport:
         return self.executor.report(self.policy.version, self.policy.hash)

@@ -120,7 +120,9 @@ def test_adopter_refuses_hostile_envelopes_and_keeps_its_policy(raw: bytes | dic
         assert isinstance(decision.reject_reason, RejectReason)
     assert adopter.current is not None and adopter.current.version == 5
     assert adopter.current_envelope == envelope
-    assert decision.log_message().startswith(f"policy {decision.outcome} ")
+    shown = f"{decision.outcome}/{decision.reject_reason}" if decision.reject_reason else (
+        decision.outcome)
+    assert decision.log_message().startswith(f"policy {shown} ")
 
 
 def test_replayed_older_envelope_is_old_news_and_changes_nothing():

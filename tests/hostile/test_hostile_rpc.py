@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,14 @@ def envelopes(draw: st.DrawFn, valid: dict[str, Any]) -> bytes:
     return json.dumps(envelope).encode()
 
 
+PUBLISH_REFUSAL = re.compile(
+    r"policy (invalid|conflict|ignored-older)(/[a-z-]+)? version=(-?\d+|-) hash=([0-9a-f]+|-) "
+    r"origin=admin:\S+ current=(\d+|-): .+",
+    re.DOTALL,
+)
+"""The one form of Publish refusals (policy.proto, docs/operations.md)."""
+
+
 async def test_policy_publish_of_any_envelope_is_refused_clearly(target: Target):
     key = target.layout.signing_key.read_bytes()
     doc = json.loads((ROOT / "policies" / "default.json").read_text())
@@ -414,6 +423,10 @@ async def test_policy_publish_of_any_envelope_is_refused_clearly(target: Target)
             )
         except grpc.aio.AioRpcError as exc:
             assert_refused_clearly(exc, names=("policy", "envelope"))
+            details = exc.details() or ""
+            assert PUBLISH_REFUSAL.fullmatch(details), details
+            trailers = dict(exc.trailing_metadata() or ())
+            assert trailers["skyfleet-policy-outcome"] == details.split()[1].split("/")[0]
         else:
             # Only a correctly signed document can be taken (none is generated above).
             pytest.fail(f"accepted: {reply}")

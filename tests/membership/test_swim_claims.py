@@ -254,3 +254,17 @@ def test_a_joiners_catch_up_carries_the_certificates_of_later_joiners() -> None:
     ]
     assert [r.meta.name for r in catch_up[0].packet.body.members] == ["j2"]
     assert catch_up[0].packet.certificates == (KEYS.certificate("j2"),)
+
+
+def test_forgotten_members_leave_the_table_with_no_news() -> None:
+    a = make("a", knows=("m", "x"))
+    a.start(0.0)
+    send(a, "m", alive("x", 1), alive("m", 1))
+    a.take_events()
+    a.forget(["x", "a", "nobody"], 1.0)
+    assert a.member("x") is None and a.member("a") is not None
+    assert [(e.kind, e.node) for e in a.take_events()] == [(EventKind.REVOKED, "x")]
+    assert a.num_up() == 2
+    # Probing goes on over the others only.
+    sent = [o for t in (1.5, 2.5, 3.5) for o in a.tick(t)]
+    assert sent and all(o.to_name in ("m", None) for o in sent)

@@ -89,6 +89,10 @@ def test_strategy_params_per_strategy(name: str, params: dict, expected: object)
 
 # (document fragment merged over {"version": 1}, expected path, fragment of the message)
 INVALID_CASES = [
+    ({"revoked_certificates": ["ABC"]}, "revoked_certificates[0]", "lowercase hex"),
+    ({"revoked_certificates": ["ab", "ab"]}, "revoked_certificates[1]", "repeats"),
+    ({"revoked_certificates": ["a" * 41]}, "revoked_certificates[0]", "length must be"),
+    ({"revoked_certificates": "ab"}, "revoked_certificates", "expected an array"),
     ({"version": 0}, "version", "must be between 1 and"),
     ({"version": "3"}, "version", "expected an integer, got string"),
     ({"version": True}, "version", "expected an integer, got boolean"),
@@ -346,3 +350,11 @@ def test_validation_never_mutates_input() -> None:
     before = copy.deepcopy(data)
     parse_policy(data)
     assert data == before
+
+
+def test_revoked_certificates_are_a_set_of_serials() -> None:
+    doc = parse_policy({"version": 3, "revoked_certificates": ["1f", "a0b1"]})
+    assert doc.revoked_certificates == frozenset({"1f", "a0b1"})
+    assert doc.to_dict()["revoked_certificates"] == ["1f", "a0b1"]
+    assert parse_policy(doc.to_dict()) == doc
+    assert parse_policy({"version": 1}).revoked_certificates == frozenset()

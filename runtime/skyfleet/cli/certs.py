@@ -119,6 +119,7 @@ def _issue(args: argparse.Namespace) -> int:
         issue_client_cert,
         issue_node_cert,
         load_certificate,
+        serial_hex,
         write_cert_file,
         write_key_file,
     )
@@ -152,7 +153,9 @@ def _issue(args: argparse.Namespace) -> int:
     write_key_file(key_path, key_pem)
     write_cert_file(cert_path, cert_pem)
     hosts = f", hosts {', '.join(args.host)}" if args.host else ""
-    expiry = load_certificate(cert_pem).not_valid_after_utc
+    cert = load_certificate(cert_pem)
+    expiry = cert.not_valid_after_utc
     print(f"issued {role} certificate for {name}{hosts}, valid until {expiry:%Y-%m-%d}")
     print(f"  {cert_path}\n  {key_path} (mode 0600)")
+    print(f"  serial {serial_hex(cert)} (revoke: list it in the policy's revoked_certificates)")
     return 0

@@ -49,6 +49,8 @@ class EventKind(enum.Enum):
     LEFT = "left"
     REAPED = "reaped"
     REFUTED = "refuted"
+    REVOKED = "revoked"
+    """Dropped because its certificate was revoked by the policy in force."""
     FORGED = "forged"
     """A self-claim (alive, leave) not signed by its node; `source` names the sender."""
 

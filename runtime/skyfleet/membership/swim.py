@@ -306,6 +306,16 @@ class Swim:
             self._send(m.meta.address, None, m.meta.name, (notice,), piggyback=False)
         return self._flush()
 
+    def forget(self, names: Iterable[str], now: float) -> None:
+        """Drop these members at once, with no news to spread: their certificates were
+        revoked (`security/revocation.py`), every member that adopts the same policy
+        forgets them too, and their claims no longer verify anywhere, so nobody can bring
+        them back."""
+        for name in names:
+            member = self._members.get(name)
+            if member is not None and name != self.name:
+                self._remove(member, EventKind.REVOKED, now)
+
     def publish_status(self, report: StatusReport, now: float) -> list[Outgoing]:
         """Advertise our own load and policy; it rides on gossip like membership news."""
         self._status_seq += 1
@@ -615,6 +625,21 @@ class Swim:
         if due is not None and at < due:
             self._timers.set("gossip", at)
 
+    def _remove(self, member: MemberView, kind: EventKind, now: float) -> None:
+        name = member.name
+        del self._members[name]
+        self._names.remove(name)
+        if member.is_up:
+            self._up -= 1  # the probe order skips names no longer in the table
+        if self._probe is not None and self._probe.target == name:
+            self._probe = None
+            self._timers.cancel("probe_timeout")
+            self._timers.cancel("probe_end")
+        self._cancel_suspicion(name)
+        self._statuses.pop(name, None)
+        self._joining.discard(name)
+        self._emit(kind, name, member.incarnation, now)
+
     def _cancel_suspicion(self, name: str) -> None:
         if self._suspicions.pop(name, None) is not None:
             self._timers.cancel(("suspicion", name))
@@ -846,15 +871,12 @@ class Swim:
             if self._up == 1:
                 self._send_join(now, arm_retry=False)
             return
-        for name, m in list(self._members.items()):
+        for m in list(self._members.values()):
             age = now - m.state_since
             if (m.state == MemberState.DEAD and age > cfg.reconnect_timeout) or (
                 m.state == MemberState.LEFT and age > cfg.tombstone_timeout
             ):
-                del self._members[name]
-                self._names.remove(name)
-                self._statuses.pop(name, None)
-                self._emit(EventKind.REAPED, name, m.incarnation, now)
+                self._remove(m, EventKind.REAPED, now)
         dead = [m for m in self._members.values() if m.state == MemberState.DEAD]
         if dead:
             target = self._rng.choice(dead)

@@ -96,11 +96,16 @@ class Decision:
         return logging.DEBUG if self.repeat else _LOG_LEVELS[self.outcome]
 
     def log_message(self) -> str:
+        """`policy <outcome>[/<reject reason>] version=<v> hash=<h> origin=<o>
+        current=<v>: <reason>`, "-" for what is unknown: the one form of log lines and
+        of `Policy.Publish` refusals (docs/operations.md)."""
         short = self.hash[:HASH_LOG_CHARS] if self.hash else "-"
         version = "-" if self.version is None else str(self.version)
+        current = "-" if self.current_version is None else str(self.current_version)
+        outcome = f"{self.outcome}/{self.reject_reason}" if self.reject_reason else self.outcome
         return (
-            f"policy {self.outcome} version={version} hash={short} origin={self.origin}"
-            f" current={self.current_version}: {self.reason}"
+            f"policy {outcome} version={version} hash={short} origin={self.origin}"
+            f" current={current}: {self.reason}"
         )
 
 
@@ -154,6 +159,8 @@ def decode_envelope(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         return copy.deepcopy(raw)
     size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+    if size == 0:
+        raise PolicyRejected(RejectReason.MALFORMED, "empty")
     if size > MAX_DOCUMENT_BYTES:
         raise PolicyRejected(
             RejectReason.MALFORMED, f"{size} bytes exceeds the {MAX_DOCUMENT_BYTES} byte limit"

@@ -149,6 +149,8 @@ class PolicyDocument:
     locality: Locality = field(default_factory=Locality)
     clouds: Mapping[str, CloudSettings] = field(default_factory=_default_clouds)
     drained_clouds: tuple[str, ...] = ()
+    revoked_certificates: frozenset[str] = frozenset()
+    """Serials (lowercase hex) of certificates no agent accepts (`security/revocation.py`)."""
     failover: Failover = field(default_factory=Failover)
     outlier_detection: OutlierDetection = field(default_factory=OutlierDetection)
     routing: Routing = field(default_factory=Routing)
@@ -176,6 +178,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, frozenset):
+        return sorted(value)
     return value
 
 
@@ -192,6 +196,7 @@ def _build(n: dict[str, Any]) -> PolicyDocument:
         locality=Locality(**n["locality"]),
         clouds=MappingProxyType({k: CloudSettings(**v) for k, v in n["clouds"].items()}),
         drained_clouds=tuple(n["drained_clouds"]),
+        revoked_certificates=frozenset(n["revoked_certificates"]),
         failover=Failover(**{**failover, "retry_budget": RetryBudget(**failover["retry_budget"])}),
         outlier_detection=OutlierDetection(**n["outlier_detection"]),
         routing=Routing(

@@ -26,6 +26,8 @@ from skyfleet.policy.fields import (
 )
 
 MAX_VERSION: Final = 2**53 - 1
+MAX_REVOKED: Final = 10_000
+"""Revoked serials a policy may list: ~0.4 MB of a document's size limit at most."""
 """Largest integer every JSON implementation reads exactly."""
 
 _PERCENT = Number(0.0, 100.0)
@@ -228,6 +230,22 @@ POLICY_SPEC: Final = Record(
         "drained_clouds": Prop(
             ListOf(_CLOUD, max_items=len(d.KNOWN_CLOUDS), unique=True),
             "Clouds that receive no new tasks or retries.",
+            [],
+        ),
+        "revoked_certificates": Prop(
+            ListOf(
+                Text(
+                    max_length=40,
+                    min_length=1,
+                    pattern="[0-9a-f]+",
+                    hint="a certificate serial in lowercase hex (`skyfleet certs issue` "
+                    "prints it)",
+                ),
+                max_items=MAX_REVOKED,
+                unique=True,
+            ),
+            "Serials of fleet certificates no agent accepts: their calls are refused and "
+            "their nodes leave every member table.",
             [],
         ),
         "failover": Prop(FAILOVER, "Retries of a failed task.", {}),

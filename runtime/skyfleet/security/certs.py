@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -78,6 +78,8 @@ class PeerIdentity:
     name: str
     """The certificate's CN: the node name, or the admin's or client's name."""
     role: Role
+    serial: str = field(default="", compare=False)
+    """The certificate's serial number in lowercase hex: what a policy revokes."""
 
 
 def _utc_now(now: datetime | None) -> datetime:
@@ -334,7 +336,8 @@ def peer_identity(cert_pem: bytes) -> PeerIdentity:
     This trusts the certificate's content; call it only on certificates that the TLS
     handshake (or `check_chain`) has already verified against the fleet CA.
     """
-    subject = load_certificate(cert_pem).subject
+    cert = load_certificate(cert_pem)
+    subject = cert.subject
     names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     units = {str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)}
     roles = [role for role, unit in ROLE_UNITS.items() if unit in units]
@@ -345,7 +348,14 @@ def peer_identity(cert_pem: bytes) -> PeerIdentity:
             f"{subject.rfc4514_string()!r}: expected exactly one role OU "
             f"({' or '.join(ROLE_UNITS.values())})"
         )
-    return PeerIdentity(name=check_name(str(names[0].value)), role=roles[0])
+    return PeerIdentity(
+        name=check_name(str(names[0].value)), role=roles[0], serial=serial_hex(cert)
+    )
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    """A certificate's serial as policies name it: lowercase hex, no leading zeros."""
+    return format(cert.serial_number, "x")
 
 
 def check_chain(

@@ -65,6 +65,9 @@ class CertificateKeys:
         self._owner: dict[bytes, str] = {}
         """Key id -> the node its certificate names: a certificate sent again costs a
         hash, not a chain check."""
+        self._serial: dict[bytes, str] = {}
+        self._revoked: frozenset[str] = frozenset()
+        """Serials the policy in force revokes (`security/revocation.py`): never learned."""
         if self.learn(der) is None:
             raise CertificateError("not an agent certificate of the fleet CA", part="cert")
 
@@ -100,14 +103,30 @@ class CertificateKeys:
         public = cert.public_key()
         if identity.role != "agent" or not isinstance(public, ec.EllipticCurvePublicKey):
             return None
+        if identity.serial in self._revoked:
+            return None
         held = self._certs.setdefault(identity.name, {})
         held[kid] = certificate
         self._keys[(identity.name, kid)] = public
         self._owner[kid] = identity.name
+        self._serial[kid] = identity.serial
         while len(held) > MAX_CERTIFICATES_PER_NODE:
-            oldest = next(iter(held))
-            del held[oldest], self._keys[(identity.name, oldest)], self._owner[oldest]
+            self._drop(identity.name, next(iter(held)))
         return identity.name
+
+    def revoke(self, serials: frozenset[str]) -> set[str]:
+        """Forget the certificates with these serials and refuse them from now on (the
+        list replaces the previous one); the nodes that held them."""
+        self._revoked = serials
+        dropped = [(self._owner[k], k) for k, serial in self._serial.items() if serial in serials]
+        for name, kid in dropped:
+            self._drop(name, kid)
+        return {name for name, _ in dropped}
+
+    def _drop(self, name: str, kid: bytes) -> None:
+        del self._certs[name][kid], self._keys[(name, kid)], self._owner[kid], self._serial[kid]
+        if not self._certs[name]:
+            del self._certs[name]
 
     def certificates(self, node: str) -> tuple[bytes, ...]:
         return tuple(self._certs.get(node, {}).values())

@@ -11,6 +11,8 @@ import grpc
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2, membership_pb2_grpc
 from skyfleet.membership.messages import Packet
+from skyfleet.security.certs import PeerIdentity
+from skyfleet.security.revocation import Revocations
 from skyfleet.transport.codec import MalformedPacket, packet_from_proto
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
@@ -18,21 +20,34 @@ from skyfleet.transport.tls import require_sender
 
 
 class MembershipService(membership_pb2_grpc.MembershipServicer):
-    def __init__(self, loop: SwimLoop, return_paths: ReturnPaths) -> None:
+    def __init__(
+        self, loop: SwimLoop, return_paths: ReturnPaths, revocations: Revocations
+    ) -> None:
+        """`revocations`: a stream outlives the call gate's check; each packet is held to
+        the list in force when it arrives."""
         self._loop = loop
         self._return_paths = return_paths
+        self._revocations = revocations
+
+    async def _still_valid(
+        self, identity: PeerIdentity, context: grpc.aio.ServicerContext
+    ) -> None:
+        refusal = self._revocations.refusal(identity)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
 
     async def Stream(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[membership_pb2.Packet],
         context: grpc.aio.ServicerContext,
     ) -> membership_pb2.DeliverReply:
-        caller: str | None = None
+        caller: PeerIdentity | None = None
         async for request in request_iterator:
             packet = await _decode(request, context)
-            if packet.sender != caller:
+            if caller is None or packet.sender != caller.name:
                 # A packet speaks only for the node whose certificate opened the stream.
-                caller = (await require_sender(context, packet.sender)).name
+                caller = await require_sender(context, packet.sender)
+            await self._still_valid(caller, context)
             self._loop.deliver(packet)
         return membership_pb2.DeliverReply()
 
@@ -48,7 +63,8 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
         if first is None:
             return
         packet = await _decode(first, context)
-        caller = (await require_sender(context, packet.sender)).name
+        identity = await require_sender(context, packet.sender)
+        caller = identity.name
         key = (packet.sender_address, caller)
 
         async def receive() -> None:
@@ -56,6 +72,7 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
                 packet = await _decode(request, context)
                 if packet.sender != caller:  # the certificate speaks for one node only
                     await require_sender(context, packet.sender)
+                await self._still_valid(identity, context)
                 self._loop.deliver(packet)
 
         outbox = self._return_paths.open(key)  # before delivering: the answer may go back

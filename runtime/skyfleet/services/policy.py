@@ -9,6 +9,14 @@ from skyfleet.policy.adoption import Outcome
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.tls import require_admin, require_role
 
+_REFUSALS = {
+    Outcome.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    # The agent runs a newer or a different document under this version: publish a
+    # higher version to move the fleet.
+    Outcome.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    Outcome.IGNORED_OLDER: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
 
 class PolicyService(policy_pb2_grpc.PolicyServicer):
     def __init__(self, keeper: PolicyKeeper) -> None:
@@ -30,15 +38,17 @@ class PolicyService(policy_pb2_grpc.PolicyServicer):
         self, request: policy_pb2.PublishPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.PublishPolicyResponse:
         identity = await require_admin(context)
-        if not request.envelope:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "envelope: empty")
         decision = self._keeper.offer(request.envelope, f"admin:{identity.name}")
-        if decision.outcome is Outcome.INVALID:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, decision.log_message())
-        if decision.outcome in (Outcome.CONFLICT, Outcome.IGNORED_OLDER):
-            # The agent runs a newer or a different document under this version: publish
-            # a higher version to move the fleet.
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, decision.log_message())
+        code = _REFUSALS.get(decision.outcome)
+        if code is not None:
+            # One form for every refusal (policy.proto): the decision's line as details,
+            # its parts as trailing metadata for programs.
+            context.set_trailing_metadata((
+                ("skyfleet-policy-outcome", str(decision.outcome)),
+                ("skyfleet-policy-reject-reason", str(decision.reject_reason or "")),
+                ("skyfleet-policy-current-version", str(decision.current_version or 0)),
+            ))
+            await context.abort(code, decision.log_message())
         return policy_pb2.PublishPolicyResponse(
             outcome=str(decision.outcome),
             version=decision.version or 0,

@@ -58,6 +58,13 @@ class PolicyServicer:
 
     def Publish(self, request, context):
         """Offer a signed policy to one agent (admin identity required); gossip spreads it.
+        Adopted or duplicate-same: OK with the response. Every refusal has one form:
+        INVALID_ARGUMENT (invalid) or FAILED_PRECONDITION (conflict, ignored-older), with
+        details "policy <outcome>[/<reject reason>] version=<v> hash=<h> origin=admin:<name>
+        current=<v>: <reason>" ("-" where unknown; reject reasons: malformed, unsigned,
+        untrusted, bad-signature, invalid), and trailing metadata skyfleet-policy-outcome,
+        skyfleet-policy-reject-reason, skyfleet-policy-current-version;
+        PERMISSION_DENIED naming the caller and its role for a non-admin identity.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,10 +1,17 @@
-"""Requests that are not protobuf at all get INVALID_ARGUMENT, like any other malformed
-request, instead of grpc's UNKNOWN.
+"""What every call passes before any servicer: the caller's certificate is not revoked,
+and the request is protobuf at all.
 
-grpc decodes a request before the servicer runs and reports a decode failure as UNKNOWN
-("Unexpected DecodeError"), which tells a client nothing about whose fault it was. This
-interceptor wraps every method's deserializer so a decode failure becomes a marker, and
-the method's behaviour answers the marker with INVALID_ARGUMENT naming the method.
+Revocation (`security/revocation.py`) is checked here, once for every method, rather than
+in each servicer: Submit and ListMembers, open to any fleet identity, call no role check
+of their own. grpc's interceptors see no peer certificate, so the check runs inside the
+wrapped method, where the context has it; it costs nothing while nothing is revoked.
+
+Undecodable requests get INVALID_ARGUMENT, like any other malformed request, instead of
+grpc's UNKNOWN: grpc decodes a request before the servicer runs and reports a decode
+failure as UNKNOWN ("Unexpected DecodeError"), which tells a client nothing about whose
+fault it was. Every method's deserializer is wrapped so a decode failure becomes a
+marker, and the method's behaviour answers the marker with INVALID_ARGUMENT naming the
+method.
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+
+from skyfleet.security.certs import CertificateError
+from skyfleet.security.revocation import Revocations
+from skyfleet.transport.tls import identity_from_context
 
 
 class _Undecodable:
@@ -48,7 +59,21 @@ async def _checked(
         yield request
 
 
-class RejectUndecodable(grpc.aio.ServerInterceptor):
+class CallGate(grpc.aio.ServerInterceptor):
+    def __init__(self, revocations: Revocations) -> None:
+        self._revocations = revocations
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        if not self._revocations.serials:
+            return
+        try:
+            identity = identity_from_context(context)
+        except CertificateError:
+            return  # no readable identity: the servicer answers UNAUTHENTICATED
+        refusal = self._revocations.refusal(identity)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -58,12 +83,14 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
+        admit = self._admit
         decode = _safe(handler.request_deserializer)
         serialize = handler.response_serializer
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context)
                 if isinstance(request, _Undecodable):
                     await _refuse(context, method, request)
                 return await inner_uu(request, context)
@@ -73,6 +100,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context)
                 if isinstance(request, _Undecodable):
                     await _refuse(context, method, request)
                 async for reply in inner_us(request, context):
@@ -83,12 +111,14 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             inner_su = handler.stream_unary
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context)
                 return await inner_su(_checked(requests, context, method), context)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, decode, serialize)
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await admit(context)
             async for reply in inner_ss(_checked(requests, context, method), context):
                 yield reply
 
