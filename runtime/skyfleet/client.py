@@ -41,6 +41,8 @@ class MemberRow:
     queued: int = 0
     capacity: int = 0
     latency_ms: float = 0.0
+    refusals: int = 0
+    """Calls and claims from this member that the answering agent refused."""
 
 
 class AgentError(Exception):
@@ -100,6 +102,7 @@ class AgentClient:
                 queued=m.status.queued,
                 capacity=m.status.capacity,
                 latency_ms=m.status.latency_ms,
+                refusals=m.refusals,
             )
             for m in resp.members
         ]

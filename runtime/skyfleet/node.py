@@ -36,6 +36,7 @@ from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, Packet, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.observability.metrics import Metrics
+from skyfleet.observability.refusals import Refusals
 from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
@@ -108,6 +109,7 @@ class Agent:
         self._tls = tls
         self._claim_keys = CertificateKeys(tls.ca, tls.cert, tls.key)
         self._revocations = Revocations()
+        self.refusals = Refusals(clock)
         self.swim = Swim(
             meta,
             config.membership,
@@ -192,13 +194,13 @@ class Agent:
             rng=random.Random(self._rng.random()),
         )
         server = grpc.aio.server(
-            options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations)]
+            options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations, self.refusals)]
         )
         membership_pb2_grpc.add_MembershipServicer_to_server(
             MembershipService(self._loop, return_paths, self._revocations), server
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(self._loop, self._clock, self._stop), server
+            AdminService(self._loop, self._clock, self._stop, self.refusals), server
         )
         policy_pb2_grpc.add_PolicyServicer_to_server(PolicyService(self._keeper), server)
         tasks_pb2_grpc.add_TasksServicer_to_server(
@@ -328,9 +330,18 @@ class Agent:
 
     def _on_member_event(self, event: MemberEvent) -> None:
         """A member that (re)joins has none of our news: tell it our status now rather
-        than at the next refresh, so its balancer can route to us at once."""
+        than at the next refresh, so its balancer can route to us at once. A forged
+        claim is a refusal of its sender's."""
         if event.kind in (EventKind.JOIN, EventKind.ALIVE):
             self._status_due = True  # coalesced: a join burst costs one status a second
+        elif event.kind == EventKind.FORGED:
+            sender = self.swim.member(event.source)
+            self.refusals.record(
+                "forged claim",
+                identity=event.source,
+                peer=sender.meta.address if sender is not None else "",
+                detail=f"a claim about {event.node} not signed by {event.node}, dropped",
+            )
 
     def publish_status(self) -> None:
         """Advertise our status now (also called when the policy changes)."""

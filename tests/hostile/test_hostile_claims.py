@@ -12,11 +12,12 @@ import asyncio
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
+from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, membership_pb2_grpc
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
-from skyfleet._generated.skyfleet.v1 import membership_pb2_grpc
-from skyfleet.client import tls_files_in
+from skyfleet.client import AgentClient, tls_files_in
 from skyfleet.config.agent import load_agent_config
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.membership.claims import alive_claim, leave_claim
@@ -140,9 +141,22 @@ async def test_no_identity_but_a_nodes_own_moves_poisons_or_removes_it(fleet, ca
         # The last forgery was about n0 itself.
         assert a0.swim.stats.forged_claims == verdicts.count("forged") + 1
         assert a0.swim.stats.claims_asked == verdicts.count("asked")
-        # Logged with the sender named, once per interval however many came.
+        # Logged with the sender named, once per interval however many came; counted.
         lines = [r.getMessage() for r in caplog.records if "forged" in r.getMessage()]
-        assert lines == ["member n1 forged: dropped a claim from n2 not signed by n1"]
+        assert lines == [
+            "refused forged claim from n2: a claim about n1 not signed by n1, dropped"
+        ]
+        assert a0.refusals.by_identity["n2"] == a0.swim.stats.forged_claims
+        # A member's refused calls show in the member table (`skyfleet members`).
+        victim_tls = TlsMaterial.load(tls_files_in(layout.tls, "n1"))
+        async with secure_channel(n0.address, victim_tls.channel_credentials(), "n0") as ch:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await admin_pb2_grpc.AdminStub(ch).Leave(admin_pb2.LeaveRequest())
+        admin = TlsMaterial.load(tls_files_in(layout.tls, "admin"))
+        async with AgentClient(n0.address, admin, agent_name="n0") as client:
+            _, rows = await client.list_members()
+        assert {r.name: r.refusals for r in rows} == {"n0": 0, "n1": 1}
+        assert a0.refusals.by_reason["wrong role"] == 1
         # n1's own word still counts: its leave is signed, and n0 takes it.
         await a1.shutdown()
         await until(lambda: a0.swim.member("n1").state == MemberState.LEFT, "n0 to see n1 leave")

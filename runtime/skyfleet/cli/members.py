@@ -83,9 +83,11 @@ def _members(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"local_node": local, "members": [asdict(r) for r in rows]}, indent=2))
         return 0
-    headers = ("NAME", "CLOUD", "REGION", "ZONE", "ADDRESS", "STATE", "INCARNATION")
+    headers = ("NAME", "CLOUD", "REGION", "ZONE", "ADDRESS", "STATE", "INCARNATION", "REFUSED")
     table = [headers] + [
-        (r.name, r.cloud, r.region, r.zone, r.address, r.state, str(r.incarnation)) for r in rows
+        (r.name, r.cloud, r.region, r.zone, r.address, r.state, str(r.incarnation),
+         str(r.refusals))
+        for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
     for row in table:

@@ -65,6 +65,15 @@ class AgentCollector(Collector):
              "Certificates sent with self-claims that the fleet CA did not issue"),
         ):
             yield CounterMetricFamily(f"skyfleet_membership_{name}", doc, value)
+        refusals = CounterMetricFamily(
+            "skyfleet_refusals",
+            "Calls and self-claims refused for who sent them, by reason (no identity, "
+            "wrong role, wrong sender, revoked, forged claim)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(a.refusals.by_reason.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
         yield CounterMetricFamily(
             "skyfleet_packets_sent", "Membership packets sent", a.sender.packets_sent
         )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from skyfleet.security.certs import PeerIdentity
 
+REVOKED_PHRASE = "is revoked by policy version"
+
 
 class Revocations:
     def __init__(self) -> None:
@@ -35,6 +37,6 @@ class Revocations:
         if identity.serial and identity.serial in self._serials:
             return (
                 f"{identity.name} ({identity.role} certificate, serial {identity.serial}) "
-                f"is revoked by policy version {self._version}"
+                f"{REVOKED_PHRASE} {self._version}"
             )
         return None

@@ -10,6 +10,7 @@ import grpc
 
 from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
 from skyfleet.config.agent import ConfigError, split_host_port
+from skyfleet.observability.refusals import Refusals
 from skyfleet.transport.codec import meta_to_proto, status_to_proto
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.tls import require_admin
@@ -19,11 +20,18 @@ JOIN_TIMEOUT = 10.0
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, loop: SwimLoop, clock: Callable[[], float], stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        loop: SwimLoop,
+        clock: Callable[[], float],
+        stop: asyncio.Event,
+        refusals: Refusals,
+    ) -> None:
         self._loop = loop
         self._swim = loop.swim
         self._clock = clock
         self._stop = stop
+        self._refusals = refusals
 
     async def ListMembers(  # noqa: N802 - gRPC method name
         self, request: admin_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
@@ -37,6 +45,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 state=int(m.state),
                 incarnation=m.incarnation,
                 state_age_seconds=max(0.0, now - m.state_since),
+                refusals=self._refusals.by_identity[m.name],
             )
             if m.name in statuses:
                 status, received = statuses[m.name]

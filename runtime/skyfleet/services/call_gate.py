@@ -1,5 +1,5 @@
 """What every call passes before any servicer: the caller's certificate is not revoked,
-and the request is protobuf at all.
+and the request is protobuf at all; and where every refusal of a caller is counted.
 
 Revocation (`security/revocation.py`) is checked here, once for every method, rather than
 in each servicer: Submit and ListMembers, open to any fleet identity, call no role check
@@ -21,9 +21,10 @@ from typing import Any
 
 import grpc
 
+from skyfleet.observability.refusals import Refusals
 from skyfleet.security.certs import CertificateError
-from skyfleet.security.revocation import Revocations
-from skyfleet.transport.tls import identity_from_context
+from skyfleet.security.revocation import REVOKED_PHRASE, Revocations
+from skyfleet.transport.tls import ROLE_PHRASE, SENDER_PHRASE, identity_from_context
 
 
 class _Undecodable:
@@ -59,9 +60,29 @@ async def _checked(
         yield request
 
 
+_REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def refusal_reason(code: grpc.StatusCode, details: str) -> str:
+    """The reason a refusal is counted under, from the messages the checks write."""
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return "no identity"
+    if REVOKED_PHRASE in details:
+        return "revoked"
+    if ROLE_PHRASE in details:
+        return "wrong role"
+    if SENDER_PHRASE in details:
+        return "wrong sender"
+    return "denied"
+
+
 class CallGate(grpc.aio.ServerInterceptor):
-    def __init__(self, revocations: Revocations) -> None:
+    """`refusals` hears of every call refused for who its caller is, whether here or
+    by a servicer's own check (`require_role`, `require_sender`)."""
+
+    def __init__(self, revocations: Revocations, refusals: Refusals) -> None:
         self._revocations = revocations
+        self._refusals = refusals
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         if not self._revocations.serials:
@@ -74,6 +95,22 @@ class CallGate(grpc.aio.ServerInterceptor):
         if refusal is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
 
+    def _refused(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        code = context.code()
+        if code not in _REFUSED:
+            return
+        details = context.details() or ""
+        try:
+            identity = identity_from_context(context).name
+        except CertificateError:
+            identity = ""
+        self._refusals.record(
+            refusal_reason(code, details),
+            identity=identity,
+            peer=context.peer(),
+            detail=f"{method}: {details}",
+        )
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -83,43 +120,59 @@ class CallGate(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        admit = self._admit
+        admit, refused = self._admit, self._refused
         decode = _safe(handler.request_deserializer)
         serialize = handler.response_serializer
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(context)
-                if isinstance(request, _Undecodable):
-                    await _refuse(context, method, request)
-                return await inner_uu(request, context)
+                try:
+                    await admit(context)
+                    if isinstance(request, _Undecodable):
+                        await _refuse(context, method, request)
+                    return await inner_uu(request, context)
+                except grpc.aio.AbortError:
+                    refused(context, method)
+                    raise
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, decode, serialize)
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(context)
-                if isinstance(request, _Undecodable):
-                    await _refuse(context, method, request)
-                async for reply in inner_us(request, context):
-                    yield reply
+                try:
+                    await admit(context)
+                    if isinstance(request, _Undecodable):
+                        await _refuse(context, method, request)
+                    async for reply in inner_us(request, context):
+                        yield reply
+                except grpc.aio.AbortError:
+                    refused(context, method)
+                    raise
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, decode, serialize)
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(context)
-                return await inner_su(_checked(requests, context, method), context)
+                try:
+                    await admit(context)
+                    return await inner_su(_checked(requests, context, method), context)
+                except grpc.aio.AbortError:
+                    refused(context, method)
+                    raise
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, decode, serialize)
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await admit(context)
-            async for reply in inner_ss(_checked(requests, context, method), context):
-                yield reply
+            try:
+                await admit(context)
+                async for reply in inner_ss(_checked(requests, context, method), context):
+                    yield reply
+            except grpc.aio.AbortError:
+                refused(context, method)
+                raise
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, decode, serialize)

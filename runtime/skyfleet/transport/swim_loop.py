@@ -13,21 +13,20 @@ from collections.abc import Callable
 from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import Outgoing, Packet, StatusReport
 from skyfleet.membership.swim import Swim
-from skyfleet.observability.log_limit import LogLimiter
 
 log = logging.getLogger("skyfleet.membership")
 
 EventListener = Callable[[MemberEvent], None]
 
-REFUSAL_LOG_INTERVAL = 10.0
-"""Seconds between log lines about one sender's refused claims (the counters are exact)."""
-
 _EVENT_LEVEL = {
     EventKind.FAILED: logging.WARNING,
     EventKind.SUSPECT: logging.INFO,
     EventKind.REFUTED: logging.INFO,
-    EventKind.FORGED: logging.WARNING,
+    EventKind.REVOKED: logging.WARNING,
 }
+_UNLOGGED = frozenset({EventKind.FORGED})
+"""Events listeners log themselves: forged claims go to the agent's refusal log, which
+names the sender and holds back floods (`observability/refusals.py`)."""
 
 
 class SwimLoop:
@@ -45,7 +44,6 @@ class SwimLoop:
         self._status_listeners: list[Callable[[], None]] = []
         self._statuses_seen = 0
         self._join_waiters: list[asyncio.Future[bool]] = []
-        self._refusals = LogLimiter(REFUSAL_LOG_INTERVAL, clock)
 
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -106,11 +104,10 @@ class SwimLoop:
         if out:
             self._send(out)
         for event in self.swim.take_events():
-            message = self._log_line(event)
-            if message is not None:
+            if event.kind not in _UNLOGGED:
                 log.log(
                     _EVENT_LEVEL.get(event.kind, logging.INFO),
-                    message,
+                    f"member {event.node} {event.kind.value}",
                     extra={
                         "event": event.kind.value,
                         "member": event.node,
@@ -131,16 +128,3 @@ class SwimLoop:
             self._join_waiters.clear()
         # The core may have armed an earlier timer than the one the loop waits for.
         self._wake.set()
-
-    def _log_line(self, event: MemberEvent) -> str | None:
-        """The event's log line; None while one sender's refused claims are held back."""
-        message = f"member {event.node} {event.kind.value}"
-        if event.kind != EventKind.FORGED:
-            return message
-        held_back = self._refusals.allow(f"forged:{event.source}")
-        if held_back is None:
-            return None
-        message += f": dropped a claim from {event.source} not signed by {event.node}"
-        if held_back:
-            message += f" ({held_back} more since the last line)"
-        return message

@@ -56,6 +56,11 @@ from skyfleet.security.certs import (
     peer_identity,
 )
 
+ROLE_PHRASE = "certificate) may not"
+"""In every refusal of a caller for its role (how refusals are counted: `call_gate.py`)."""
+SENDER_PHRASE = "does not match the caller's certificate"
+"""In every refusal of a packet that speaks for another node."""
+
 
 def server_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ServerCredentials:
     """Credentials for an agent's server: present our certificate, require a client
@@ -168,7 +173,7 @@ async def require_role(context: grpc.aio.ServicerContext, *roles: Role,
     if identity.role not in roles:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED,
-            f"{identity.name} ({identity.role} certificate) may not {what}",
+            f"{identity.name} ({identity.role} {ROLE_PHRASE} {what}",
         )
     return identity
 
@@ -185,8 +190,7 @@ async def require_sender(context: grpc.aio.ServicerContext, sender: str) -> Peer
     if identity.role != "agent" or identity.name != sender:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED,
-            f"sender {sender!r} does not match the caller's certificate "
-            f"({identity.name}, {identity.role})",
+            f"sender {sender!r} {SENDER_PHRASE} ({identity.name}, {identity.role})",
         )
     return identity
 

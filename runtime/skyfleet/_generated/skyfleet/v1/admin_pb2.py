@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as skyfleet_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/admin.proto\x12\x0bskyfleet.v1\x1a\x1cskyfleet/v1/membership.proto\"\x14\n\x12ListMembersRequest\"\xcb\x01\n\x06Member\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x19\n\x11state_age_seconds\x18\x04 \x01(\x01\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.skyfleet.v1.NodeStatus\x12\x1a\n\x12status_age_seconds\x18\x06 \x01(\x01\"e\n\x13ListMembersResponse\x12\x12\n\nlocal_node\x18\x01 \x01(\t\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.skyfleet.v1.Member\x12\x14\n\x0chealth_score\x18\x03 \x01(\x05\"\x0e\n\x0cLeaveRequest\"\x0f\n\rLeaveResponse\"\x1c\n\x0bJoinRequest\x12\r\n\x05seeds\x18\x01 \x03(\t\"\"\n\x0cJoinResponse\x12\x12\n\nmembers_up\x18\x01 \x01(\x05\x32\xd6\x01\n\x05\x41\x64min\x12P\n\x0bListMembers\x12\x1f.skyfleet.v1.ListMembersRequest\x1a .skyfleet.v1.ListMembersResponse\x12>\n\x05Leave\x12\x19.skyfleet.v1.LeaveRequest\x1a\x1a.skyfleet.v1.LeaveResponse\x12;\n\x04Join\x12\x18.skyfleet.v1.JoinRequest\x1a\x19.skyfleet.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/admin.proto\x12\x0bskyfleet.v1\x1a\x1cskyfleet/v1/membership.proto\"\x14\n\x12ListMembersRequest\"\xdd\x01\n\x06Member\x12#\n\x04node\x18\x01 \x01(\x0b\x32\x15.skyfleet.v1.NodeMeta\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.MemberState\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x19\n\x11state_age_seconds\x18\x04 \x01(\x01\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.skyfleet.v1.NodeStatus\x12\x1a\n\x12status_age_seconds\x18\x06 \x01(\x01\x12\x10\n\x08refusals\x18\x07 \x01(\x04\"e\n\x13ListMembersResponse\x12\x12\n\nlocal_node\x18\x01 \x01(\t\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.skyfleet.v1.Member\x12\x14\n\x0chealth_score\x18\x03 \x01(\x05\"\x0e\n\x0cLeaveRequest\"\x0f\n\rLeaveResponse\"\x1c\n\x0bJoinRequest\x12\r\n\x05seeds\x18\x01 \x03(\t\"\"\n\x0cJoinResponse\x12\x12\n\nmembers_up\x18\x01 \x01(\x05\x32\xd6\x01\n\x05\x41\x64min\x12P\n\x0bListMembers\x12\x1f.skyfleet.v1.ListMembersRequest\x1a .skyfleet.v1.ListMembersResponse\x12>\n\x05Leave\x12\x19.skyfleet.v1.LeaveRequest\x1a\x1a.skyfleet.v1.LeaveResponse\x12;\n\x04Join\x12\x18.skyfleet.v1.JoinRequest\x1a\x19.skyfleet.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMEMBERSREQUEST']._serialized_start=70
   _globals['_LISTMEMBERSREQUEST']._serialized_end=90
   _globals['_MEMBER']._serialized_start=93
-  _globals['_MEMBER']._serialized_end=296
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=298
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=399
-  _globals['_LEAVEREQUEST']._serialized_start=401
-  _globals['_LEAVEREQUEST']._serialized_end=415
-  _globals['_LEAVERESPONSE']._serialized_start=417
-  _globals['_LEAVERESPONSE']._serialized_end=432
-  _globals['_JOINREQUEST']._serialized_start=434
-  _globals['_JOINREQUEST']._serialized_end=462
-  _globals['_JOINRESPONSE']._serialized_start=464
-  _globals['_JOINRESPONSE']._serialized_end=498
-  _globals['_ADMIN']._serialized_start=501
-  _globals['_ADMIN']._serialized_end=715
+  _globals['_MEMBER']._serialized_end=314
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=316
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=417
+  _globals['_LEAVEREQUEST']._serialized_start=419
+  _globals['_LEAVEREQUEST']._serialized_end=433
+  _globals['_LEAVERESPONSE']._serialized_start=435
+  _globals['_LEAVERESPONSE']._serialized_end=450
+  _globals['_JOINREQUEST']._serialized_start=452
+  _globals['_JOINREQUEST']._serialized_end=480
+  _globals['_JOINRESPONSE']._serialized_start=482
+  _globals['_JOINRESPONSE']._serialized_end=516
+  _globals['_ADMIN']._serialized_start=519
+  _globals['_ADMIN']._serialized_end=733
 # @@protoc_insertion_point(module_scope)

@@ -12,20 +12,22 @@ class ListMembersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("node", "state", "incarnation", "state_age_seconds", "status", "status_age_seconds")
+    __slots__ = ("node", "state", "incarnation", "state_age_seconds", "status", "status_age_seconds", "refusals")
     NODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     STATE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUS_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
     node: _membership_pb2.NodeMeta
     state: _membership_pb2.MemberState
     incarnation: int
     state_age_seconds: float
     status: _membership_pb2.NodeStatus
     status_age_seconds: float
-    def __init__(self, node: _Optional[_Union[_membership_pb2.NodeMeta, _Mapping]] = ..., state: _Optional[_Union[_membership_pb2.MemberState, str]] = ..., incarnation: _Optional[int] = ..., state_age_seconds: _Optional[float] = ..., status: _Optional[_Union[_membership_pb2.NodeStatus, _Mapping]] = ..., status_age_seconds: _Optional[float] = ...) -> None: ...
+    refusals: int
+    def __init__(self, node: _Optional[_Union[_membership_pb2.NodeMeta, _Mapping]] = ..., state: _Optional[_Union[_membership_pb2.MemberState, str]] = ..., incarnation: _Optional[int] = ..., state_age_seconds: _Optional[float] = ..., status: _Optional[_Union[_membership_pb2.NodeStatus, _Mapping]] = ..., status_age_seconds: _Optional[float] = ..., refusals: _Optional[int] = ...) -> None: ...
 
 class ListMembersResponse(_message.Message):
     __slots__ = ("local_node", "members", "health_score")
