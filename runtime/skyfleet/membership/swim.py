@@ -122,6 +122,9 @@ MAX_WANT = 256
 JOIN_CERTIFICATE_BUDGET = 1 << 20
 """Bytes of certificates a seed sends with its table to a joiner (about 2,000); the
 joiner asks for any others it needs."""
+MAX_CERTIFICATES = 2048
+"""Certificates checked from one packet: a join answer's fit; a packet stuffed with more
+(each new one costs a signature check) has the rest ignored."""
 
 
 class Swim:
@@ -554,9 +557,9 @@ class Swim:
     def _authentic(self, claim: Alive | Dead, now: float) -> bool:
         """Whether a self-claim that would change our table carries its node's signature
         (`claims.py`). Called only where the claim would take effect, so the resends of
-        old news cost no signature check. Without the signer's certificate the claim is
-        held and the certificate asked of the packet's sender, who checked the claim
-        before relaying it and so holds it."""
+        old news cost no signature check. A claim signed by a key we do not hold, or a
+        table row without signature, is set aside and asked of the packet's sender, who
+        checked it before relaying it and so holds the signed claim and its certificate."""
         if isinstance(claim, Alive):
             node, signed = claim.meta.name, alive_claim(claim.meta, claim.incarnation)
         else:
@@ -576,7 +579,7 @@ class Swim:
         return False
 
     def _learn(self, certificates: tuple[bytes, ...]) -> None:
-        for der in certificates[:MAX_WANT]:
+        for der in certificates[:MAX_CERTIFICATES]:
             if self._keys.learn(der) is None:
                 self.stats.refused_certificates += 1
 
