@@ -8,8 +8,6 @@ a stream's packets as they arrive, so every assertion reads the state the packet
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import grpc
@@ -27,28 +25,12 @@ from skyfleet.node import Agent
 from skyfleet.security.claim_keys import CertificateKeys
 from skyfleet.transport.codec import meta_from_proto
 from skyfleet.transport.tls import TlsMaterial, secure_channel
+from tests.runtime.joined_agents import joined_layout, until
 
 
 @pytest.fixture
 def fleet(tmp_path: Path, free_ports) -> tuple[FleetLayout, list[AgentSpec]]:
-    layout = FleetLayout(tmp_path)
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(3)]
-    specs = [
-        AgentSpec(name=f"n{i}", cloud="aws", zone="z", address=address,
-                  seeds=(addresses[0],) if i else ())
-        for i, address in enumerate(addresses)
-    ]
-    for spec in specs:
-        layout.write_agent(spec)
-    return layout, specs
-
-
-async def until(condition, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return joined_layout(tmp_path, free_ports(3))
 
 
 async def test_no_identity_but_a_nodes_own_moves_poisons_or_removes_it(fleet, caplog) -> None:

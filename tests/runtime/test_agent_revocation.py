@@ -3,9 +3,7 @@ agent drop the node that holds it and refuse its every call, on new and open str
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 
 import grpc
@@ -19,30 +17,14 @@ from skyfleet.membership.members import EventKind
 from skyfleet.node import Agent
 from skyfleet.policy.signing import sign_policy
 from skyfleet.transport.tls import TlsMaterial, secure_channel
+from tests.runtime.joined_agents import joined_layout, until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def fleet(tmp_path: Path, free_ports) -> tuple[FleetLayout, list[AgentSpec]]:
-    layout = FleetLayout(tmp_path)
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
-    specs = [
-        AgentSpec(name=f"n{i}", cloud="aws", zone="z", address=address,
-                  seeds=(addresses[0],) if i else ())
-        for i, address in enumerate(addresses)
-    ]
-    for spec in specs:
-        layout.write_agent(spec)
-    return layout, specs
-
-
-async def until(condition, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return joined_layout(tmp_path, free_ports(2))
 
 
 async def test_a_revoked_node_is_dropped_and_refused(fleet) -> None:
