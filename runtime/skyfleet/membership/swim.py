@@ -787,7 +787,7 @@ class Swim:
         urgent, self._urgent = self._urgent, False
         for name, address, news in self._catch_up.due(self._members.values(), now):
             # The joiner holds the certificates of our join answer only: these are new.
-            certs = self._join_certificates(PushPull(news), name)
+            certs = self._join_certificates(news, name)
             self._send(
                 address, PushPull(news, is_reply=True), name, piggyback=False, certificates=certs
             )
@@ -902,7 +902,7 @@ class Swim:
             reply = self._state(is_reply=True, signed=pp.join)
             certs: tuple[bytes, ...] = ()
             if pp.join:  # a joiner holds no certificate yet: send them with the table
-                certs = self._join_certificates(reply, packet.sender)
+                certs = self._join_certificates(reply.members, packet.sender)
             self._send(
                 packet.sender_address, reply, packet.sender, piggyback=False, certificates=certs
             )
@@ -951,10 +951,13 @@ class Swim:
                 certs += self._keys.certificates(update.meta.name)
         return tuple(certs)
 
-    def _join_certificates(self, table: PushPull, joiner: str) -> tuple[bytes, ...]:
+    def _join_certificates(
+        self, records: Iterable[MemberRecord], joiner: str
+    ) -> tuple[bytes, ...]:
+        """Certificates of the signed `records` a joiner is sent, but its own."""
         certs: list[bytes] = []
         budget = JOIN_CERTIFICATE_BUDGET
-        for record in table.members:
+        for record in records:
             if record.signature and record.meta.name != joiner:
                 for cert in self._keys.certificates(record.meta.name):
                     budget -= len(cert)
@@ -965,8 +968,8 @@ class Swim:
 
     def _send_join(self, now: float, *, arm_retry: bool = True) -> None:
         mine = self._keys.certificates(self.name)
+        table = self._state(join=True, signed=True)
         for seed in self._seeds:
-            table = self._state(join=True, signed=True)
             self._send(seed, table, None, piggyback=False, certificates=mine)
         if arm_retry:
             cfg = self._cfg

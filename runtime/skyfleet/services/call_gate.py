@@ -16,6 +16,7 @@ method.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -111,6 +112,18 @@ class CallGate(grpc.aio.ServerInterceptor):
             detail=f"{method}: {details}",
         )
 
+    @contextlib.asynccontextmanager
+    async def _guarded(
+        self, context: grpc.aio.ServicerContext, method: str
+    ) -> AsyncIterator[None]:
+        """Admit the caller, run the method, and count the call if it ends refused."""
+        try:
+            await self._admit(context)
+            yield
+        except grpc.aio.AbortError:
+            self._refused(context, method)
+            raise
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -120,59 +133,43 @@ class CallGate(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        admit, refused = self._admit, self._refused
+        guarded = self._guarded
         decode = _safe(handler.request_deserializer)
         serialize = handler.response_serializer
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    await admit(context)
+                async with guarded(context, method):
                     if isinstance(request, _Undecodable):
                         await _refuse(context, method, request)
                     return await inner_uu(request, context)
-                except grpc.aio.AbortError:
-                    refused(context, method)
-                    raise
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, decode, serialize)
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    await admit(context)
+                async with guarded(context, method):
                     if isinstance(request, _Undecodable):
                         await _refuse(context, method, request)
                     async for reply in inner_us(request, context):
                         yield reply
-                except grpc.aio.AbortError:
-                    refused(context, method)
-                    raise
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, decode, serialize)
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    await admit(context)
+                async with guarded(context, method):
                     return await inner_su(_checked(requests, context, method), context)
-                except grpc.aio.AbortError:
-                    refused(context, method)
-                    raise
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, decode, serialize)
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                await admit(context)
+            async with guarded(context, method):
                 async for reply in inner_ss(_checked(requests, context, method), context):
                     yield reply
-            except grpc.aio.AbortError:
-                refused(context, method)
-                raise
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, decode, serialize)
