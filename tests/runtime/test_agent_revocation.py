@@ -9,7 +9,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
+from skyfleet._generated.skyfleet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    membership_pb2,
+    membership_pb2_grpc,
+)
 from skyfleet.client import AgentClient, tls_files_in
 from skyfleet.config.agent import load_agent_config
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
@@ -39,6 +44,11 @@ async def test_a_revoked_node_is_dropped_and_refused(fleet) -> None:
     ):
         a0.loop.add_listener(events.append)
         await until(lambda: a0.swim.member("n1") is not None, "n0 to see n1")
+        # A membership stream n1's certificate opened before the revocation, seen to work.
+        held = secure_channel(n0.address, victim.channel_credentials(), "n0")
+        stream = membership_pb2_grpc.MembershipStub(held).Stream()
+        await stream.write(status_from_n1(a1, seq=10**6))
+        await until(lambda: a0.swim.statuses()["n1"][0].seq == 10**6, "n1's status on n0")
         version = a0.policy.version + 1
         envelope = sign_policy(
             {**doc, "version": version, "revoked_certificates": [victim.identity.serial]},
@@ -58,6 +68,34 @@ async def test_a_revoked_node_is_dropped_and_refused(fleet) -> None:
         details = refused.value.details() or ""
         assert f"serial {victim.identity.serial}" in details
         assert f"policy version {version}" in details
-        # n1 asks to join again, over its open stream and a new one: it stays out.
-        assert not await a1.loop.join((n0.address,), timeout=2.0)
+        # The open stream ends at its next packet; a join on a new one is refused too.
+        await stream.write(status_from_n1(a1, seq=10**6 + 1))
+        await stream.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            await stream
+        assert cut.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"serial {victim.identity.serial}" in (cut.value.details() or "")
+        assert a0.swim.statuses().get("n1") is None
+        join = membership_pb2.Packet(sender="n1", sender_address=n1.address)
+        join.push_pull.join = True
+        retry = membership_pb2_grpc.MembershipStub(held).Stream()
+        await retry.write(join)
+        await retry.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as refused_join:
+            await retry
+        assert refused_join.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        await held.close()
         assert a0.swim.member("n1") is None
+        # Counted: these three, and whatever n1's own agent tried meanwhile.
+        assert a0.refusals.by_reason["revoked"] >= 3
+        assert set(a0.refusals.by_reason) == {"revoked"}
+
+
+def status_from_n1(agent: Agent, seq: int) -> membership_pb2.Packet:
+    """A packet from n1 whose effect n0 shows: a status newer than any n1 sent."""
+    status = membership_pb2.NodeStatus(node="n1", incarnation=agent.swim.incarnation, seq=seq)
+    return membership_pb2.Packet(
+        sender="n1",
+        sender_address=agent.config.node.address,
+        piggyback=[membership_pb2.Update(status=status)],
+    )
