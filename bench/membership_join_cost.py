@@ -20,8 +20,10 @@ repository root:
 
     .venv/bin/python bench/membership_join_cost.py --n 20 --runs 5      # about 2 minutes
 
-`--only Skyfleet` runs one configuration, e.g. against an older checkout of the runtime
-(`PYTHONPATH=<checkout>/runtime`, which the agents inherit) to compare before and after.
+`--baseline CHECKOUT` adds "Skyfleet-baseline": the Skyfleet configuration with agents
+run from another checkout's runtime (e.g. `git worktree add /tmp/before <commit>`), runs
+alternating with this one, to compare a change before and after in one invocation
+(`--only Skyfleet --baseline ...` leaves memberlist rounds out).
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ async def connect(system: SkyfleetSystem, node: NodeSpec) -> AdminMembersClient:
     raise RuntimeError(f"{node.name}: API not answering within {TIMEOUT:.0f} s")
 
 
-async def one_run(n: int, membership: Mapping[str, float], ports: PortAllocator) -> dict:
+async def one_run(
+    n: int, membership: Mapping[str, float], ports: PortAllocator, runtime: Path | None = None
+) -> dict:
+    """`runtime`: another checkout's `runtime/` folder to run the agents from."""
     work = Path(tempfile.mkdtemp(prefix="skyfleet-join-cost-"))
-    system = SkyfleetSystem(membership)
+    system = SkyfleetSystem(membership, runtime=runtime)
     names = [f"n{i}" for i in range(n)]
     system.prepare(names, work)
     nodes = system.plan(names, ports.take(n))
@@ -121,13 +126,21 @@ async def one_run(n: int, membership: Mapping[str, float], ports: PortAllocator)
         procs.close()
 
 
-async def main(n: int, runs: int, labels: list[str]) -> None:
+BASELINE = "Skyfleet-baseline"
+
+
+async def main(n: int, runs: int, labels: list[str], baseline: Path | None) -> None:
     ports = PortAllocator()
+    if baseline is not None:
+        labels = [*labels, BASELINE]
     results: dict[str, list[dict]] = {label: [] for label in labels}
     for run in range(runs):
         order = labels if run % 2 == 0 else list(reversed(labels))
         for label in order:
-            r = await one_run(n, CONFIGS[label], ports)
+            if label == BASELINE:
+                r = await one_run(n, CONFIGS["Skyfleet"], ports, baseline / "runtime")
+            else:
+                r = await one_run(n, CONFIGS[label], ports)
             results[label].append(r)
             print(
                 f"{label:18} N={n} run {run + 1}: join {r['join_s']:.2f} s, "
@@ -151,7 +164,12 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=20, help="agents per run")
     parser.add_argument("--runs", type=int, default=5, help="runs per configuration")
     parser.add_argument("--only", choices=list(CONFIGS), help="run this configuration only")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run Skyfleet from this checkout's runtime")
     args = parser.parse_args()
     if args.n < 2 or args.runs < 1:
         parser.error("--n must be at least 2 and --runs at least 1")
-    asyncio.run(main(args.n, args.runs, [args.only] if args.only else list(CONFIGS)))
+    if args.baseline is not None and not (args.baseline / "runtime" / "skyfleet").is_dir():
+        parser.error(f"--baseline: {args.baseline} has no runtime/skyfleet")
+    labels = [args.only] if args.only else list(CONFIGS)
+    asyncio.run(main(args.n, args.runs, labels, args.baseline))
