@@ -336,7 +336,10 @@ def peer_identity(cert_pem: bytes) -> PeerIdentity:
     This trusts the certificate's content; call it only on certificates that the TLS
     handshake (or `check_chain`) has already verified against the fleet CA.
     """
-    cert = load_certificate(cert_pem)
+    return _identity_of(load_certificate(cert_pem))
+
+
+def _identity_of(cert: x509.Certificate) -> PeerIdentity:
     subject = cert.subject
     names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     units = {str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)}
@@ -394,7 +397,7 @@ def check_issued(
             f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", part="cert"
         )
     try:
-        return peer_identity(cert.public_bytes(serialization.Encoding.PEM))
+        return _identity_of(cert)
     except CertificateError as exc:
         raise CertificateError(str(exc), part="cert") from None
 
