@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -42,6 +43,16 @@ def key_id(der: bytes) -> bytes:
     return hashlib.sha256(der).digest()[:KEY_ID_SIZE]
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A checked certificate, by its key id."""
+
+    node: str
+    serial: str
+    key: ec.EllipticCurvePublicKey
+    der: bytes
+
+
 class CertificateKeys:
     """The agent's `ClaimKeys`: its own certificate key, and the fleet's certificates
     it has checked. `now` is the wall clock certificates are dated against."""
@@ -59,13 +70,10 @@ class CertificateKeys:
         self._now = now
         der = load_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
         self._kid = key_id(der)
-        self._keys: dict[tuple[str, bytes], ec.EllipticCurvePublicKey] = {}
-        self._certs: dict[str, dict[bytes, bytes]] = {}
-        """Per node: key id -> certificate (DER), oldest first."""
-        self._owner: dict[bytes, str] = {}
-        """Key id -> the node its certificate names: a certificate sent again costs a
-        hash, not a chain check."""
-        self._serial: dict[bytes, str] = {}
+        self._held: dict[bytes, _Held] = {}
+        """Key id -> certificate checked: one sent again costs a hash, not a chain check."""
+        self._by_node: dict[str, list[bytes]] = {}
+        """Node -> key ids of its certificates, oldest first."""
         self._revoked: frozenset[str] = frozenset()
         """Serials the policy in force revokes (`security/revocation.py`): never learned."""
         if self.learn(der) is None:
@@ -78,23 +86,23 @@ class CertificateKeys:
     def verify(self, node: str, claim: bytes, signature: bytes) -> Verdict:
         if len(signature) != SIGNATURE_SIZE:
             return Verdict.FORGED
-        kid = signature[:KEY_ID_SIZE]
-        key = self._keys.get((node, kid))
-        if key is None:
-            # Another node's key signs nothing for this one; a key never seen is fetched.
-            return Verdict.FORGED if kid in self._owner else Verdict.UNKNOWN_KEY
+        held = self._held.get(signature[:KEY_ID_SIZE])
+        if held is None:
+            return Verdict.UNKNOWN_KEY  # a key never seen: fetched from the sender
+        if held.node != node:
+            return Verdict.FORGED  # another node's key signs nothing for this one
         r = int.from_bytes(signature[KEY_ID_SIZE : KEY_ID_SIZE + _SCALAR], "big")
         s = int.from_bytes(signature[KEY_ID_SIZE + _SCALAR :], "big")
         try:
-            key.verify(encode_dss_signature(r, s), claim, ec.ECDSA(hashes.SHA256()))
+            held.key.verify(encode_dss_signature(r, s), claim, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return Verdict.FORGED
         return Verdict.AUTHENTIC
 
     def learn(self, certificate: bytes) -> str | None:
         kid = key_id(certificate)
-        if kid in self._owner:
-            return self._owner[kid]
+        if kid in self._held:
+            return self._held[kid].node
         try:
             cert = x509.load_der_x509_certificate(certificate)
             identity = check_issued(self._cas, cert, now=self._now())
@@ -105,28 +113,29 @@ class CertificateKeys:
             return None
         if identity.serial in self._revoked:
             return None
-        held = self._certs.setdefault(identity.name, {})
-        held[kid] = certificate
-        self._keys[(identity.name, kid)] = public
-        self._owner[kid] = identity.name
-        self._serial[kid] = identity.serial
-        while len(held) > MAX_CERTIFICATES_PER_NODE:
-            self._drop(identity.name, next(iter(held)))
+        self._held[kid] = _Held(identity.name, identity.serial, public, certificate)
+        kids = self._by_node.setdefault(identity.name, [])
+        kids.append(kid)
+        while len(kids) > MAX_CERTIFICATES_PER_NODE:
+            self._drop(kids[0])
         return identity.name
 
     def revoke(self, serials: frozenset[str]) -> set[str]:
         """Forget the certificates with these serials and refuse them from now on (the
         list replaces the previous one); the nodes that held them."""
         self._revoked = serials
-        dropped = [(self._owner[k], k) for k, serial in self._serial.items() if serial in serials]
-        for name, kid in dropped:
-            self._drop(name, kid)
-        return {name for name, _ in dropped}
+        dropped = [kid for kid, held in self._held.items() if held.serial in serials]
+        nodes = {self._held[kid].node for kid in dropped}
+        for kid in dropped:
+            self._drop(kid)
+        return nodes
 
-    def _drop(self, name: str, kid: bytes) -> None:
-        del self._certs[name][kid], self._keys[(name, kid)], self._owner[kid], self._serial[kid]
-        if not self._certs[name]:
-            del self._certs[name]
+    def _drop(self, kid: bytes) -> None:
+        node = self._held.pop(kid).node
+        kids = self._by_node[node]
+        kids.remove(kid)
+        if not kids:
+            del self._by_node[node]
 
     def certificates(self, node: str) -> tuple[bytes, ...]:
-        return tuple(self._certs.get(node, {}).values())
+        return tuple(self._held[kid].der for kid in self._by_node.get(node, ()))
