@@ -1,10 +1,12 @@
 """What a host needs to boot straight into the fleet, rendered as pure text.
 
 Two artefacts: the agent config (the TOML contract of `skyfleet.config.agent`) and the
-cloud-init document that installs the pinned runtime, writes that config, the node's
-certificates and the trusted policy keys, and starts two systemd units: the agent, and a
-timer that copies the published policy from the cloud's store into the file the agent
-watches.
+cloud-init document that writes that config, the node's certificates and the trusted
+policy keys, and starts three systemd units: the install of the runtime bundle
+(`infra.runtime_bundle`) from the cloud's store, checked by hash; the agent; and a timer
+that copies the published policy from the same store into the file the agent watches.
+The host image is Debian 12 (`infra.images`): python3 3.11 and curl are all it needs,
+so first boot installs no package and reaches nothing but the fleet's store.
 
 The policy itself is never in user data: a policy rollout must change a store object,
 not an instance, or every `pulumi up` would reboot or replace the fleet. What is in user
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from infra.publication import POLICY_OBJECT
 from infra.topology import HostSpec
 
 CONFIG_PATH = "/etc/skyfleet/agent.toml"
@@ -26,7 +29,9 @@ POLICY_KEY_PATH = "/etc/skyfleet/policy/keys/fleet.pub"
 POLICY_SOURCE = "/etc/skyfleet/policy/current.json"
 STATE_DIR = "/var/lib/skyfleet"
 VENV = "/opt/skyfleet"
-FETCH_SCRIPT = "/usr/local/bin/skyfleet-policy-fetch"
+FETCH_SCRIPT = "/usr/local/bin/skyfleet-fetch"
+INSTALL_SCRIPT = "/usr/local/bin/skyfleet-install"
+BUNDLE_DIR = "/var/cache/skyfleet"
 FETCH_INTERVAL = "60s"
 """How often hosts poll the store: a rollout reaches every host within about a minute,
 at one small GET per host per minute."""
@@ -102,7 +107,8 @@ def render_agent_config(
 AGENT_UNIT = f"""[Unit]
 Description=Skyfleet agent
 Wants=network-online.target
-After=network-online.target
+After=network-online.target skyfleet-install.service
+Requires=skyfleet-install.service
 
 [Service]
 User=skyfleet
@@ -118,12 +124,23 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 """
 
+INSTALL_UNIT = f"""[Unit]
+Description=Install the Skyfleet runtime bundle from the fleet's store
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={INSTALL_SCRIPT}
+"""
+
 FETCH_UNIT = f"""[Unit]
 Description=Copy the published Skyfleet policy into the agent's policy source
 
 [Service]
 Type=oneshot
-ExecStart={FETCH_SCRIPT}
+ExecStart={FETCH_SCRIPT} {POLICY_OBJECT} {POLICY_SOURCE}
 """
 
 FETCH_TIMER = f"""[Unit]
@@ -137,20 +154,60 @@ OnUnitActiveSec={FETCH_INTERVAL}
 WantedBy=timers.target
 """
 
+INSTALL_ATTEMPTS = 30
+INSTALL_RETRY_SECONDS = 10
+"""A new host's identity may take a minute or two to be granted read on the store
+(IAM is eventually consistent on all three clouds): the install retries for 5 minutes."""
+
 
 def render_fetch_script(download: str) -> str:
-    """Wrap a cloud-specific download command (writing to "$tmp") in an atomic replace:
-    the agent must only ever see a whole document, and an unchanged one is not rewritten
-    so the agent's watcher stays quiet. The agent, not this script, verifies signatures."""
+    """`skyfleet-fetch OBJECT DEST`: wrap a cloud-specific download (object "$1" to
+    "$tmp") in an atomic replace: readers only ever see a whole file, and an unchanged
+    one is not rewritten so the agent's watcher stays quiet. The agent, not this script,
+    verifies policy signatures; the install checks the bundle's hash."""
     return f"""#!/bin/sh
 set -eu
-tmp=$(mktemp {POLICY_SOURCE}.XXXXXX)
+dest=$2
+mkdir -p "$(dirname "$dest")"
+tmp=$(mktemp "$dest.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 {download}
-if ! cmp -s "$tmp" {POLICY_SOURCE}; then
+if ! cmp -s "$tmp" "$dest"; then
   chmod 0644 "$tmp"
-  mv "$tmp" {POLICY_SOURCE}
+  mv "$tmp" "$dest"
 fi
+"""
+
+
+def render_install_script(bundle_object: str, bundle_sha256: str) -> str:
+    """Install exactly the bundle `pulumi up` published: fetched from the store, checked
+    against the SHA-256 in user data, and installed offline with every wheel's hash
+    required (the bundle's own requirements file). pip runs from its wheel in the bundle,
+    so the host needs neither python3-venv nor pip from Debian."""
+    bundle = f"{BUNDLE_DIR}/runtime.tar"
+    unpacked = f"{BUNDLE_DIR}/runtime"
+    return f"""#!/bin/sh
+set -eu
+marker={VENV}/.bundle-{bundle_sha256}
+[ -e "$marker" ] && exit 0
+attempt=1
+until {FETCH_SCRIPT} {bundle_object} {bundle} && \\
+      echo "{bundle_sha256}  {bundle}" | sha256sum -c --quiet -; do
+  if [ "$attempt" -ge {INSTALL_ATTEMPTS} ]; then
+    echo "skyfleet-install: {bundle_object} not fetched with sha256 {bundle_sha256}" >&2
+    exit 1
+  fi
+  attempt=$((attempt + 1))
+  sleep {INSTALL_RETRY_SECONDS}
+done
+rm -rf {unpacked} {VENV}
+mkdir -p {unpacked}
+tar -xf {bundle} -C {unpacked}
+python3 -m venv --without-pip {VENV}
+{VENV}/bin/python "$(ls {unpacked}/pip-*.whl)/pip" install --quiet --no-index \\
+  --no-cache-dir --require-hashes --find-links {unpacked} -r {unpacked}/requirements.txt
+rm -rf {unpacked} {bundle}
+touch "$marker"
 """
 
 
@@ -162,7 +219,8 @@ def render_cloud_init(
     key_pem: str,
     trusted_key_pem: str,
     fetch_download: str,
-    runtime_version: str,
+    bundle_object: str,
+    bundle_sha256: str,
 ) -> str:
     """The #cloud-config document for one host."""
     files = [
@@ -172,13 +230,13 @@ def render_cloud_init(
         (f"{TLS_DIR}/node.key", key_pem, "0600"),
         (POLICY_KEY_PATH, trusted_key_pem, "0644"),
         (FETCH_SCRIPT, render_fetch_script(fetch_download), "0755"),
+        (INSTALL_SCRIPT, render_install_script(bundle_object, bundle_sha256), "0755"),
+        ("/etc/systemd/system/skyfleet-install.service", INSTALL_UNIT, "0644"),
         ("/etc/systemd/system/skyfleet-agent.service", AGENT_UNIT, "0644"),
         ("/etc/systemd/system/skyfleet-policy-fetch.service", FETCH_UNIT, "0644"),
         ("/etc/systemd/system/skyfleet-policy-fetch.timer", FETCH_TIMER, "0644"),
     ]
     document = {
-        "package_update": True,
-        "packages": ["python3", "curl"],
         "users": ["default", {"name": "skyfleet", "system": True, "shell": "/sbin/nologin"}],
         "write_files": [
             {"path": path, "content": content, "permissions": mode, "owner": "root:root"}
@@ -186,11 +244,11 @@ def render_cloud_init(
         ],
         "runcmd": [
             ["chown", "skyfleet", f"{TLS_DIR}/node.key"],
-            ["python3", "-m", "venv", VENV],
-            [f"{VENV}/bin/pip", "install", "--no-cache-dir", f"skyfleet=={runtime_version}"],
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", "skyfleet-policy-fetch.timer"],
-            ["systemctl", "enable", "--now", "skyfleet-agent.service"],
+            ["systemctl", "enable", "--now", "--no-block", "skyfleet-policy-fetch.timer"],
+            # The agent pulls in the install; --no-block: cloud-init's final stage does
+            # not wait for a download.
+            ["systemctl", "enable", "--now", "--no-block", "skyfleet-agent.service"],
         ],
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)

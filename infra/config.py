@@ -105,7 +105,7 @@ class StackConfig:
     agent_port: int
     metrics_port: int
     runtime_version: str
-    """`pip install skyfleet==<runtime_version>` on every host."""
+    """The runtime every host installs: the wheel this program builds (`infra.runtime_bundle`)."""
     admin_ranges: tuple[IPv4Network, ...]
     """Operator networks allowed to reach the agent port in addition to the fleet."""
     local_state_dir: Path

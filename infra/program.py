@@ -23,6 +23,7 @@ from infra.components.local_network import (
 )
 from infra.components.local_policy import LocalPolicyFile
 from infra.config import StackConfig, StackConfigError, key, load_stack_config
+from infra.runtime_bundle import BUNDLE_CACHE, build_bundle
 from infra.topology import HostSpec, plan_hosts, seeds_for
 from skyfleet.localfleet.layout import FleetLayout
 from skyfleet.localfleet.netns import FLEET_SOURCE, HOST_SOURCE
@@ -46,28 +47,30 @@ def compose(config: pulumi.Config, project: str, stack: str, root: Path) -> dict
         else secrets.from_config(config)
     )
     trusted_key = pulumi.Output.unsecret(stack_secrets.signing_key_pem.apply(public_key_pem))
-    boot = FleetBootstrap(
-        environment=cfg.environment, runtime_version=cfg.runtime_version,
-        seeds={h.name: seeds_for(h, hosts) for h in hosts},
-        ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
-        trusted_key_pem=trusted_key,
-    )
     outputs: dict[str, object] = {
         "hosts": {c.cloud: [h.name for h in hosts if h.cloud == c.cloud] for c in cfg.clouds},
-        "caCert": boot.ca_cert_pem,
+        "caCert": stack_secrets.ca_cert_pem,
         "policyVersion": cfg.policy_version,
         "policyHash": publication.policy_hash(cfg.policy_document),
     }
     if cfg.environment == "local":
-        outputs.update(_compose_local(cfg, hosts, boot, stack_secrets))
+        outputs.update(_compose_local(cfg, hosts, trusted_key, stack_secrets))
     else:
+        boot = FleetBootstrap(
+            environment=cfg.environment,
+            runtime=build_bundle(cfg.runtime_version, BUNDLE_CACHE),
+            seeds={h.name: seeds_for(h, hosts) for h in hosts},
+            ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
+            trusted_key_pem=trusted_key,
+        )
         outputs.update(_compose_clouds(cfg, hosts, boot, stack_secrets, config, project, stack))
     for name, value in outputs.items():
         pulumi.export(name, value)
     return outputs
 
 
-def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBootstrap,
+def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...],
+                   trusted_key: pulumi.Output[str],
                    stack_secrets: secrets.StackSecrets) -> dict[str, object]:
     """Agent processes on this machine, on a LocalNetwork (namespaces or loopback), and the
     policy in the file they watch; outputs for `skyfleet local` and operators."""
@@ -93,8 +96,8 @@ def _compose_local(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBoo
     )
     fleet = LocalHosts("local", LocalHostsArgs(
         environment=cfg.environment, hosts=hosts, network=network, endpoints=endpoints,
-        state_dir=cfg.local_state_dir, ca_cert_pem=boot.ca_cert_pem,
-        trusted_key_pem=boot.trusted_key_pem,
+        state_dir=cfg.local_state_dir, ca_cert_pem=stack_secrets.ca_cert_pem,
+        trusted_key_pem=trusted_key,
         # Agents start with the policy already in the folder they watch: their first
         # status carries it, so a new fleet agrees on its policy as soon as it has joined.
     ), pulumi.ResourceOptions(depends_on=[policy]))
@@ -123,6 +126,7 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
     from infra import mesh_plan
     from infra.components.aws_hosts import AwsHosts, AwsHostsArgs
     from infra.components.azure_hosts import AzureHosts, AzureHostsArgs
+    from infra.components.fleet_store import FleetStore, FleetStoreArgs
     from infra.components.gcp_hosts import GcpHosts, GcpHostsArgs
     from infra.components.mesh import (
         AwsEndpointArgs,
@@ -131,7 +135,6 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         Mesh,
         MeshArgs,
     )
-    from infra.components.policy_publication import PolicyPublication, PolicyPublicationArgs
 
     env = cfg.environment
     common = {"environment": env, "boot": boot, "fleet_ranges": cfg.fleet_ranges,
@@ -141,22 +144,26 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
     of = {c.cloud: tuple(h for h in hosts if h.cloud == c.cloud) for c in cfg.clouds}
     aws_hosts = azure_hosts = gcp_hosts = None
     if "aws" in on:
-        aws_hosts = AwsHosts("aws", AwsHostsArgs(cloud=on["aws"], hosts=of["aws"], **common))
+        aws_hosts = AwsHosts("aws", AwsHostsArgs(
+            cloud=on["aws"], hosts=of["aws"],
+            store_bucket=publication.aws_bucket(env, project, stack), **common))
     if "azure" in on:
         ssh_key = config.get("azureSshPublicKey")
         if not ssh_key:
             raise StackConfigError(f"{key('azureSshPublicKey')}: required when azure is enabled")
         azure_hosts = AzureHosts("azure", AzureHostsArgs(
             cloud=on["azure"], hosts=of["azure"], ssh_public_key=ssh_key,
-            policy_account=publication.azure_storage_account(env, project, stack), **common))
+            store_account=publication.azure_storage_account(env, project, stack), **common))
     if "gcp" in on:
         gcp_hosts = GcpHosts("gcp", GcpHostsArgs(
             cloud=on["gcp"], hosts=of["gcp"],
-            policy_bucket=publication.gcs_bucket(env, project, stack), **common))
-    published = PolicyPublication("policy", PolicyPublicationArgs(
+            store_bucket=publication.gcs_bucket(env, project, stack), **common))
+    published = FleetStore("policy", FleetStoreArgs(
         environment=env, document=cfg.policy_document,
-        signing_key_pem=stack_secrets.signing_key_pem, project=project, stack=stack,
+        signing_key_pem=stack_secrets.signing_key_pem, runtime=boot.runtime,
+        project=project, stack=stack,
         aws_region=on["aws"].region if aws_hosts else None,
+        aws_reader_role=aws_hosts.role.arn if aws_hosts else None,
         azure_resource_group=azure_hosts.resource_group.name if azure_hosts else None,
         azure_location=on["azure"].region if azure_hosts else None,
         azure_reader_principal=azure_hosts.identity.principal_id if azure_hosts else None,
@@ -168,6 +175,7 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         "seeds": sorted(h.endpoint for h in hosts if h.seed),
         "policyLocations": published.locations,
         "policyEnvelope": published.envelope,
+        "runtimeBundle": {"object": boot.runtime.object_name, "sha256": boot.runtime.sha256},
         "tunnels": [],
     }
     if len(on) < 2:

@@ -1,4 +1,5 @@
-"""Where each cloud's agents read the signed policy, and how they download it.
+"""Where each cloud's hosts read the signed policy and the runtime bundle, and how they
+download them.
 
 Names are pure functions of (environment, project/stack), so host bootstrap can render its
 fetch command before the store exists and the publication component can create the store
@@ -15,20 +16,20 @@ from typing import Any
 import pulumi
 
 POLICY_OBJECT = "policy.json"
-_TOKEN_FIELD = (
-    "/opt/skyfleet/bin/python -c "
-    "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
-)
 AZURE_CONTAINER = "policy"
-
-
-def ssm_parameter_name(environment: str) -> str:
-    return f"/skyfleet/{environment}/policy"
+"""One private container holds everything hosts read (the policy, runtime bundles)."""
+_JSON_FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+"""Debian 12 has python3 and curl and nothing more: no cloud CLI, no jq. These reads run
+before the runtime is installed, so they use the system python."""
 
 
 def _suffix(project: str, stack: str) -> str:
     """Storage names are global across all customers: a stable hash keeps ours unique."""
     return hashlib.sha256(f"{project}/{stack}".encode()).hexdigest()[:8]
+
+
+def aws_bucket(environment: str, project: str, stack: str) -> str:
+    return f"skyfleet-{environment}-{_suffix(project, stack)}"
 
 
 def azure_storage_account(environment: str, project: str, stack: str) -> str:
@@ -40,11 +41,26 @@ def gcs_bucket(environment: str, project: str, stack: str) -> str:
     return f"skyfleet-{environment}-policy-{_suffix(project, stack)}"
 
 
-def aws_download(environment: str, region: str) -> str:
-    # Amazon Linux 2023 ships the AWS CLI; the instance role grants ssm:GetParameter.
+# Each download below is a shell fragment that writes object "$1" of the fleet's store
+# to "$tmp" with the host's own cloud identity (no credential is ever written to a host)
+# and fails on any HTTP error; `bootstrap.render_fetch_script` wraps it.
+
+def aws_download(bucket: str, region: str) -> str:
+    """S3 GET signed by curl (--aws-sigv4) with the instance role's credentials from
+    IMDSv2; the credentials go to curl on stdin (-K -), never on a command line."""
+    imds = "http://169.254.169.254/latest"
     return (
-        f"aws ssm get-parameter --region {region} --name {ssm_parameter_name(environment)} "
-        '--query Parameter.Value --output text > "$tmp"'
+        f"imds_token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "
+        f"{imds}/api/token)\n"
+        f"role=$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" "
+        f"{imds}/meta-data/iam/security-credentials/)\n"
+        f"creds=$(curl -sf -H \"X-aws-ec2-metadata-token: $imds_token\" "
+        f"{imds}/meta-data/iam/security-credentials/$role)\n"
+        "field() { printf '%s' \"$creds\" | " + _JSON_FIELD + " \"$1\"; }\n"
+        "printf 'user = \"%s:%s\"\\nheader = \"x-amz-security-token: %s\"\\n' "
+        "\"$(field AccessKeyId)\" \"$(field SecretAccessKey)\" \"$(field Token)\" |\n"
+        f"  curl -sf -K - --aws-sigv4 'aws:amz:{region}:s3' -o \"$tmp\" "
+        f"\"https://{bucket}.s3.{region}.amazonaws.com/$1\""
     )
 
 
@@ -54,10 +70,10 @@ def azure_download(account: str, client_id: str) -> str:
         f"&resource=https://storage.azure.com/&client_id={client_id}"
     )
     return (
-        f"token=$(curl -sf -H Metadata:true '{token_url}' | "
-        f"{_TOKEN_FIELD})\n"
-        'curl -sf -H "Authorization: Bearer $token" -H "x-ms-version: 2021-08-06" '
-        f'-o "$tmp" https://{account}.blob.core.windows.net/{AZURE_CONTAINER}/{POLICY_OBJECT}'
+        f"token=$(curl -sf -H Metadata:true '{token_url}' | {_JSON_FIELD} access_token)\n"
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$token" |\n'
+        '  curl -sf -K - -H "x-ms-version: 2021-08-06" -o "$tmp" '
+        f'"https://{account}.blob.core.windows.net/{AZURE_CONTAINER}/$1"'
     )
 
 
@@ -66,10 +82,11 @@ def gcp_download(bucket: str) -> str:
         "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
     )
     return (
-        f"token=$(curl -sf -H Metadata-Flavor:Google {token_url} | "
-        f"{_TOKEN_FIELD})\n"
-        'curl -sf -H "Authorization: Bearer $token" -o "$tmp" '
-        f"'https://storage.googleapis.com/storage/v1/b/{bucket}/o/{POLICY_OBJECT}?alt=media'"
+        f"token=$(curl -sf -H Metadata-Flavor:Google {token_url} | {_JSON_FIELD} access_token)\n"
+        "object=$(printf '%s' \"$1\" | sed 's|/|%2F|g')\n"
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$token" |\n'
+        '  curl -sf -K - -o "$tmp" '
+        f'"https://storage.googleapis.com/storage/v1/b/{bucket}/o/$object?alt=media"'
     )
 
 

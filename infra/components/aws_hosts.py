@@ -17,14 +17,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra import ipam, publication
+from infra import images, ipam, publication
 from infra.components.host_args import HostsArgs
 from infra.config import CloudConfig
 
 
 @dataclass(frozen=True)
 class AwsHostsArgs(HostsArgs):
-    """AWS needs nothing beyond the common plan."""
+    store_bucket: str
+    """S3 bucket holding the policy and the runtime bundle (see infra.publication)."""
 
 
 class AwsHosts(pulumi.ComponentResource):
@@ -70,12 +71,13 @@ class AwsHosts(pulumi.ComponentResource):
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=child)
         ami = aws.ec2.get_ami_output(
             most_recent=True,
-            owners=["amazon"],
-            filters=[{"name": "name", "values": ["al2023-ami-2023.*-x86_64"]}],
+            owners=[images.AWS_OWNER],
+            filters=[{"name": "name", "values": [images.AWS_NAME]},
+                     {"name": "architecture", "values": ["x86_64"]}],
             opts=pulumi.InvokeOptions(parent=self),
         )
         subnet_by_zone = dict(zip(cloud.zones, self.subnets, strict=True))
-        fetch = publication.aws_download(args.environment, cloud.region)
+        fetch = publication.aws_download(args.store_bucket, cloud.region)
         self.instances = {}
         for host in args.hosts:
             boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
@@ -104,7 +106,7 @@ class AwsHosts(pulumi.ComponentResource):
 
     def _egress(self, name: str, cloud: CloudConfig, tags: dict[str, str],
                 child: pulumi.ResourceOptions) -> None:
-        """Hosts install the runtime from PyPI at boot: egress through one NAT gateway in a
+        """Hosts reach the S3 store and peers' public VPN ends through one NAT gateway in a
         small public subnet (the last /24 of the reserved /20)."""
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags=tags, opts=child)
         reserved = list(cloud.cidr.subnets(new_prefix=ipam.ZONE_PREFIX))[-1]
@@ -167,15 +169,14 @@ class AwsHosts(pulumi.ComponentResource):
             f"{name}-ssm-session", role=role.name,
             policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child,
         )
-        parameter = publication.ssm_parameter_name(args.environment)
         aws.iam.RolePolicy(
-            f"{name}-read-policy",
+            f"{name}-read-store",
             role=role.id,
             policy=json.dumps({
                 "Version": "2012-10-17",
                 "Statement": [{
-                    "Effect": "Allow", "Action": "ssm:GetParameter",
-                    "Resource": f"arn:aws:ssm:{args.cloud.region}:*:parameter{parameter}",
+                    "Effect": "Allow", "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{args.store_bucket}/*",
                 }],
             }),
             opts=child,

@@ -15,16 +15,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native as azure
 
-from infra import ipam, publication
+from infra import images, ipam, publication
 from infra.components.host_args import HostsArgs
 from infra.topology import HostSpec
-
-IMAGE = {
-    "publisher": "Canonical",
-    "offer": "0001-com-ubuntu-server-jammy",
-    "sku": "22_04-lts-gen2",
-    "version": "latest",
-}
 
 
 @dataclass(frozen=True)
@@ -32,8 +25,8 @@ class AzureHostsArgs(HostsArgs):
     ssh_public_key: str
     """Azure requires one; port 22 is never opened, so it is a break-glass key for the
     serial console / Bastion only."""
-    policy_account: str
-    """Storage account holding the published policy (see infra.publication)."""
+    store_account: str
+    """Storage account holding the policy and the runtime bundle (see infra.publication)."""
 
 
 def _rule(name: str, priority: int, port: str, sources: list[str], access: str) -> dict:
@@ -121,7 +114,7 @@ class AzureHosts(pulumi.ComponentResource):
             tags=tags, opts=child,
         )
         fetch = self.identity.client_id.apply(
-            lambda cid: publication.azure_download(args.policy_account, cid)
+            lambda cid: publication.azure_download(args.store_account, cid)
         )
         boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
         custom_data = boot.user_data.apply(
@@ -149,7 +142,7 @@ class AzureHosts(pulumi.ComponentResource):
                               "uefi_settings": {"secure_boot_enabled": True,
                                                 "v_tpm_enabled": True}},
             storage_profile={
-                "image_reference": IMAGE,
+                "image_reference": images.AZURE_IMAGE,
                 "os_disk": {"create_option": "FromImage", "delete_option": "Delete",
                             "managed_disk": {"storage_account_type": "Premium_LRS"}},
             },

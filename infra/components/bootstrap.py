@@ -8,6 +8,7 @@ import pulumi
 
 from infra import bootstrap
 from infra.components.node_cert import NodeCertificate
+from infra.runtime_bundle import RuntimeBundle
 from infra.topology import HostSpec
 
 
@@ -16,13 +17,13 @@ class HostBootstrapArgs:
     host: HostSpec
     seeds: tuple[str, ...]
     environment: str
-    runtime_version: str
+    runtime: RuntimeBundle
     ca_cert_pem: pulumi.Input[str]
     ca_key_pem: pulumi.Input[str]
     trusted_key_pem: pulumi.Input[str]
     """Public half of the fleet signing key; agents accept policies it signed."""
     fetch_download: pulumi.Input[str]
-    """Shell that downloads the published policy to "$tmp" with the host's cloud identity."""
+    """Shell that downloads store object "$1" to "$tmp" with the host's cloud identity."""
 
 
 class HostBootstrap(pulumi.ComponentResource):
@@ -68,7 +69,8 @@ class HostBootstrap(pulumi.ComponentResource):
                     key_pem=v[2],
                     trusted_key_pem=v[3],
                     fetch_download=v[4],
-                    runtime_version=args.runtime_version,
+                    bundle_object=args.runtime.object_name,
+                    bundle_sha256=args.runtime.sha256,
                 )
             )
         )
@@ -81,7 +83,8 @@ class FleetBootstrap:
     command (which may depend on resources they create, e.g. Azure's identity)."""
 
     environment: str
-    runtime_version: str
+    runtime: RuntimeBundle
+    """Published by `FleetStore` on every cloud; hosts install it by hash."""
     seeds: dict[str, tuple[str, ...]]
     """Per host name."""
     ca_cert_pem: pulumi.Input[str]
@@ -94,7 +97,7 @@ class FleetBootstrap:
             name,
             HostBootstrapArgs(
                 host=host, seeds=self.seeds[host.name], environment=self.environment,
-                runtime_version=self.runtime_version, ca_cert_pem=self.ca_cert_pem,
+                runtime=self.runtime, ca_cert_pem=self.ca_cert_pem,
                 ca_key_pem=self.ca_key_pem, trusted_key_pem=self.trusted_key_pem,
                 fetch_download=fetch_download,
             ),

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra import ipam, publication
+from infra import images, ipam, publication
 from infra.components.host_args import HostsArgs
 
 AGENT_TAG = "skyfleet-agent"
-IMAGE = "ubuntu-os-cloud/ubuntu-2204-lts"
 
 
 @dataclass(frozen=True)
 class GcpHostsArgs(HostsArgs):
-    policy_bucket: str
-    """GCS bucket holding the published policy (see infra.publication)."""
+    store_bucket: str
+    """GCS bucket holding the policy and the runtime bundle (see infra.publication)."""
 
 
 class GcpHosts(pulumi.ComponentResource):
@@ -70,14 +69,17 @@ class GcpHosts(pulumi.ComponentResource):
             f"{name}-hosts", account_id=f"skyfleet-{args.environment}-hosts",
             display_name="Skyfleet agent hosts", opts=child,
         )
-        fetch = publication.gcp_download(args.policy_bucket)
+        fetch = publication.gcp_download(args.store_bucket)
+        image = gcp.compute.get_image_output(family=images.GCP_FAMILY,
+                                             project=images.GCP_PROJECT,
+                                             opts=pulumi.InvokeOptions(parent=self))
         self.instances = {}
         for host in args.hosts:
             boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
             self.instances[host.name] = gcp.compute.Instance(
                 f"{name}-{host.name}", name=host.name, zone=host.zone,
                 machine_type=cloud.instance_size, tags=[AGENT_TAG], labels=labels,
-                boot_disk={"initialize_params": {"image": IMAGE, "size": 20,
+                boot_disk={"initialize_params": {"image": image.self_link, "size": 20,
                                                  "type": "pd-balanced"}},
                 network_interfaces=[{"subnetwork": self.subnets[host.zone].id,
                                      "network_ip": str(host.address)}],
@@ -87,7 +89,9 @@ class GcpHosts(pulumi.ComponentResource):
                                  "scopes": ["cloud-platform"]},
                 shielded_instance_config={"enable_secure_boot": True, "enable_vtpm": True,
                                           "enable_integrity_monitoring": True},
-                opts=child,
+                # A newer image in the family is rolled deliberately, as on AWS.
+                opts=pulumi.ResourceOptions(
+                    parent=self, ignore_changes=["bootDisk.initializeParams.image"]),
             )
         self.register_outputs({"network": self.network.id,
                                "hosts": [h.name for h in args.hosts]})

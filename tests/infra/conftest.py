@@ -19,7 +19,7 @@ if str(REPO_ROOT) not in sys.path:
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     for _module in (
-        "pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.ssm",
+        "pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.s3",
         "pulumi_azure_native.resources", "pulumi_azure_native.network",
         "pulumi_azure_native.compute", "pulumi_azure_native.managedidentity",
         "pulumi_azure_native.storage", "pulumi_azure_native.authorization",

@@ -57,6 +57,8 @@ def _ip(prefix: str, name: str) -> str:
 class FleetMocks(pulumi.runtime.Mocks):
     def __init__(self, state: dict[str, dict[str, Any]] | None = None) -> None:
         self.resources: list[Recorded] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        """Provider functions invoked (image queries, client config), with their args."""
         self.state: dict[str, dict[str, Any]] = {} if state is None else state
         """Dynamic resource outputs by name: the engine's state, kept across runs."""
 
@@ -96,12 +98,21 @@ class FleetMocks(pulumi.runtime.Mocks):
             outputs["identity"] = identity
         elif args.typ == "azure-native:resources:ResourceGroup":
             outputs["name"] = args.name
+        elif args.typ == "aws:s3/bucket:Bucket":
+            outputs["arn"] = f"arn:aws:s3:::{args.inputs['bucket']}"
+        elif args.typ == "aws:iam/role:Role":
+            outputs["arn"] = f"arn:aws:iam::123456789012:role/{args.name}"
         self.resources.append(Recorded(args.typ, args.name, plain(args.inputs), outputs))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        self.calls.append((args.token, plain(dict(args.args))))
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0123456789", "architecture": "x86_64"}, []
+        if args.token == "gcp:compute/getImage:getImage":
+            family, project = args.args.get("family"), args.args.get("project")
+            return {"selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}"
+                                f"/global/images/{family}-v20261201", "family": family}, []
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "clientId": "c",
                     "objectId": "o"}, []

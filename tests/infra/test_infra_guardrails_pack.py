@@ -40,6 +40,8 @@ def wire(value: Any) -> Any:
         return [wire(v) for v in value]
     if isinstance(value, pulumi.StringAsset):
         return {SECRET_SIG: ASSET_SIG, "text": value.text}
+    if isinstance(value, pulumi.FileAsset):
+        return {SECRET_SIG: ASSET_SIG, "path": value.path}
     return value
 
 

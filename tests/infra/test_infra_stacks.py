@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
@@ -80,7 +83,14 @@ def test_bootstrap_config_parses_and_lists_seeds_in_every_other_cloud(cloud_run)
             assert agent.node.address not in agent.seeds
             # The policy is fetched, never baked into user data.
             assert '"signatures"' not in user_data(record)
-            assert any("skyfleet==" in " ".join(cmd) for cmd in document["runcmd"])
+            # The runtime is the bundle this run published, installed by hash, offline.
+            bundle = result.exports["runtimeBundle"]
+            install = files["/usr/local/bin/skyfleet-install"]["content"]
+            assert f'echo "{bundle["sha256"]}  ' in install
+            assert f"skyfleet-fetch {bundle['object']} " in install
+            assert "--no-index" in install and "--require-hashes" in install
+            assert not any("pip" in " ".join(cmd) for cmd in document["runcmd"])
+            assert "packages" not in document  # Debian 12 has python3 and curl
 
 
 def _cloud_of(endpoint: str) -> str:
@@ -100,10 +110,61 @@ def test_published_policy_is_signed_with_the_stack_version(cloud_run, stack_secr
     document = verify_envelope(envelope, [stack_secrets.signing_pub.encode()])
     assert document.version == int(config["skyfleet:policyVersion"])
     assert result.exports["policyVersion"] == document.version
-    published = {r.typ for r in result.mocks.resources if
-                 r.typ in ("aws:ssm/parameter:Parameter", "azure-native:storage:Blob",
-                           "gcp:storage/bucketObject:BucketObject")}
-    assert len(published) == len(json.loads(config["skyfleet:clouds"]))
+    clouds = json.loads(config["skyfleet:clouds"])
+    assert {r.name for r in result.mocks.resources if r.typ in STORE_OBJECTS
+            and r.name.endswith("-policy")} == {f"policy-{c}-policy" for c in clouds}
+
+
+STORE_OBJECTS = {"aws:s3/bucketObjectv2:BucketObjectv2": "key",
+                 "azure-native:storage:Blob": "blobName",
+                 "gcp:storage/bucketObject:BucketObject": "name"}
+
+
+def test_runtime_bundle_is_published_on_every_cloud_readable_by_hosts_only(cloud_run):
+    """The wheel and its locked dependencies, one content-addressed object per cloud, the
+    very file whose hash the hosts' user data names; each store private to the hosts."""
+    stack, result = cloud_run
+    clouds = json.loads(stack_file_config(stack)["skyfleet:clouds"])
+    bundle = result.exports["runtimeBundle"]
+    objects = [r for r in result.mocks.resources if r.name.endswith("-runtime")]
+    assert sorted(r.name for r in objects) == sorted(f"policy-{c}-runtime" for c in clouds)
+    for r in objects:
+        assert r.inputs[STORE_OBJECTS[r.typ]] == bundle["object"]
+        source = r.inputs["source"]
+        path = Path(source.path if hasattr(source, "path") else source["path"])
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == bundle["sha256"]
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        listing = tar.extractfile("requirements.txt").read().decode()
+    assert names[0] == "requirements.txt" and any(n.startswith("skyfleet-") for n in names)
+    assert all("--hash=sha256:" in line for line in listing.splitlines())
+    for policy in result.mocks.of_type("aws:s3/bucketPolicy:BucketPolicy"):
+        (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+        assert statement["Action"] == "s3:GetObject"
+        assert statement["Principal"]["AWS"].startswith("arn:aws:iam::")
+    for block in result.mocks.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"):
+        assert block.inputs["restrictPublicBuckets"] is True
+    for bucket in result.mocks.of_type("gcp:storage/bucket:Bucket"):
+        assert bucket.inputs["publicAccessPrevention"] == "enforced"
+
+
+def test_hosts_boot_debian_12_found_by_each_clouds_image_query(cloud_run):
+    _, result = cloud_run
+    for token, args in result.mocks.calls:
+        if token == "aws:ec2/getAmi:getAmi":
+            assert args["owners"] == ["136693071363"]  # Debian's account
+            assert {f["name"]: f["values"] for f in args["filters"]}["name"] == [
+                "debian-12-amd64-*"]
+        if token == "gcp:compute/getImage:getImage":
+            assert (args["family"], args["project"]) == ("debian-12", "debian-cloud")
+    for inst in result.mocks.of_type("aws:ec2/instance:Instance"):
+        assert inst.inputs["ami"] == "ami-0123456789"
+    for inst in result.mocks.of_type("gcp:compute/instance:Instance"):
+        assert "/debian-cloud/global/images/debian-12-" in (
+            inst.inputs["bootDisk"]["initializeParams"]["image"])
+    for vm in result.mocks.of_type("azure-native:compute:VirtualMachine"):
+        assert vm.inputs["storageProfile"]["imageReference"] == {
+            "publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}
 
 
 def test_ranges_are_disjoint_and_security_rules_admit_only_fleet(cloud_run):
@@ -177,11 +238,16 @@ def test_version_change_updates_publication_and_no_host(stack_runs, stack_secret
     by_urn = {(r.typ, r.name): r for r in before.mocks.resources}
     assert len(by_urn) == len(after.mocks.resources)
     changed = {r.name for r in after.mocks.resources
-               if {k: v for k, v in r.inputs.items() if k != "__provider"}
-               != {k: v for k, v in by_urn[(r.typ, r.name)].inputs.items()
-                   if k != "__provider"}}
-    assert changed == {"policy-aws", "policy-azure-policy", "policy-gcp-policy"}
+               if _sent(r.inputs) != _sent(by_urn[(r.typ, r.name)].inputs)}
+    assert changed == {"policy-aws-policy", "policy-azure-policy", "policy-gcp-policy"}
     assert after.exports["policyVersion"] == 2
+
+
+def _sent(inputs: dict) -> dict:
+    """Inputs as the engine diffs them: a file asset is its path (and so its contents,
+    which the bundle's content-addressed name pins), not a Python object."""
+    return {k: (v.path if isinstance(v, pulumi.FileAsset) else v)
+            for k, v in inputs.items() if k != "__provider"}
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])

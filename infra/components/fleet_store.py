@@ -1,17 +1,24 @@
-"""PolicyPublication: sign the stack's policy document and publish it to every cloud.
+"""FleetStore: the private store on each cloud that hosts read, holding the signed policy
+and the runtime bundle.
 
-The document is signed here with the fleet key (a Pulumi secret) and published as one
-object per cloud: an SSM parameter, a blob, a GCS object (the local stack's store is
-`infra.components.local_policy`). Hosts poll their cloud's object, so changing `policyVersion` and
-`policyFile` in stack config shows in `pulumi preview` as an update of these objects only,
-and `pulumi up` rolls the policy out without touching a host.
+One store per cloud (an S3 bucket, a blob container, a GCS bucket), readable by the
+fleet's host identity only: the instance role, the user-assigned identity, the service
+account. The local stack's store is `infra.components.local_policy`.
 
-ed25519 signatures are deterministic, so an unchanged document yields an unchanged
-envelope and no diff at all.
+The policy document is signed here with the fleet key (a Pulumi secret) and published as
+one object. Hosts poll it, so changing `policyVersion` and `policyFile` in stack config
+shows in `pulumi preview` as an update of that object only, and `pulumi up` rolls the
+policy out without touching a host. ed25519 signatures are deterministic, so an
+unchanged document yields an unchanged envelope and no diff at all.
+
+The runtime bundle (`infra.runtime_bundle`) is published under its content-addressed
+name, so a new version adds an object instead of changing one a booting host may be
+reading.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,17 +28,21 @@ import pulumi_azure_native as azure
 import pulumi_gcp as gcp
 
 from infra import publication
+from infra.runtime_bundle import RuntimeBundle
 
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 """Built-in Azure role id: read blobs, nothing else."""
 
 
 @dataclass(frozen=True)
-class PolicyPublicationArgs:
+class FleetStoreArgs:
     environment: str
     document: dict[str, Any]
     signing_key_pem: pulumi.Input[str]
+    runtime: RuntimeBundle
     aws_region: str | None = None
+    aws_reader_role: pulumi.Input[str] | None = None
+    """ARN of the hosts' instance role, the bucket's only reader."""
     azure_resource_group: pulumi.Input[str] | None = None
     azure_location: str | None = None
     azure_reader_principal: pulumi.Input[str] | None = None
@@ -41,27 +52,22 @@ class PolicyPublicationArgs:
     stack: str = "dev"
 
 
-class PolicyPublication(pulumi.ComponentResource):
+class FleetStore(pulumi.ComponentResource):
     envelope: pulumi.Output[str]
     """The published text (signed envelope JSON); not secret, only the key is."""
 
     def __init__(
-        self, name: str, args: PolicyPublicationArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: FleetStoreArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("skyfleet:infra:PolicyPublication", name, None, opts)
+        super().__init__("skyfleet:infra:FleetStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.version = int(args.document["version"])
         self.hash = publication.policy_hash(args.document)
         self.envelope = publication.signed_envelope(args.document, args.signing_key_pem)
         self.locations: dict[str, str] = {}
-        env = args.environment
+        self.runtime = args.runtime
         if args.aws_region:
-            self.parameter = aws.ssm.Parameter(
-                f"{name}-aws", name=publication.ssm_parameter_name(env), type="String",
-                tier="Intelligent-Tiering", value=self.envelope,
-                description=f"Skyfleet {env} signed balancing policy", opts=child,
-            )
-            self.locations["aws"] = f"ssm:{publication.ssm_parameter_name(env)}"
+            self._aws(name, args, child)
         if args.azure_resource_group is not None:
             self._azure(name, args, child)
         if args.gcp_region:
@@ -70,7 +76,40 @@ class PolicyPublication(pulumi.ComponentResource):
             {"version": self.version, "hash": self.hash, "locations": self.locations}
         )
 
-    def _azure(self, name: str, args: PolicyPublicationArgs,
+    def _aws(self, name: str, args: FleetStoreArgs, child: pulumi.ResourceOptions) -> None:
+        bucket_name = publication.aws_bucket(args.environment, args.project, args.stack)
+        bucket = aws.s3.Bucket(f"{name}-aws", bucket=bucket_name, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-aws", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-aws", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-aws-reader", bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, args.aws_reader_role).apply(
+                lambda v: json.dumps({
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"AWS": v[1]},
+                                   "Action": "s3:GetObject", "Resource": f"{v[0]}/*"}],
+                })),
+            opts=child,
+        )
+        aws.s3.BucketObjectv2(
+            f"{name}-aws-policy", bucket=bucket.id, key=publication.POLICY_OBJECT,
+            content=self.envelope, content_type="application/json", opts=child,
+        )
+        aws.s3.BucketObjectv2(
+            f"{name}-aws-runtime", bucket=bucket.id, key=args.runtime.object_name,
+            source=pulumi.FileAsset(str(args.runtime.path)),
+            content_type="application/x-tar", opts=child,
+        )
+        self.locations["aws"] = f"s3://{bucket_name}/{publication.POLICY_OBJECT}"
+
+    def _azure(self, name: str, args: FleetStoreArgs,
                child: pulumi.ResourceOptions) -> None:
         account_name = publication.azure_storage_account(args.environment, args.project,
                                                          args.stack)
@@ -92,6 +131,12 @@ class PolicyPublication(pulumi.ComponentResource):
             blob_name=publication.POLICY_OBJECT, content_type="application/json",
             source=self.envelope.apply(pulumi.StringAsset), opts=child,
         )
+        azure.storage.Blob(
+            f"{name}-azure-runtime", account_name=account.name,
+            resource_group_name=args.azure_resource_group, container_name=container.name,
+            blob_name=args.runtime.object_name, content_type="application/x-tar",
+            source=pulumi.FileAsset(str(args.runtime.path)), opts=child,
+        )
         client = azure.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(parent=self)
         )
@@ -108,7 +153,7 @@ class PolicyPublication(pulumi.ComponentResource):
             f"blob:{account_name}/{publication.AZURE_CONTAINER}/{publication.POLICY_OBJECT}"
         )
 
-    def _gcp(self, name: str, args: PolicyPublicationArgs,
+    def _gcp(self, name: str, args: FleetStoreArgs,
              child: pulumi.ResourceOptions) -> None:
         bucket_name = publication.gcs_bucket(args.environment, args.project, args.stack)
         bucket = gcp.storage.Bucket(
@@ -119,6 +164,11 @@ class PolicyPublication(pulumi.ComponentResource):
         gcp.storage.BucketObject(
             f"{name}-gcp-policy", bucket=bucket.name, name=publication.POLICY_OBJECT,
             content=self.envelope, content_type="application/json", opts=child,
+        )
+        gcp.storage.BucketObject(
+            f"{name}-gcp-runtime", bucket=bucket.name, name=args.runtime.object_name,
+            source=pulumi.FileAsset(str(args.runtime.path)), content_type="application/x-tar",
+            opts=child,
         )
         gcp.storage.BucketIAMMember(
             f"{name}-gcp-reader", bucket=bucket.name, role="roles/storage.objectViewer",
