@@ -45,6 +45,13 @@ def gcs_bucket(environment: str, project: str, stack: str) -> str:
 # to "$tmp" with the host's own cloud identity (no credential is ever written to a host)
 # and fails on any HTTP error; `bootstrap.render_fetch_script` wraps it.
 
+_S3_EMPTY_PAYLOAD = (
+    "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+)
+"""S3 refuses a SigV4 request without this header (the body's hash, here of an empty
+GET), and Debian 12's curl (7.88) does not add it: we send it, and curl signs it."""
+
+
 def aws_download(bucket: str, region: str) -> str:
     """S3 GET signed by curl (--aws-sigv4) with the instance role's credentials from
     IMDSv2; the credentials go to curl on stdin (-K -), never on a command line."""
@@ -59,7 +66,8 @@ def aws_download(bucket: str, region: str) -> str:
         "field() { printf '%s' \"$creds\" | " + _JSON_FIELD + " \"$1\"; }\n"
         "printf 'user = \"%s:%s\"\\nheader = \"x-amz-security-token: %s\"\\n' "
         "\"$(field AccessKeyId)\" \"$(field SecretAccessKey)\" \"$(field Token)\" |\n"
-        f"  curl -sf -K - --aws-sigv4 'aws:amz:{region}:s3' -o \"$tmp\" "
+        f"  curl -sf -K - --aws-sigv4 'aws:amz:{region}:s3' -H '{_S3_EMPTY_PAYLOAD}' "
+        "-o \"$tmp\" "
         f"\"https://{bucket}.s3.{region}.amazonaws.com/$1\""
     )
 

@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 apt_needed=()
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)       # network namespaces
 command -v iptables >/dev/null 2>&1 || apt_needed+=(iptables) # cutting a cloud off
+if [ "${SKYFLEET_TEST:-0}" = 1 ]; then
+  # The boot test: a Debian 12 root filesystem, booted with systemd as PID 1.
+  command -v debootstrap >/dev/null 2>&1 || apt_needed+=(debootstrap)
+  command -v systemd-nspawn >/dev/null 2>&1 || apt_needed+=(systemd-container)
+fi
 if [ "${SKYFLEET_BENCH:-0}" = 1 ]; then
   command -v serf >/dev/null 2>&1 || apt_needed+=(serf)       # side-by-side benchmarks
 fi

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install, then lint and run the whole test suite (what CI runs): the project's tests in
-# its virtualenv, the guardrail pack's own tests in the pack's.
+# Install (with the test-only system packages), then lint and run the whole test suite
+# (what CI runs): the project's tests in its virtualenv, the guardrail pack's own tests in
+# the pack's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+SKYFLEET_TEST=1 bash scripts/install.sh
+# The boot test's root filesystem: built once (about a minute), cached in ~/.cache/skyfleet.
+if [ "$(id -u)" = 0 ]; then .venv/bin/python -m tests.boot.rootfs >/dev/null; fi
 .venv/bin/ruff check .
 (cd infra/guardrails && venv/bin/python -m pytest -q -p no:cacheprovider)
 .venv/bin/pytest "$@"

@@ -13,14 +13,33 @@ per committed stack through the session fixture `stack_runs` (see conftest).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
+import importlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
+
+# The provider SDKs deprecate some of their own modules with a DeprecationWarning at
+# import time, which pytest's filterwarnings=error would turn into a failure that says
+# nothing about our code. Import the modules the program uses once, warnings silenced.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    for _module in (
+        "pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.s3",
+        "pulumi_azure_native.resources", "pulumi_azure_native.network",
+        "pulumi_azure_native.compute", "pulumi_azure_native.managedidentity",
+        "pulumi_azure_native.storage", "pulumi_azure_native.authorization",
+        "pulumi_gcp.compute", "pulumi_gcp.storage", "pulumi_gcp.serviceaccount",
+    ):
+        # The SDKs load submodules lazily: touching an attribute really imports them.
+        getattr(importlib.import_module(_module), "_skyfleet_force_load", None)
+
 
 from infra.components.node_cert import NodeCertificateProvider
 from infra.stack_files import stack_config
@@ -123,6 +142,22 @@ class FleetMocks(pulumi.runtime.Mocks):
 
     def dynamic(self, kind: str) -> list[Recorded]:
         return self.of_type(f"{DYNAMIC}/skyfleet:{kind}")
+
+
+HOST_TYPES = {
+    "aws": "aws:ec2/instance:Instance",
+    "azure": "azure-native:compute:VirtualMachine",
+    "gcp": "gcp:compute/instance:Instance",
+}
+
+
+def user_data(record: Recorded) -> str:
+    """A host's user data as the cloud hands it to cloud-init (Azure's is base64)."""
+    if record.typ == HOST_TYPES["aws"]:
+        return str(record.inputs["userData"])
+    if record.typ == HOST_TYPES["gcp"]:
+        return str(record.inputs["metadata"]["user-data"])
+    return base64.b64decode(record.inputs["osProfile"]["customData"]).decode()
 
 
 @dataclass

@@ -17,33 +17,21 @@ from skyfleet.config.agent import parse_agent_config
 from skyfleet.policy.signing import verify_envelope
 from skyfleet.security.certs import peer_identity
 from tests.infra.mocks import (
+    HOST_TYPES,
     StackRun,
     run_committed,
     run_stack,
     stack_file_config,
+    user_data,
     write_policy,
 )
 
 CLOUD_STACKS = ("dev", "staging", "prod")
-HOST_TYPES = {
-    "aws": "aws:ec2/instance:Instance",
-    "azure": "azure-native:compute:VirtualMachine",
-    "gcp": "gcp:compute/instance:Instance",
-}
 
 
 @pytest.fixture(scope="module", params=CLOUD_STACKS)
 def cloud_run(request, stack_runs) -> tuple[str, StackRun]:
     return request.param, stack_runs(request.param)
-
-
-def user_data(record) -> str:
-    if record.typ == HOST_TYPES["aws"]:
-        return record.inputs["userData"]
-    if record.typ == HOST_TYPES["gcp"]:
-        return record.inputs["metadata"]["user-data"]
-    import base64
-    return base64.b64decode(record.inputs["osProfile"]["customData"]).decode()
 
 
 def test_host_counts_and_zone_spread(cloud_run):
