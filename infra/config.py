@@ -15,15 +15,17 @@ fleet signing key, the CA, the VPN secret) are not here: they stay Pulumi Output
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import skyfleet
-from infra import ipam
+from infra import ipam, regions
+from infra.instance_sizes import check_instance_size
 from infra.ipam import CLOUDS, ENVIRONMENTS, AddressPlanError
 from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
 
@@ -57,20 +59,6 @@ REDUNDANCY: dict[str, Redundancy] = {
     "staging": Redundancy(min_clouds=2, min_zones=2, min_hosts_per_zone=1),
     "prod": Redundancy(min_clouds=3, min_zones=3, min_hosts_per_zone=2),
 }
-
-KNOWN_REGIONS: dict[str, frozenset[str]] = {
-    "aws": frozenset(
-        {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1"}
-    ),
-    "azure": frozenset(
-        {"eastus", "eastus2", "westus2", "westeurope", "northeurope", "southeastasia"}
-    ),
-    "gcp": frozenset(
-        {"us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4", "asia-southeast1"}
-    ),
-}
-"""Regions with at least three zones and HA VPN support in every cloud we use; extend the
-table when a new region is vetted rather than accepting any string."""
 
 LOCAL_REGION = "local"
 """The only region of the `local` environment: every 'cloud' is a label on this machine."""
@@ -165,15 +153,24 @@ class _Reader:
         return tuple(value)
 
 
-def _zone_belongs(cloud: str, region: str, zone: str) -> bool:
-    """AWS zones are `<region><letter>`, GCP `<region>-<letter>`, Azure `1`..`3`."""
+def _nearest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.6)
+    return f"; nearest: {', '.join(sorted(close))}" if close else ""
+
+
+def _check_zones(cloud: str, region: str, zones: tuple[str, ...]) -> None:
     if region == LOCAL_REGION:
-        return bool(zone) and zone.isalnum()
-    if cloud == "aws":
-        return zone.startswith(region) and len(zone) == len(region) + 1 and zone[-1].isalpha()
-    if cloud == "gcp":
-        return zone.startswith(region + "-") and len(zone) == len(region) + 2
-    return zone in ("1", "2", "3")
+        bad = [z for z in zones if not (z and z.isalnum())]
+        if bad:
+            raise StackConfigError(f"{key(cloud + 'Zones')}: {bad[0]!r} is not a zone name")
+        return
+    known = regions.ZONES[cloud][region]
+    for zone in zones:
+        if zone not in known:
+            raise StackConfigError(
+                f"{key(cloud + 'Zones')}: {zone!r} is not a zone of {region} "
+                f"(its zones: {', '.join(known)})"
+            )
 
 
 def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
@@ -182,18 +179,16 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
     region = r.string(f"{cloud}Region", "")
     if not region:
         raise StackConfigError(f"{key(cloud + 'Region')}: {enabled}")
-    allowed = {LOCAL_REGION} if environment == "local" else KNOWN_REGIONS[cloud]
+    allowed = {LOCAL_REGION} if environment == "local" else set(regions.ZONES[cloud])
     if region not in allowed:
         raise StackConfigError(
-            f"{key(cloud + 'Region')}: unknown {cloud} region {region!r} for {environment}; "
-            f"known: {', '.join(sorted(allowed))}"
+            f"{key(cloud + 'Region')}: unknown {cloud} region {region!r} for {environment}"
+            + _nearest(region, allowed)
         )
     zones = r.strings(f"{cloud}Zones", ())
     if not zones:
         raise StackConfigError(f"{key(cloud + 'Zones')}: {enabled}")
-    for zone in zones:
-        if not _zone_belongs(cloud, region, zone):
-            raise StackConfigError(f"{key(cloud + 'Zones')}: {zone!r} is not a zone of {region}")
+    _check_zones(cloud, region, zones)
     if len(set(zones)) != len(zones):
         raise StackConfigError(f"{key(cloud + 'Zones')}: zones repeat")
     if len(zones) < need.min_zones:
@@ -223,13 +218,16 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
             f"{key(cloud + 'HostsPerZone')}: {hosts} hosts do not fit a zone's {zone_net.prefixlen}"
             f" subnet ({room} usable addresses)"
         )
+    size = r.string(f"{cloud}InstanceSize", DEFAULT_INSTANCE_SIZES[cloud])
+    # The local stack ignores it (its hosts are processes), like the CLI's default.
+    if environment != "local" and (problem := check_instance_size(cloud, size)):
+        raise StackConfigError(f"{key(cloud + 'InstanceSize')}: {problem}")
     return CloudConfig(
         cloud=cloud,
         region=region,
         zones=zones,
         hosts_per_zone=hosts,
-        # The local stack ignores it (its hosts are processes), like the CLI's default.
-        instance_size=r.string(f"{cloud}InstanceSize", DEFAULT_INSTANCE_SIZES[cloud]),
+        instance_size=size,
         cidr=cidr,
     )
 

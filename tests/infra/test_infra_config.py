@@ -52,6 +52,11 @@ def test_committed_stacks_load_with_the_committed_policy(stack):
         ("dev", {"policyFile": "../etc/passwd"}, "skyfleet:policyFile"),
         ("dev", {"policyVersion": "7"}, "skyfleet:policyVersion"),
         ("dev", {"environment": "qa"}, "skyfleet:environment"),
+        ("dev", {"awsInstanceSize": "t3-small"}, "skyfleet:awsInstanceSize"),
+        ("dev", {"awsInstanceSize": "t4g.small"}, "skyfleet:awsInstanceSize"),
+        ("staging", {"azureInstanceSize": "Standard_D2ps_v5"}, "skyfleet:azureInstanceSize"),
+        ("prod", {"gcpInstanceSize": "c4a-standard-4"}, "skyfleet:gcpInstanceSize"),
+        ("prod", {"gcpInstanceSize": "n2.standard.4"}, "skyfleet:gcpInstanceSize"),
     ],
 )
 def test_invalid_config_names_its_key(stack, overrides, key, tmp_path):
@@ -140,3 +145,45 @@ def yaml_stack_keys(stack: str) -> set[str]:
     import yaml
 
     return set(yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+
+
+@pytest.mark.parametrize(("stack", "overrides"), [
+    # Tokyo on every cloud, refused by the old hand-kept list of six regions per cloud.
+    ("prod", {"awsRegion": "ap-northeast-1",
+              "awsZones": ["ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"],
+              "azureRegion": "japaneast", "gcpRegion": "asia-northeast1",
+              "gcpZones": ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]}),
+    ("prod", {"gcpRegion": "us-east1", "gcpZones": ["us-east1-b", "us-east1-c", "us-east1-d"]}),
+    ("dev", {"awsRegion": "us-west-1", "awsZones": ["us-west-1a", "us-west-1c"]}),
+    ("prod", {"awsInstanceSize": "m7i.2xlarge", "azureInstanceSize": "Standard_D4s_v5",
+              "gcpInstanceSize": "n2d-highmem-8"}),
+])
+def test_every_listed_region_and_x86_size_is_accepted(stack, overrides, tmp_path):
+    cfg = load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
+    by_cloud = {c.cloud: c for c in cfg.clouds}
+    for name, value in overrides.items():
+        cloud = next(c for c in ("aws", "azure", "gcp") if name.startswith(c))
+        field = {"Region": "region", "Zones": "zones", "InstanceSize": "instance_size"}[
+            name.removeprefix(cloud)]
+        got = getattr(by_cloud[cloud], field)
+        assert (list(got) if isinstance(got, tuple) else got) == value
+
+
+@pytest.mark.parametrize(("stack", "overrides", "message"), [
+    ("prod", {"gcpRegion": "asia-northeast9"},
+     "skyfleet:gcpRegion: unknown gcp region 'asia-northeast9' for prod; nearest: "
+     "asia-northeast1, asia-northeast2, asia-northeast3"),
+    ("prod", {"azureRegion": "japan-east"},
+     "skyfleet:azureRegion: unknown azure region 'japan-east' for prod; nearest: japaneast"),
+    ("prod", {"gcpZones": ["us-central1-a", "us-central1-b", "us-central1-d"]},
+     "skyfleet:gcpZones: 'us-central1-d' is not a zone of us-central1 (its zones: "
+     "us-central1-a, us-central1-b, us-central1-c, us-central1-f)"),
+    # Two zones: dev may, prod may not.
+    ("prod", {"awsRegion": "us-west-1", "awsZones": ["us-west-1a", "us-west-1c"]},
+     "skyfleet:awsZones: prod needs at least 3 zones, got 2"),
+])
+def test_unknown_region_or_zone_names_the_key_and_what_exists(stack, overrides, message,
+                                                               tmp_path):
+    with pytest.raises(StackConfigError) as err:
+        load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
+    assert str(err.value) == message
