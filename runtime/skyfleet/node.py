@@ -13,6 +13,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -30,7 +32,13 @@ from skyfleet._generated.skyfleet.v1 import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
-from skyfleet.config.agent import AgentConfig, ConfigError
+from skyfleet.config.agent import (
+    CHANNEL_GRACE,
+    CREDENTIALS_POLL,
+    AgentConfig,
+    ConfigError,
+    load_agent_config,
+)
 from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, Packet, StatusReport
@@ -41,7 +49,9 @@ from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.store import PolicyStore, read_trusted_keys
 from skyfleet.policy.sync import PolicySync
+from skyfleet.security.certs import CertificateError
 from skyfleet.security.claim_keys import CertificateKeys
+from skyfleet.security.file_watch import FileWatch
 from skyfleet.security.revocation import Revocations
 from skyfleet.services.admin import AdminService
 from skyfleet.services.call_gate import CallGate
@@ -56,7 +66,7 @@ from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, Pe
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
-from skyfleet.transport.tls import TlsMaterial
+from skyfleet.transport.tls import ReloadableServerCredentials, TlsMaterial
 
 log = logging.getLogger("skyfleet.agent")
 
@@ -75,6 +85,17 @@ def boot_incarnation() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _load_tls(config: AgentConfig) -> TlsMaterial:
+    """The agent's TLS files, checked to be an agent certificate for this very node."""
+    tls = TlsMaterial.load(config.tls)
+    if tls.identity.name != config.node.name or tls.identity.role != "agent":
+        raise ConfigError(
+            f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
+            f"but node.name is {config.node.name!r}"
+        )
+    return tls
+
+
 class Agent:
     def __init__(
         self,
@@ -84,10 +105,13 @@ class Agent:
         rng: random.Random | None = None,
         incarnation: int | None = None,
         registry: HandlerRegistry | None = None,
+        config_path: Path | None = None,
     ) -> None:
         """`registry` replaces the handlers found through entry points (tests inject
-        recording handlers; an embedding application may bring its own)."""
+        recording handlers; an embedding application may bring its own). `config_path`,
+        the file `config` was read from, is watched: new seeds are taken up live."""
         self.config = config
+        self._config_path = config_path
         self._clock = clock
         self._rng = rng or random.Random()
         node = config.node
@@ -100,12 +124,7 @@ class Agent:
             labels=tuple(sorted(node.labels.items())),
         )
         # Read at construction, not at start: the membership core signs with the key.
-        tls = TlsMaterial.load(config.tls)
-        if tls.identity.name != node.name or tls.identity.role != "agent":
-            raise ConfigError(
-                f"tls.cert: certificate is for {tls.identity.name!r} ({tls.identity.role}), "
-                f"but node.name is {node.name!r}"
-            )
+        tls = _load_tls(config)
         self._tls = tls
         self._claim_keys = CertificateKeys(tls.ca, tls.cert, tls.key)
         self._revocations = Revocations()
@@ -138,6 +157,11 @@ class Agent:
         )
         self._health = HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
+        self._server_credentials = ReloadableServerCredentials(tls)
+        self._watch = FileWatch(
+            [config.tls.ca, config.tls.cert, config.tls.key, *config.policy.trusted_keys,
+             *([config_path] if config_path else [])]
+        )
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -216,7 +240,7 @@ class Agent:
             server,
         )
         try:
-            server.add_secure_port(cfg.bind, tls.server_credentials())
+            server.add_secure_port(cfg.bind, self._server_credentials.credentials)
         except RuntimeError as exc:
             raise ConfigError(f"node.bind: cannot listen on {cfg.bind}: {exc}") from None
         await server.start()
@@ -240,11 +264,68 @@ class Agent:
             loop.create_task(self._loop.run()),
             loop.create_task(self._keeper.run()),
             loop.create_task(self._advertise()),
+            loop.create_task(self._watch_credentials()),
         ]
         log.info(
             "agent started",
             extra={"bind": cfg.bind, "address": cfg.node.address, "seeds": list(cfg.seeds)},
         )
+
+    async def _watch_credentials(self) -> None:
+        while True:
+            await asyncio.sleep(CREDENTIALS_POLL)
+            self.reload_credentials()
+
+    def reload_credentials(self) -> None:
+        """Take up changed TLS files and trusted keys without a restart: new handshakes
+        present the new certificate and trust the new CA bundle, new dials use them,
+        claims are signed with the new key, the next policy is checked against the new
+        keys. A file that does not fit (a key without its certificate yet, another
+        node's certificate) is refused with its key named and the old ones stay."""
+        changed = self._watch.changed()
+        cfg = self.config
+        if self._config_path is not None and self._config_path in changed:
+            self._reload_config(self._config_path)
+        if changed & {cfg.tls.ca, cfg.tls.cert, cfg.tls.key}:
+            try:
+                tls = _load_tls(cfg)
+                self._claim_keys.rotate(tls.ca, tls.cert, tls.key)
+            except (ConfigError, CertificateError) as exc:
+                log.error(f"TLS files not reloaded, keeping the current ones: {exc}")
+            else:
+                self._tls = tls
+                self._server_credentials.replace(tls)
+                self.channels.set_credentials(tls.channel_credentials(), CHANNEL_GRACE)
+                log.info("TLS credentials reloaded",
+                         extra={"serial": tls.identity.serial, "cert": str(cfg.tls.cert)})
+        if changed & set(cfg.policy.trusted_keys):
+            try:
+                trusted = read_trusted_keys(cfg.policy.trusted_keys)
+            except ValueError as exc:
+                log.error(f"policy.trusted_keys not reloaded, keeping the current ones: {exc}")
+            else:
+                self.policy.adopter.set_trusted_keys(trusted)
+                log.info("trusted policy keys reloaded",
+                         extra={"files": [str(p) for p in cfg.policy.trusted_keys]})
+
+    def _reload_config(self, path: Path) -> None:
+        """A changed config file: the seeds apply now (what a fleet that grows a zone
+        changes); anything else is named and waits for a restart, as binding a new
+        address or a new name cannot happen under running connections."""
+        try:
+            new = load_agent_config(path)
+        except (ConfigError, OSError) as exc:
+            log.error(f"config not reloaded, keeping the running one: {exc}")
+            return
+        if new.seeds != self.config.seeds:
+            self.swim.set_seeds(new.seeds)
+            log.info("seeds reloaded", extra={"seeds": list(new.seeds)})
+        waiting = [f.name for f in fields(AgentConfig)
+                   if f.name != "seeds" and getattr(new, f.name) != getattr(self.config, f.name)]
+        self.config = replace(self.config, seeds=new.seeds)
+        if waiting:
+            log.warning(f"config changes that apply at the next restart: {', '.join(waiting)}",
+                        extra={"fields": waiting})
 
     def _policy_keeper(self) -> PolicyKeeper:
         """The adopter starts on the persisted policy, so a restarted agent routes by the

@@ -32,16 +32,16 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     logs.configure(config.node.name, config.log_level)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.config))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     return 0
 
 
-async def _serve(config: AgentConfig) -> None:
+async def _serve(config: AgentConfig, path: Path) -> None:
     from skyfleet.node import Agent
 
-    agent = Agent(config)
+    agent = Agent(config, config_path=path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_stop)

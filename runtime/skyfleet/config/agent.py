@@ -56,6 +56,13 @@ DEFAULT_AGENT_PORT = 7470
 
 DEFAULT_METRICS_PORT = 9470
 """Prometheus text endpoint of an agent."""
+CREDENTIALS_POLL = 5.0
+"""Seconds between checks of the TLS files and trusted policy keys: a renewed
+certificate, a new CA bundle or a new signing key is in use this soon after its file
+changes (the host's fetch timer brings them from the store every minute)."""
+CHANNEL_GRACE = 30.0
+"""Seconds channels dialled with the old credentials keep serving their calls after a
+reload, before they close and their streams reopen with the new ones."""
 
 
 NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")

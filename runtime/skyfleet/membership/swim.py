@@ -282,6 +282,15 @@ class Swim:
     def next_deadline(self) -> float | None:
         return self._timers.next_deadline()
 
+    @property
+    def seeds(self) -> tuple[str, ...]:
+        return self._seeds
+
+    def set_seeds(self, seeds: tuple[str, ...]) -> None:
+        """The seeds to rejoin through when alone (a config reload): no join now, the
+        fleet we are in stays; the next time we have no one else, these are tried."""
+        self._seeds = tuple(s for s in seeds if s != self.meta.address)
+
     def join(self, seeds: tuple[str, ...], now: float) -> list[Outgoing]:
         """Join (more of) a fleet through `seeds` at run time, as `serf join` does: a
         push-pull with each, retried with backoff until one answers (`joined`)."""

@@ -50,11 +50,15 @@ class StoredPolicy:
 
 
 def read_trusted_keys(paths: Sequence[Path]) -> TrustedKeys:
-    """Load the `[policy] trusted_keys` files; the error names the bad file."""
+    """Load the `[policy] trusted_keys` files, each one PEM key or several; the error
+    names the bad file."""
     keys = []
     for path in paths:
         try:
-            keys.append(load_public_key(path.read_bytes()))
+            # A file may hold several keys (old and new while the signing key rotates).
+            text = path.read_bytes()
+            blocks = [b"-----BEGIN" + part for part in text.split(b"-----BEGIN")[1:]]
+            keys += [load_public_key(block) for block in blocks or [text]]
         except OSError as exc:
             raise SigningKeyError(f"{path}: cannot read ({exc.strerror})") from None
         except SigningKeyError as exc:

@@ -65,19 +65,29 @@ class CertificateKeys:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._cas = load_ca_bundle(ca_pem)
-        self._key = load_private_key(key_pem)
         self._now = now
-        der = load_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
-        self._kid = key_id(der)
+        self._cas: list[x509.Certificate] = []
         self._held: dict[bytes, _Held] = {}
         """Key id -> certificate checked: one sent again costs a hash, not a chain check."""
         self._by_node: dict[str, list[bytes]] = {}
         """Node -> key ids of its certificates, oldest first."""
         self._revoked: frozenset[str] = frozenset()
         """Serials the policy in force revokes (`security/revocation.py`): never learned."""
+        self.rotate(ca_pem, cert_pem, key_pem)
+
+    def rotate(self, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> None:
+        """Sign with a new certificate (renewed, or from a new CA) and trust the new CA
+        bundle from now on. Certificates already checked stay: they were valid when they
+        arrived, and peers renew one by one. Our claims carry the new key id, which peers
+        fetch like any unknown signer's."""
+        cas = load_ca_bundle(ca_pem)
+        key = load_private_key(key_pem)
+        der = load_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+        previous, self._cas = self._cas, cas
         if self.learn(der) is None:
+            self._cas = previous
             raise CertificateError("not an agent certificate of the fleet CA", part="cert")
+        self._key, self._kid = key, key_id(der)
 
     def sign(self, claim: bytes) -> bytes:
         r, s = decode_dss_signature(self._key.sign(claim, ec.ECDSA(hashes.SHA256())))

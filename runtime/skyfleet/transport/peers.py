@@ -55,7 +55,28 @@ class PeerChannels:
     def __init__(self, creds: grpc.ChannelCredentials) -> None:
         self._creds = creds
         self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
+        self._retired: list[grpc.aio.Channel] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._last_error: dict[str, float] = {}
+
+    def set_credentials(self, creds: grpc.ChannelCredentials, grace: float) -> None:
+        """Dial with new credentials (a renewed certificate, a new CA bundle) from now on.
+        Open channels keep serving the calls they carry for `grace` seconds, then close;
+        a stream cut then reopens on a new channel, as after any broken connection."""
+        self._creds = creds
+        retired = list(self._channels.values())
+        self._channels.clear()
+        self._retired += retired
+
+        async def close_later() -> None:
+            await asyncio.sleep(grace)
+            for channel in retired:
+                self._retired.remove(channel)
+                await channel.close()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def get(self, address: str, name: str | None) -> grpc.aio.Channel:
         channel = self._channels.get((address, name))
@@ -90,9 +111,12 @@ class PeerChannels:
         return True
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for task in list(self._closing):
+            task.cancel()
+        for channel in [*self._channels.values(), *self._retired]:
             await channel.close()
         self._channels.clear()
+        self._retired.clear()
 
 
 class _PeerStream:

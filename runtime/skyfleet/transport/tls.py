@@ -70,6 +70,32 @@ def server_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.S
     )
 
 
+class ReloadableServerCredentials:
+    """Server credentials whose certificate and CA bundle can change while the server
+    runs: gRPC asks the fetcher at each new handshake, and keeps what it has when told
+    nothing changed (None). Connections already open keep the credentials they were
+    made with, as TLS does."""
+
+    def __init__(self, material: TlsMaterial) -> None:
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(material), self._fetch, require_client_authentication=True
+        )
+
+    @staticmethod
+    def _configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(material.key, material.cert)], root_certificates=material.ca
+        )
+
+    def replace(self, material: TlsMaterial) -> None:
+        self._pending = self._configuration(material)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        pending, self._pending = self._pending, None
+        return pending
+
+
 def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ChannelCredentials:
     """Credentials for dialling an agent: trust only the fleet CA, present our certificate."""
     return grpc.ssl_channel_credentials(
