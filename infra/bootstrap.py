@@ -1,8 +1,8 @@
 """What a host needs to boot straight into the fleet, rendered as pure text.
 
-Two artefacts: the agent config (the TOML contract of `skyfleet.config.agent`) and the
-cloud-init document that writes that config, the node's certificates and the trusted
-policy keys, and starts three systemd units: the install of the runtime bundle
+Two artefacts: the agent config (the TOML contract of `skyfleet.config.agent`,
+published in the store) and the cloud-init document that writes the node's key and the
+scripts, and starts three systemd units: the install of the runtime bundle
 (`infra.runtime_bundle`) from the cloud's store, checked by hash; the agent; and a timer
 that copies the published policy from the same store into the file the agent watches.
 The host image is Debian 12 (`infra.images`): python3 3.11 and curl are all it needs,
@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import yaml
 
-from infra.publication import POLICY_OBJECT
+from infra.publication import (
+    CA_OBJECT,
+    POLICY_OBJECT,
+    TRUSTED_KEY_OBJECT,
+    cert_object,
+    config_object,
+)
 from infra.topology import HostSpec
 
 CONFIG_PATH = "/etc/skyfleet/agent.toml"
@@ -30,11 +36,12 @@ POLICY_SOURCE = "/etc/skyfleet/policy/current.json"
 STATE_DIR = "/var/lib/skyfleet"
 VENV = "/opt/skyfleet"
 FETCH_SCRIPT = "/usr/local/bin/skyfleet-fetch"
+SYNC_SCRIPT = "/usr/local/bin/skyfleet-sync"
 INSTALL_SCRIPT = "/usr/local/bin/skyfleet-install"
 BUNDLE_DIR = "/var/cache/skyfleet"
 FETCH_INTERVAL = "60s"
-"""How often hosts poll the store: a rollout reaches every host within about a minute,
-at one small GET per host per minute."""
+"""How often hosts poll the store: a rollout, a renewed certificate or a rotated key
+reaches every host within about a minute, at four small GETs per host per minute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +143,15 @@ ExecStart={INSTALL_SCRIPT}
 """
 
 FETCH_UNIT = f"""[Unit]
-Description=Copy the published Skyfleet policy into the agent's policy source
+Description=Copy the policy, CA bundle, certificate and trusted key from the fleet's store
 
 [Service]
 Type=oneshot
-ExecStart={FETCH_SCRIPT} {POLICY_OBJECT} {POLICY_SOURCE}
+ExecStart={SYNC_SCRIPT}
 """
 
 FETCH_TIMER = f"""[Unit]
-Description=Poll the published Skyfleet policy
+Description=Poll the fleet's store for the policy and credentials
 
 [Timer]
 OnBootSec=5s
@@ -179,8 +186,28 @@ fi
 """
 
 
+def host_objects(node: str, files: AgentFiles) -> list[tuple[str, str]]:
+    """(store object, host file) of everything that may change after first boot."""
+    return [
+        (config_object(node), CONFIG_PATH),
+        (POLICY_OBJECT, files.policy_source),
+        (CA_OBJECT, files.ca),
+        (cert_object(node), files.cert),
+        (TRUSTED_KEY_OBJECT, files.trusted_key),
+    ]
+
+
+def render_sync_script(objects: list[tuple[str, str]]) -> str:
+    """`skyfleet-sync`: fetch every object, each on its own (one missing object must not
+    hold back the others); fails if any failed, so the install retries and the timer's
+    failures show in `systemctl --failed`."""
+    lines = "".join(f"{FETCH_SCRIPT} {obj} {dest} || status=1\n" for obj, dest in objects)
+    return f"#!/bin/sh\nstatus=0\n{lines}exit $status\n"
+
+
 def render_install_script(bundle_object: str, bundle_sha256: str) -> str:
-    """Install exactly the bundle `pulumi up` published: fetched from the store, checked
+    """Fetch the host's credentials and policy, then install exactly the bundle
+    `pulumi up` published: fetched from the store, checked
     against the SHA-256 in user data, and installed offline with every wheel's hash
     required (the bundle's own requirements file). pip runs from its wheel in the bundle,
     so the host needs neither python3-venv nor pip from Debian."""
@@ -191,7 +218,7 @@ set -eu
 marker={VENV}/.bundle-{bundle_sha256}
 [ -e "$marker" ] && exit 0
 attempt=1
-until {FETCH_SCRIPT} {bundle_object} {bundle} && \\
+until {SYNC_SCRIPT} && {FETCH_SCRIPT} {bundle_object} {bundle} && \\
       echo "{bundle_sha256}  {bundle}" | sha256sum -c --quiet -; do
   if [ "$attempt" -ge {INSTALL_ATTEMPTS} ]; then
     echo "skyfleet-install: {bundle_object} not fetched with sha256 {bundle_sha256}" >&2
@@ -213,23 +240,20 @@ touch "$marker"
 
 def render_cloud_init(
     *,
-    agent_config: str,
-    ca_pem: str,
-    cert_pem: str,
+    node: str,
     key_pem: str,
-    trusted_key_pem: str,
     fetch_download: str,
     bundle_object: str,
     bundle_sha256: str,
 ) -> str:
-    """The #cloud-config document for one host."""
+    """The #cloud-config document for one host: what first boot needs and nothing that
+    changes later (the agent config, the CA bundle, the certificate, the trusted key and
+    the policy come from the store, `host_objects`), so renewals, rotations and new
+    seeds never touch user data."""
     files = [
-        (CONFIG_PATH, agent_config, "0644"),
-        (f"{TLS_DIR}/ca.pem", ca_pem, "0644"),
-        (f"{TLS_DIR}/node.pem", cert_pem, "0644"),
         (f"{TLS_DIR}/node.key", key_pem, "0600"),
-        (POLICY_KEY_PATH, trusted_key_pem, "0644"),
         (FETCH_SCRIPT, render_fetch_script(fetch_download), "0755"),
+        (SYNC_SCRIPT, render_sync_script(host_objects(node, AgentFiles())), "0755"),
         (INSTALL_SCRIPT, render_install_script(bundle_object, bundle_sha256), "0755"),
         ("/etc/systemd/system/skyfleet-install.service", INSTALL_UNIT, "0644"),
         ("/etc/systemd/system/skyfleet-agent.service", AGENT_UNIT, "0644"),

@@ -61,7 +61,8 @@ def compose(config: pulumi.Config, project: str, stack: str, root: Path) -> dict
             runtime=build_bundle(cfg.runtime_version, BUNDLE_CACHE),
             seeds={h.name: seeds_for(h, hosts) for h in hosts},
             ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
-            trusted_key_pem=trusted_key,
+            trusted_key_pem=trusted_key.apply(
+                lambda pem: secrets.trusted_keys_pem(pem, stack_secrets)),
         )
         outputs.update(_compose_clouds(cfg, hosts, boot, stack_secrets, config, project, stack))
     for name, value in outputs.items():
@@ -161,6 +162,10 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
     published = FleetStore("policy", FleetStoreArgs(
         environment=env, document=cfg.policy_document,
         signing_key_pem=stack_secrets.signing_key_pem, runtime=boot.runtime,
+        ca_cert_pem=stack_secrets.ca_bundle_pem, trusted_key_pem=boot.trusted_key_pem,
+        host_certs={cloud: {h.name: boot.certs[h.name] for h in of[cloud]} for cloud in on},
+        host_configs={cloud: {h.name: boot.configs[h.name] for h in of[cloud]}
+                      for cloud in on},
         project=project, stack=stack,
         aws_region=on["aws"].region if aws_hosts else None,
         aws_reader_role=aws_hosts.role.arn if aws_hosts else None,

@@ -16,6 +16,20 @@ from typing import Any
 import pulumi
 
 POLICY_OBJECT = "policy.json"
+CA_OBJECT = "tls/ca.pem"
+"""The fleet's CA bundle (several CAs while one rotates)."""
+TRUSTED_KEY_OBJECT = "keys/fleet.pub"
+"""The public half of the policy signing key."""
+
+
+def config_object(node: str) -> str:
+    """A host's agent config (seeds change when the fleet grows a zone)."""
+    return f"hosts/{node}/agent.toml"
+
+
+def cert_object(node: str) -> str:
+    """A host's certificate (renewed by `pulumi up`); its key is never in the store."""
+    return f"hosts/{node}/node.pem"
 AZURE_CONTAINER = "policy"
 """One private container holds everything hosts read (the policy, runtime bundles)."""
 _JSON_FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"

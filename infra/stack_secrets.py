@@ -32,8 +32,23 @@ class StackSecrets:
     signing_key_pem: pulumi.Output[str]
     """ed25519 private key (PEM) that signs the policy document."""
     ca_cert_pem: pulumi.Output[str]
+    """The issuing CA: it signs every node certificate."""
     ca_key_pem: pulumi.Output[str]
     vpn_secret: pulumi.Output[str]
+    ca_trust_extra: str = ""
+    """More CA certificates hosts trust but that issue nothing (the old CA, or the next
+    one, while the CA rotates: docs/operations.md)."""
+    policy_keys_extra: str = ""
+    """More ed25519 public keys hosts trust for policies (while the signing key rotates)."""
+
+    @property
+    def ca_bundle_pem(self) -> pulumi.Output[str]:
+        """What hosts trust: the issuing CA, then the extra ones."""
+        return self.ca_cert_pem.apply(lambda ca: _bundle(ca, self.ca_trust_extra))
+
+
+def _bundle(first: str, extra: str) -> str:
+    return first.rstrip("\n") + "\n" + (extra.rstrip("\n") + "\n" if extra.strip() else "")
 
 
 def psk(vpn_secret: str, label: str) -> str:
@@ -51,7 +66,14 @@ def from_config(config: pulumi.Config) -> StackSecrets:
         ca_cert_pem=pulumi.Output.from_input(config.require("caCert")),
         ca_key_pem=config.require_secret("caKey"),
         vpn_secret=config.require_secret("vpnSecret"),
+        ca_trust_extra=config.get("caTrustExtra") or "",
+        policy_keys_extra=config.get("policyKeysExtra") or "",
     )
+
+
+def trusted_keys_pem(public_pem: str, secrets: StackSecrets) -> str:
+    """The trusted-keys file hosts get: the signing key's public half, then the extras."""
+    return _bundle(public_pem, secrets.policy_keys_extra)
 
 
 def local_secrets(state_dir: Path = LOCAL_STATE_DIR) -> StackSecrets:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -20,14 +20,13 @@ class HostBootstrapArgs:
     runtime: RuntimeBundle
     ca_cert_pem: pulumi.Input[str]
     ca_key_pem: pulumi.Input[str]
-    trusted_key_pem: pulumi.Input[str]
-    """Public half of the fleet signing key; agents accept policies it signed."""
     fetch_download: pulumi.Input[str]
     """Shell that downloads store object "$1" to "$tmp" with the host's cloud identity."""
 
 
 class HostBootstrap(pulumi.ComponentResource):
-    """The node certificate (CN = node name) and the host's cloud-init user data."""
+    """The node certificate (CN = node name) and the host's cloud-init user data, which
+    holds the node's key but not its certificate (published in the store)."""
 
     agent_config: str
     user_data: pulumi.Output[str]
@@ -55,20 +54,11 @@ class HostBootstrap(pulumi.ComponentResource):
             environment=args.environment,
         )
         self.user_data = pulumi.Output.secret(
-            pulumi.Output.all(
-                args.ca_cert_pem,
-                self.cert.cert_pem,
-                self.cert.key_pem,
-                args.trusted_key_pem,
-                args.fetch_download,
-            ).apply(
+            pulumi.Output.all(self.cert.key_pem, args.fetch_download).apply(
                 lambda v: bootstrap.render_cloud_init(
-                    agent_config=self.agent_config,
-                    ca_pem=v[0],
-                    cert_pem=v[1],
-                    key_pem=v[2],
-                    trusted_key_pem=v[3],
-                    fetch_download=v[4],
+                    node=host.name,
+                    key_pem=v[0],
+                    fetch_download=v[1],
                     bundle_object=args.runtime.object_name,
                     bundle_sha256=args.runtime.sha256,
                 )
@@ -90,16 +80,23 @@ class FleetBootstrap:
     ca_cert_pem: pulumi.Input[str]
     ca_key_pem: pulumi.Input[str]
     trusted_key_pem: pulumi.Input[str]
+    """Public half of the fleet signing key; published in every cloud's store."""
+    certs: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    """Node -> its certificate, filled by `for_host`: `FleetStore` publishes each."""
+    configs: dict[str, str] = field(default_factory=dict)
+    """Node -> its agent config, filled by `for_host`, published the same way."""
 
     def for_host(self, name: str, host: HostSpec, fetch_download: pulumi.Input[str],
                  parent: pulumi.Resource) -> HostBootstrap:
-        return HostBootstrap(
+        boot = HostBootstrap(
             name,
             HostBootstrapArgs(
                 host=host, seeds=self.seeds[host.name], environment=self.environment,
                 runtime=self.runtime, ca_cert_pem=self.ca_cert_pem,
-                ca_key_pem=self.ca_key_pem, trusted_key_pem=self.trusted_key_pem,
-                fetch_download=fetch_download,
+                ca_key_pem=self.ca_key_pem, fetch_download=fetch_download,
             ),
             pulumi.ResourceOptions(parent=parent),
         )
+        self.certs[host.name] = boot.cert.cert_pem
+        self.configs[host.name] = boot.agent_config
+        return boot

@@ -14,6 +14,11 @@ unchanged document yields an unchanged envelope and no diff at all.
 The runtime bundle (`infra.runtime_bundle`) is published under its content-addressed
 name, so a new version adds an object instead of changing one a booting host may be
 reading.
+
+What changes after first boot lives here too, public halves only: the CA bundle, the
+policy-signing public key, each host's certificate and agent config (`publication`
+names them). A renewal or a rotation is an update of these objects; hosts copy them
+every minute and the agent takes them up live.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ class FleetStoreArgs:
     document: dict[str, Any]
     signing_key_pem: pulumi.Input[str]
     runtime: RuntimeBundle
+    ca_cert_pem: pulumi.Input[str]
+    trusted_key_pem: pulumi.Input[str]
+    host_certs: dict[str, dict[str, pulumi.Output[str]]]
+    """Cloud -> node -> its certificate: each cloud's store holds its own hosts'."""
+    host_configs: dict[str, dict[str, str]]
+    """Cloud -> node -> its agent config (TOML)."""
     aws_region: str | None = None
     aws_reader_role: pulumi.Input[str] | None = None
     """ARN of the hosts' instance role, the bucket's only reader."""
@@ -76,6 +87,19 @@ class FleetStore(pulumi.ComponentResource):
             {"version": self.version, "hash": self.hash, "locations": self.locations}
         )
 
+    @staticmethod
+    def _texts(args: FleetStoreArgs, cloud: str) -> dict[str, tuple[str, pulumi.Input[str]]]:
+        """Resource suffix -> (object, text) of the small objects of one cloud's store."""
+        texts: dict[str, tuple[str, pulumi.Input[str]]] = {
+            "ca": (publication.CA_OBJECT, args.ca_cert_pem),
+            "trusted-key": (publication.TRUSTED_KEY_OBJECT, args.trusted_key_pem),
+        }
+        for node, cert in sorted(args.host_certs.get(cloud, {}).items()):
+            texts[f"cert-{node}"] = (publication.cert_object(node), cert)
+        for node, config in sorted(args.host_configs.get(cloud, {}).items()):
+            texts[f"config-{node}"] = (publication.config_object(node), config)
+        return texts
+
     def _aws(self, name: str, args: FleetStoreArgs, child: pulumi.ResourceOptions) -> None:
         bucket_name = publication.aws_bucket(args.environment, args.project, args.stack)
         bucket = aws.s3.Bucket(f"{name}-aws", bucket=bucket_name, opts=child)
@@ -102,6 +126,11 @@ class FleetStore(pulumi.ComponentResource):
             f"{name}-aws-policy", bucket=bucket.id, key=publication.POLICY_OBJECT,
             content=self.envelope, content_type="application/json", opts=child,
         )
+        for suffix, (key_, text) in self._texts(args, "aws").items():
+            aws.s3.BucketObjectv2(
+                f"{name}-aws-{suffix}", bucket=bucket.id, key=key_, content=text,
+                content_type="text/plain", opts=child,
+            )
         aws.s3.BucketObjectv2(
             f"{name}-aws-runtime", bucket=bucket.id, key=args.runtime.object_name,
             source=pulumi.FileAsset(str(args.runtime.path)),
@@ -131,6 +160,13 @@ class FleetStore(pulumi.ComponentResource):
             blob_name=publication.POLICY_OBJECT, content_type="application/json",
             source=self.envelope.apply(pulumi.StringAsset), opts=child,
         )
+        for suffix, (blob, text) in self._texts(args, "azure").items():
+            azure.storage.Blob(
+                f"{name}-azure-{suffix}", account_name=account.name,
+                resource_group_name=args.azure_resource_group, container_name=container.name,
+                blob_name=blob, content_type="text/plain",
+                source=pulumi.Output.from_input(text).apply(pulumi.StringAsset), opts=child,
+            )
         azure.storage.Blob(
             f"{name}-azure-runtime", account_name=account.name,
             resource_group_name=args.azure_resource_group, container_name=container.name,
@@ -165,6 +201,11 @@ class FleetStore(pulumi.ComponentResource):
             f"{name}-gcp-policy", bucket=bucket.name, name=publication.POLICY_OBJECT,
             content=self.envelope, content_type="application/json", opts=child,
         )
+        for suffix, (obj, text) in self._texts(args, "gcp").items():
+            gcp.storage.BucketObject(
+                f"{name}-gcp-{suffix}", bucket=bucket.name, name=obj, content=text,
+                content_type="text/plain", opts=child,
+            )
         gcp.storage.BucketObject(
             f"{name}-gcp-runtime", bucket=bucket.name, name=args.runtime.object_name,
             source=pulumi.FileAsset(str(args.runtime.path)), content_type="application/x-tar",

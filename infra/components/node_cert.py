@@ -1,49 +1,31 @@
-"""A node's TLS certificate as a resource, so it is issued once and kept in state.
+"""A cloud host's TLS identity: its key, and a certificate from the fleet CA that
+`pulumi up` renews before it expires.
 
-Issuing in the program body would mint a new key on every run and, through user data,
-touch every host on every `pulumi up`. As a dynamic resource the certificate changes only
-when what it certifies changes (node name, addresses, issuing CA); its key is a secret
-output. Issuance itself is `skyfleet.security.certs.issue_node_cert`, the same code the
-local fleet uses.
+pulumi-tls resources rather than our own issuer: the key (`tls.PrivateKey`) is made
+once and kept, as a secret, in state; the certificate (`tls.LocallySignedCert`) is
+signed from a request for exactly what `skyfleet.security.certs` issues (CN = node name,
+OU = the agent role, DNS SAN = node name, IP SAN = the host's address, server and client
+auth) and is re-signed with the same key whenever it is within `EARLY_RENEWAL_HOURS` of
+expiry or the CA changes. Only the certificate changes then, and it reaches the host
+through the fleet's store (`FleetStore`), never user data, so a renewal or a CA
+rotation replaces no host. The key is in the host's user data: it changes only with the
+host's identity, which is a new host.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+import pulumi_tls as tls
 
-_REPLACE_ON = ("node_name", "hosts", "ca_cert_pem")
+from skyfleet.security.certs import ROLE_UNITS
 
-
-def _text(pem: bytes | str) -> str:
-    return pem.decode() if isinstance(pem, bytes) else pem
-
-
-class NodeCertificateProvider(ResourceProvider):
-    """create issues; diff replaces only on identity change; delete has nothing to free."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        from skyfleet.security.certs import issue_node_cert
-
-        cert, key = issue_node_cert(
-            props["ca_cert_pem"].encode(),
-            props["ca_key_pem"].encode(),
-            props["node_name"],
-            list(props["hosts"]),
-        )
-        return CreateResult(
-            id_=props["node_name"],
-            outs={**props, "cert_pem": _text(cert), "key_pem": _text(key)},
-        )
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in _REPLACE_ON if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+VALIDITY_HOURS = 365 * 24
+EARLY_RENEWAL_HOURS = 30 * 24
+"""A month before expiry, every `pulumi up` renews (a monthly run keeps every host in date;
+the agent takes up the new file live, `skyfleet.node.Agent.reload_credentials`)."""
 
 
-class NodeCertificate(Resource, module="skyfleet", name="NodeCertificate"):
+class NodeCertificate(pulumi.ComponentResource):
     cert_pem: pulumi.Output[str]
     key_pem: pulumi.Output[str]
 
@@ -57,18 +39,28 @@ class NodeCertificate(Resource, module="skyfleet", name="NodeCertificate"):
         ca_key_pem: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(
-            NodeCertificateProvider(),
-            name,
-            {
-                "node_name": node_name,
-                "hosts": hosts,
-                "ca_cert_pem": ca_cert_pem,
-                "ca_key_pem": pulumi.Output.secret(ca_key_pem),
-                "cert_pem": None,
-                "key_pem": None,
-            },
-            pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(additional_secret_outputs=["key_pem"])
-            ),
+        super().__init__("skyfleet:infra:NodeCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-csr",
+            private_key_pem=key.private_key_pem,
+            subject={"common_name": node_name, "organizational_unit": ROLE_UNITS["agent"]},
+            dns_names=[node_name],
+            ip_addresses=hosts,
+            opts=child,
         )
+        cert = tls.LocallySignedCert(
+            f"{name}-cert",
+            cert_request_pem=request.cert_request_pem,
+            ca_cert_pem=ca_cert_pem,
+            ca_private_key_pem=pulumi.Output.secret(ca_key_pem),
+            validity_period_hours=VALIDITY_HOURS,
+            early_renewal_hours=EARLY_RENEWAL_HOURS,
+            allowed_uses=["digital_signature", "server_auth", "client_auth"],
+            set_subject_key_id=True,
+            opts=child,
+        )
+        self.cert_pem = cert.cert_pem
+        self.key_pem = pulumi.Output.secret(key.private_key_pem)
+        self.register_outputs({"cert_pem": self.cert_pem})

@@ -27,7 +27,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infra import bootstrap, publication
 from infra.config import load_stack_config
@@ -41,6 +40,8 @@ from tests.infra.mocks import (
     HOST_TYPES,
     StackRun,
     StackSecretsFixture,
+    host_name,
+    published,
     run_committed,
     stack_file_config,
     user_data,
@@ -94,11 +95,10 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> ProdStack:
     return ProdStack(run, secrets, {h.name: h for h in plan_hosts(cfg)}, config)
 
 
-def _first_host(prod: ProdStack, cloud: str) -> tuple[str, dict[str, str]]:
+def _first_host(prod: ProdStack, cloud: str) -> tuple[str, str]:
+    """The user data of the cloud's first host, and its agent config (from the store)."""
     record = min(prod.run.mocks.of_type(HOST_TYPES[cloud]), key=lambda r: r.name)
-    text = user_data(record)
-    document = yaml.safe_load(text.removeprefix("#cloud-config\n"))
-    return text, {f["path"]: f["content"] for f in document["write_files"]}
+    return user_data(record), published(prod.run, cloud, f"config-{host_name(record)}")
 
 
 class Processes:
@@ -154,6 +154,29 @@ def _fleet_agent(prod: ProdStack, host: HostSpec, peers: list[HostSpec], folder:
     return config
 
 
+STORE_NAME = {"aws:s3/bucketObjectv2:BucketObjectv2": "key",
+              "azure-native:storage:Blob": "blobName",
+              "gcp:storage/bucketObject:BucketObject": "name"}
+
+
+def _store_objects(run: StackRun, cloud: str, folder: Path) -> dict[str, Path]:
+    """What `pulumi up` would have put in the cloud's store (`FleetStore`), as files."""
+    folder.mkdir()
+    out: dict[str, Path] = {}
+    for record in run.mocks.resources:
+        if record.typ not in STORE_NAME or not record.name.startswith(f"policy-{cloud}-"):
+            continue
+        name = record.inputs[STORE_NAME[record.typ]]
+        source = record.inputs.get("source")
+        if source is not None and hasattr(source, "path"):
+            out[name] = Path(source.path)
+            continue
+        path = folder / name.replace("/", "_")
+        path.write_text(source.text if source is not None else record.inputs["content"])
+        out[name] = path
+    return out
+
+
 def _standin_tls(folder: Path, names: list[str]) -> tuple[Path, Path, Path]:
     """A CA the guest trusts (bound over its CA bundle) and the stores' server certificate."""
     ca_cert, ca_key = create_ca("boot test cloud stores")
@@ -176,8 +199,8 @@ def _cli(net: BootNetwork, admin_dir: Path, agent: HostSpec, *command: str) -> d
 @pytest.mark.parametrize("cloud", ["aws", "azure", "gcp"])
 def test_cloud_host_boots_installs_by_hash_joins_and_adopts_the_policy(
         cloud: str, prod: ProdStack, rootfs: Path, procs: Processes, tmp_path: Path) -> None:
-    text, files = _first_host(prod, cloud)
-    agent = parse_agent_config(tomllib.loads(files[bootstrap.CONFIG_PATH]))
+    text, config_text = _first_host(prod, cloud)
+    agent = parse_agent_config(tomllib.loads(config_text))
     guest = prod.hosts[agent.node.name]
     by_endpoint = {h.endpoint: h for h in prod.hosts.values()}
     seeds = [by_endpoint[s] for s in agent.seeds]
@@ -188,8 +211,7 @@ def test_cloud_host_boots_installs_by_hash_joins_and_adopts_the_policy(
     envelope.write_text(exports["policyEnvelope"])
     trusted = tmp_path / "fleet.pub"
     trusted.write_text(prod.secrets.signing_pub)
-    (runtime,) = [r for r in prod.run.mocks.resources if r.name == f"policy-{cloud}-runtime"]
-    bundle = Path(runtime.inputs["source"].path)
+    store = _store_objects(prod.run, cloud, tmp_path / "store")
 
     net = BootNetwork(guest.address, guest.subnet, [s.address for s in seeds])
     try:
@@ -219,8 +241,7 @@ def test_cloud_host_boots_installs_by_hash_joins_and_adopts_the_policy(
         standin_log = tmp_path / "standin.jsonl"
         standin_config = tmp_path / "standin.json"
         standin_config.write_text(json.dumps({
-            "objects": {publication.POLICY_OBJECT: str(envelope),
-                        exports["runtimeBundle"]["object"]: str(bundle)},
+            "objects": {name: str(path) for name, path in store.items()},
             "aws": {"bucket": publication.aws_bucket(STACK, "skyfleet", STACK),
                     "region": aws_region},
             "azure": {"account": publication.azure_storage_account(STACK, "skyfleet", STACK),

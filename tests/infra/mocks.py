@@ -41,8 +41,8 @@ with warnings.catch_warnings():
         getattr(importlib.import_module(_module), "_skyfleet_force_load", None)
 
 
-from infra.components.node_cert import NodeCertificateProvider
 from infra.stack_files import stack_config
+from tests.infra import tls_mock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DYNAMIC = "pulumi-python:dynamic"
@@ -83,10 +83,8 @@ class FleetMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
-        if args.typ == f"{DYNAMIC}/skyfleet:NodeCertificate":
-            if args.name not in self.state:
-                self.state[args.name] = NodeCertificateProvider().create(plain(args.inputs)).outs
-            outputs = self.state[args.name]
+        if args.typ.startswith("tls:index/"):
+            outputs = self._tls(args.typ, args.name, plain(args.inputs))
         elif args.typ == f"{DYNAMIC}/skyfleet:LocalNetwork":
             # As a loopback network would answer: no namespace is built under mocks.
             names = [name for name, _ in args.inputs["agents"]]
@@ -124,6 +122,23 @@ class FleetMocks(pulumi.runtime.Mocks):
         self.resources.append(Recorded(args.typ, args.name, plain(args.inputs), outputs))
         return f"{args.name}-id", outputs
 
+    def _tls(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """pulumi-tls as its provider answers: a real key, request and certificate, kept
+        across runs (the engine's state) and re-made only when an input changes, as the
+        provider replaces on any input change."""
+        held = self.state.get(name)
+        if held is not None and held["__inputs"] == inputs:
+            return held
+        outputs = dict(inputs)
+        if typ == "tls:index/privateKey:PrivateKey":
+            outputs["privateKeyPem"] = tls_mock.private_key()
+        elif typ == "tls:index/certRequest:CertRequest":
+            outputs["certRequestPem"] = tls_mock.cert_request(inputs)
+        elif typ == "tls:index/locallySignedCert:LocallySignedCert":
+            outputs["certPem"] = tls_mock.sign(inputs)
+        self.state[name] = {**outputs, "__inputs": inputs}
+        return self.state[name]
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
         self.calls.append((args.token, plain(dict(args.args))))
         if args.token == "aws:ec2/getAmi:getAmi":
@@ -149,6 +164,42 @@ HOST_TYPES = {
     "azure": "azure-native:compute:VirtualMachine",
     "gcp": "gcp:compute/instance:Instance",
 }
+
+
+def sent_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as the engine diffs them: an asset is its text or path (a file's contents
+    are pinned by the bundle's content-addressed name), not a Python object."""
+    def sent(v: object) -> object:
+        if isinstance(v, pulumi.FileAsset):
+            return v.path
+        return v.text if isinstance(v, pulumi.StringAsset) else v
+    return {k: sent(v) for k, v in inputs.items() if k != "__provider"}
+
+
+def changed_resources(before: StackRun, after: StackRun) -> set[str]:
+    """Names of the resources whose inputs differ between two runs of one stack (the
+    same resources must be declared: nothing created or deleted)."""
+    by_key = {(r.typ, r.name): r for r in before.mocks.resources}
+    assert sorted(by_key) == sorted((r.typ, r.name) for r in after.mocks.resources)
+    return {r.name for r in after.mocks.resources
+            if sent_inputs(r.inputs) != sent_inputs(by_key[(r.typ, r.name)].inputs)}
+
+
+def host_name(record: Recorded) -> str:
+    """The node name of a host resource (its certificate's CN)."""
+    if record.typ == HOST_TYPES["aws"]:
+        return str(record.inputs["tags"]["Name"])
+    if record.typ == HOST_TYPES["gcp"]:
+        return str(record.inputs["name"])
+    return str(record.inputs["vmName"])
+
+
+def published(run: StackRun, cloud: str, suffix: str) -> str:
+    """The text of a small object in a cloud's store (`FleetStore`)."""
+    (record,) = [r for r in run.mocks.resources if r.name == f"policy-{cloud}-{suffix}"]
+    if record.typ == "azure-native:storage:Blob":
+        return str(record.inputs["source"].text)
+    return str(record.inputs["content"])
 
 
 def user_data(record: Recorded) -> str:

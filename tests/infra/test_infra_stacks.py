@@ -9,18 +9,21 @@ import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-import pulumi
 import pytest
 import yaml
 
 from skyfleet.config.agent import parse_agent_config
 from skyfleet.policy.signing import verify_envelope
-from skyfleet.security.certs import peer_identity
+from skyfleet.security.certs import check_chain, peer_identity
 from tests.infra.mocks import (
     HOST_TYPES,
     StackRun,
+    changed_resources,
+    host_name,
+    published,
     run_committed,
     run_stack,
+    sent_inputs,
     stack_file_config,
     user_data,
     write_policy,
@@ -53,19 +56,32 @@ def test_host_counts_and_zone_spread(cloud_run):
     assert sorted(result.exports["hosts"]) == sorted(clouds)
 
 
-def test_bootstrap_config_parses_and_lists_seeds_in_every_other_cloud(cloud_run):
+def test_bootstrap_config_parses_and_lists_seeds_in_every_other_cloud(cloud_run,
+                                                                      stack_secrets):
     stack, result = cloud_run
     clouds = set(json.loads(stack_file_config(stack)["skyfleet:clouds"]))
     for typ in HOST_TYPES.values():
         for record in result.mocks.of_type(typ):
             document = yaml.safe_load(user_data(record).removeprefix("#cloud-config\n"))
             files = {f["path"]: f for f in document["write_files"]}
-            agent = parse_agent_config(tomllib.loads(files["/etc/skyfleet/agent.toml"]["content"]))
+            cloud = next(c for c, t in HOST_TYPES.items() if t == typ)
+            node = host_name(record)
+            agent = parse_agent_config(tomllib.loads(published(result, cloud, f"config-{node}")))
+            assert agent.node.name == node
             assert agent.tls.key == Path("/etc/skyfleet/tls/node.key")
             assert files["/etc/skyfleet/tls/node.key"]["permissions"] == "0600"
-            # The node certificate's CN is the node name the agent announces.
-            cert = files["/etc/skyfleet/tls/node.pem"]["content"].encode()
+            # User data holds the key, never what changes later: the certificate, the CA
+            # bundle and the trusted key come from the store (the sync script's list).
+            assert not {"/etc/skyfleet/tls/node.pem", "/etc/skyfleet/tls/ca.pem",
+                        "/etc/skyfleet/policy/keys/fleet.pub",
+                        "/etc/skyfleet/agent.toml"} & set(files)
+            sync = files["/usr/local/bin/skyfleet-sync"]["content"]
+            assert f"hosts/{agent.node.name}/node.pem /etc/skyfleet/tls/node.pem" in sync
+            # The published certificate names the node and belongs to the key.
+            cert = published(result, agent.node.cloud, f"cert-{agent.node.name}").encode()
             assert peer_identity(cert).name == agent.node.name
+            key = files["/etc/skyfleet/tls/node.key"]["content"].encode()
+            assert check_chain(stack_secrets.ca_cert.encode(), cert, key).role == "agent"
             seed_clouds = {_cloud_of(seed) for seed in agent.seeds}
             assert seed_clouds >= clouds - {agent.node.cloud}
             assert agent.node.address not in agent.seeds
@@ -223,19 +239,9 @@ def test_version_change_updates_publication_and_no_host(stack_runs, stack_secret
     config["skyfleet:policyVersion"] = "2"
     write_policy(tmp_path, config)
     after = run_stack("prod", config, stack_secrets, tmp_path, previous=before)
-    by_urn = {(r.typ, r.name): r for r in before.mocks.resources}
-    assert len(by_urn) == len(after.mocks.resources)
-    changed = {r.name for r in after.mocks.resources
-               if _sent(r.inputs) != _sent(by_urn[(r.typ, r.name)].inputs)}
-    assert changed == {"policy-aws-policy", "policy-azure-policy", "policy-gcp-policy"}
+    assert changed_resources(before, after) == {
+        "policy-aws-policy", "policy-azure-policy", "policy-gcp-policy"}
     assert after.exports["policyVersion"] == 2
-
-
-def _sent(inputs: dict) -> dict:
-    """Inputs as the engine diffs them: a file asset is its path (and so its contents,
-    which the bundle's content-addressed name pins), not a Python object."""
-    return {k: (v.path if isinstance(v, pulumi.FileAsset) else v)
-            for k, v in inputs.items() if k != "__provider"}
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
@@ -247,3 +253,26 @@ def test_preview_declares_the_same_resources_as_the_update(stack, stack_runs, st
     up = stack_runs(stack)
     assert sorted((r.typ, r.name) for r in preview.mocks.resources) == sorted(
         (r.typ, r.name) for r in up.mocks.resources)
+
+
+def test_a_new_zone_reaches_running_hosts_through_the_store_only(stack_runs, stack_secrets,
+                                                                  tmp_path):
+    """prod grows GCP into us-central1-f: the new zone's hosts are created and every
+    running host's new seed list is an update of its published agent config; no
+    running host, key or certificate changes."""
+    before = stack_runs("prod")
+    config = stack_file_config("prod")
+    zones = json.loads(config["skyfleet:gcpZones"])
+    config["skyfleet:gcpZones"] = json.dumps([*zones, "us-central1-f"])
+    write_policy(tmp_path, config)
+    after = run_stack("prod", config, stack_secrets, tmp_path, previous=before)
+    old = {(r.typ, r.name): r for r in before.mocks.resources}
+    changed = {r.name for r in after.mocks.resources if (r.typ, r.name) in old
+               and sent_inputs(r.inputs) != sent_inputs(old[(r.typ, r.name)].inputs)}
+    running = {host_name(r) for typ in HOST_TYPES.values() for r in before.mocks.of_type(typ)}
+    new_seed = next(h for h in json.loads(json.dumps(after.exports["seeds"]))
+                    if h not in before.exports["seeds"])
+    assert changed == {f"policy-{n.split('-')[0]}-config-{n}" for n in running}
+    for node in running:
+        config_text = published(after, node.split("-")[0], f"config-{node}")
+        assert new_seed in parse_agent_config(tomllib.loads(config_text)).seeds
