@@ -136,11 +136,21 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         Mesh,
         MeshArgs,
     )
+    from infra.components.node_cert import NodeCertificate
+    from infra.components.zone_rollout import RolloutChain
 
     env = cfg.environment
+    # The rollout's own identity: an admin certificate, to watch each zone rejoin.
+    identity = NodeCertificate("rollout-identity", node_name="pulumi-rollout", hosts=[],
+                               ca_cert_pem=stack_secrets.ca_cert_pem,
+                               ca_key_pem=stack_secrets.ca_key_pem, role="admin")
+    rollout = RolloutChain(
+        runtime=boot.runtime.sha256, endpoints={h.name: h.endpoint for h in hosts},
+        ca_pem=stack_secrets.ca_bundle_pem, admin_cert_pem=identity.cert_pem,
+        admin_key_pem=identity.key_pem)
     common = {"environment": env, "boot": boot, "fleet_ranges": cfg.fleet_ranges,
               "admin_ranges": cfg.admin_ranges, "agent_port": cfg.agent_port,
-              "metrics_port": cfg.metrics_port}
+              "metrics_port": cfg.metrics_port, "rollout": rollout}
     on = {c.cloud: c for c in cfg.clouds}
     of = {c.cloud: tuple(h for h in hosts if h.cloud == c.cloud) for c in cfg.clouds}
     aws_hosts = azure_hosts = gcp_hosts = None
@@ -182,6 +192,7 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         "policyEnvelope": published.envelope,
         "runtimeBundle": {"object": boot.runtime.object_name, "sha256": boot.runtime.sha256},
         "tunnels": [],
+        "rolloutOrder": rollout.zones,
     }
     if len(on) < 2:
         return outputs

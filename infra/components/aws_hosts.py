@@ -79,27 +79,38 @@ class AwsHosts(pulumi.ComponentResource):
         subnet_by_zone = dict(zip(cloud.zones, self.subnets, strict=True))
         fetch = publication.aws_download(args.store_bucket, cloud.region)
         self.instances = {}
-        for host in args.hosts:
-            boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
-            self.instances[host.name] = aws.ec2.Instance(
-                f"{name}-{host.name}",
-                ami=ami.id,
-                instance_type=cloud.instance_size,
-                subnet_id=subnet_by_zone[host.zone].id,
-                private_ip=str(host.address),
-                vpc_security_group_ids=[self.security_group.id],
-                iam_instance_profile=profile.name,
-                associate_public_ip_address=False,
-                metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1,
-                                  "http_endpoint": "enabled"},
-                root_block_device={"encrypted": True, "volume_type": "gp3", "volume_size": 20},
-                user_data=boot.user_data,
-                user_data_replace_on_change=False,
-                tags={**tags, "Name": host.name, "skyfleet:zone": host.zone},
-                # A newer AMI is rolled deliberately (host by host), never as a side effect
-                # of an unrelated `pulumi up`.
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
-            )
+        for zone, hosts in args.by_zone():
+            chain = args.rollout
+            after = {"skyfleet:after": chain.after} if chain.after is not None else {}
+            for host in hosts:
+                boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
+                self.instances[host.name] = aws.ec2.Instance(
+                    f"{name}-{host.name}",
+                    ami=ami.id,
+                    instance_type=cloud.instance_size,
+                    subnet_id=subnet_by_zone[host.zone].id,
+                    private_ip=str(host.address),
+                    vpc_security_group_ids=[self.security_group.id],
+                    iam_instance_profile=profile.name,
+                    associate_public_ip_address=False,
+                    metadata_options={"http_tokens": "required",
+                                      "http_put_response_hop_limit": 1,
+                                      "http_endpoint": "enabled"},
+                    root_block_device={"encrypted": True, "volume_type": "gp3",
+                                       "volume_size": 20},
+                    user_data=boot.user_data,
+                    # User data changes only with the runtime bundle: a new runtime is a
+                    # new host, zone after zone (`zone_rollout`); the old one goes first,
+                    # its address is the new one's.
+                    user_data_replace_on_change=True,
+                    tags={**tags, "Name": host.name, "skyfleet:zone": host.zone, **after},
+                    # A newer AMI is rolled deliberately, never as a side effect of an
+                    # unrelated `pulumi up`.
+                    opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"],
+                                                delete_before_replace=True),
+                )
+            chain.gate(chain.label("aws", cloud.region, zone), [h.name for h in hosts],
+                       [self.instances[h.name].id for h in hosts], self)
         self.register_outputs(
             {"vpc_id": self.vpc.id, "hosts": [h.name for h in args.hosts]}
         )

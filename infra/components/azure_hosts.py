@@ -96,13 +96,20 @@ class AzureHosts(pulumi.ComponentResource):
             f"{name}-hosts", resource_group_name=rg, location=cloud.region, tags=tags,
             opts=child,
         )
-        self.vms = {h.name: self._vm(name, h, args, rg, tags) for h in args.hosts}
+        self.vms = {}
+        for zone, hosts in args.by_zone():
+            chain = args.rollout
+            after = {"skyfleet:after": chain.after} if chain.after is not None else {}
+            for host in hosts:
+                self.vms[host.name] = self._vm(name, host, args, rg, {**tags, **after})
+            chain.gate(chain.label("azure", args.cloud.region, zone), [h.name for h in hosts],
+                       [self.vms[h.name].id for h in hosts], self)
         self.register_outputs(
             {"resource_group": rg, "hosts": [h.name for h in args.hosts]}
         )
 
     def _vm(self, name: str, host: HostSpec, args: AzureHostsArgs, rg: pulumi.Output[str],
-            tags: dict[str, str]) -> azure.compute.VirtualMachine:
+            tags: dict[str, pulumi.Input[str]]) -> azure.compute.VirtualMachine:
         child = pulumi.ResourceOptions(parent=self)
         nic = azure.network.NetworkInterface(
             f"{name}-{host.name}", resource_group_name=rg, location=args.cloud.region,
@@ -147,6 +154,9 @@ class AzureHosts(pulumi.ComponentResource):
                             "managed_disk": {"storage_account_type": "Premium_LRS"}},
             },
             tags=tags,
-            # custom_data is only read at first boot and Azure cannot update it in place.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["osProfile.customData"]),
+            # custom_data is only read at first boot and Azure cannot update it in place:
+            # new custom data (a new runtime bundle) is a new VM, zone after zone
+            # (`zone_rollout`), the old one deleted first (its name and NIC are the new one's).
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["osProfile.customData"],
+                                        delete_before_replace=True),
         )

@@ -74,24 +74,32 @@ class GcpHosts(pulumi.ComponentResource):
                                              project=images.GCP_PROJECT,
                                              opts=pulumi.InvokeOptions(parent=self))
         self.instances = {}
-        for host in args.hosts:
-            boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
-            self.instances[host.name] = gcp.compute.Instance(
-                f"{name}-{host.name}", name=host.name, zone=host.zone,
-                machine_type=cloud.instance_size, tags=[AGENT_TAG], labels=labels,
-                boot_disk={"initialize_params": {"image": image.self_link, "size": 20,
-                                                 "type": "pd-balanced"}},
-                network_interfaces=[{"subnetwork": self.subnets[host.zone].id,
-                                     "network_ip": str(host.address)}],
-                metadata={"user-data": boot.user_data,
-                          "block-project-ssh-keys": "TRUE", "enable-oslogin": "TRUE"},
-                service_account={"email": self.service_account.email,
-                                 "scopes": ["cloud-platform"]},
-                shielded_instance_config={"enable_secure_boot": True, "enable_vtpm": True,
-                                          "enable_integrity_monitoring": True},
-                # A newer image in the family is rolled deliberately, as on AWS.
-                opts=pulumi.ResourceOptions(
-                    parent=self, ignore_changes=["bootDisk.initializeParams.image"]),
-            )
+        for zone, hosts in args.by_zone():
+            chain = args.rollout
+            after = {"skyfleet-after": chain.after} if chain.after is not None else {}
+            for host in hosts:
+                boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
+                self.instances[host.name] = gcp.compute.Instance(
+                    f"{name}-{host.name}", name=host.name, zone=host.zone,
+                    machine_type=cloud.instance_size, tags=[AGENT_TAG],
+                    labels={**labels, **after},
+                    boot_disk={"initialize_params": {"image": image.self_link, "size": 20,
+                                                     "type": "pd-balanced"}},
+                    network_interfaces=[{"subnetwork": self.subnets[host.zone].id,
+                                         "network_ip": str(host.address)}],
+                    metadata={"user-data": boot.user_data,
+                              "block-project-ssh-keys": "TRUE", "enable-oslogin": "TRUE"},
+                    service_account={"email": self.service_account.email,
+                                     "scopes": ["cloud-platform"]},
+                    shielded_instance_config={"enable_secure_boot": True, "enable_vtpm": True,
+                                              "enable_integrity_monitoring": True},
+                    # New user data (a new runtime bundle) is a new host, zone after zone
+                    # (`zone_rollout`); a newer image in the family is rolled deliberately.
+                    opts=pulumi.ResourceOptions(
+                        parent=self, ignore_changes=["bootDisk.initializeParams.image"],
+                        replace_on_changes=["metadata"], delete_before_replace=True),
+                )
+            chain.gate(chain.label("gcp", cloud.region, zone), [h.name for h in hosts],
+                       [self.instances[h.name].id for h in hosts], self)
         self.register_outputs({"network": self.network.id,
                                "hosts": [h.name for h in args.hosts]})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from infra.components.bootstrap import FleetBootstrap
+from infra.components.zone_rollout import RolloutChain
 from infra.config import CloudConfig
 from infra.topology import HostSpec
 
@@ -23,3 +24,9 @@ class HostsArgs:
     """Operator ranges allowed to reach the metrics port (never the world)."""
     agent_port: int
     metrics_port: int
+    rollout: RolloutChain
+    """The fleet-wide chain of zones a new runtime is rolled through, one at a time."""
+
+    def by_zone(self) -> list[tuple[str, list[HostSpec]]]:
+        """This cloud's hosts, zone by zone in config order (the rollout's order)."""
+        return [(z, [h for h in self.hosts if h.zone == z]) for z in self.cloud.zones]

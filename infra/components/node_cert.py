@@ -17,7 +17,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_tls as tls
 
-from skyfleet.security.certs import ROLE_UNITS
+from skyfleet.security.certs import ROLE_UNITS, Role
 
 VALIDITY_HOURS = 365 * 24
 EARLY_RENEWAL_HOURS = 30 * 24
@@ -37,16 +37,18 @@ class NodeCertificate(pulumi.ComponentResource):
         hosts: list[str],
         ca_cert_pem: pulumi.Input[str],
         ca_key_pem: pulumi.Input[str],
+        role: Role = "agent",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`role` "admin": an operator's client certificate (the rollout's identity)."""
         super().__init__("skyfleet:infra:NodeCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         request = tls.CertRequest(
             f"{name}-csr",
             private_key_pem=key.private_key_pem,
-            subject={"common_name": node_name, "organizational_unit": ROLE_UNITS["agent"]},
-            dns_names=[node_name],
+            subject={"common_name": node_name, "organizational_unit": ROLE_UNITS[role]},
+            dns_names=[node_name] if role == "agent" else [],
             ip_addresses=hosts,
             opts=child,
         )
@@ -57,7 +59,8 @@ class NodeCertificate(pulumi.ComponentResource):
             ca_private_key_pem=pulumi.Output.secret(ca_key_pem),
             validity_period_hours=VALIDITY_HOURS,
             early_renewal_hours=EARLY_RENEWAL_HOURS,
-            allowed_uses=["digital_signature", "server_auth", "client_auth"],
+            allowed_uses=["digital_signature", "client_auth"]
+            + (["server_auth"] if role == "agent" else []),
             set_subject_key_id=True,
             opts=child,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.components.zone_rollout import ZoneRejoinedProvider
 from skyfleet.policy.signing import generate_signing_key, verify_envelope
 from skyfleet.security.certs import check_chain, create_ca
 from tests.infra.mocks import (
@@ -75,6 +76,18 @@ def objects(*suffixes: str) -> set[str]:
     return {f"policy-{c}-{s}" for c in CLOUDS for s in suffixes}
 
 
+def gates(run: StackRun) -> set[str]:
+    return {r.name for r in run.mocks.dynamic("ZoneRejoined")}
+
+
+def gates_wait_for_nothing(steps: Steps, before: StackRun) -> None:
+    """The rollout gates dial with the CA bundle, so their inputs change with it, but
+    their provider sees no new runtime and no new hosts: no update, no wait."""
+    old = {r.name: r.inputs for r in before.mocks.dynamic("ZoneRejoined")}
+    for r in steps.run.mocks.dynamic("ZoneRejoined"):
+        assert not ZoneRejoinedProvider().diff(r.name, old[r.name], r.inputs).changes
+
+
 def test_ca_rotation_in_three_ups_touches_no_host(stack_secrets, tmp_path) -> None:
     steps = Steps(stack_secrets, tmp_path)
     hosts = set(node_keys(steps.run))
@@ -85,17 +98,22 @@ def test_ca_rotation_in_three_ups_touches_no_host(stack_secrets, tmp_path) -> No
     old = (stack_secrets.ca_cert, stack_secrets.ca_key)
     new_cert, new_key = (p.decode() for p in create_ca("next fleet CA"))
 
+    rollout = gates(steps.run)
     # 1. Trust the next CA beside the current one.
-    assert steps.up(caTrustExtra=new_cert) == objects("ca")
+    before = steps.run
+    assert steps.up(caTrustExtra=new_cert) == objects("ca") | rollout
+    gates_wait_for_nothing(steps, before)
     every_host_checks_out(steps.run)
     # 2. Issue from the next CA, still trusting the old: every certificate re-signed
     #    (same keys), published; hosts untouched.
     steps.secrets = StackSecretsFixture(new_cert, new_key, stack_secrets.signing_key,
                                         stack_secrets.signing_pub)
-    assert steps.up(caTrustExtra=old[0]) == objects("ca") | certs | signed
+    before = steps.run
+    assert steps.up(caTrustExtra=old[0]) == objects("ca") | certs | signed | rollout
+    gates_wait_for_nothing(steps, before)
     every_host_checks_out(steps.run)
     # 3. Drop the old CA.
-    assert steps.up(caTrustExtra=None) == objects("ca")
+    assert steps.up(caTrustExtra=None) == objects("ca") | rollout
     every_host_checks_out(steps.run)
     assert node_keys(steps.run) == keys_before
     assert published(steps.run, "aws", "ca").strip() == new_cert.strip()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.components.zone_rollout import ZoneRejoinedProvider
 from skyfleet.config.agent import parse_agent_config
 from skyfleet.policy.signing import verify_envelope
 from skyfleet.security.certs import check_chain, peer_identity
@@ -259,7 +260,7 @@ def test_a_new_zone_reaches_running_hosts_through_the_store_only(stack_runs, sta
                                                                   tmp_path):
     """prod grows GCP into us-central1-f: the new zone's hosts are created and every
     running host's new seed list is an update of its published agent config; no
-    running host, key or certificate changes."""
+    running host, key or certificate changes, and no rollout gate waits."""
     before = stack_runs("prod")
     config = stack_file_config("prod")
     zones = json.loads(config["skyfleet:gcpZones"])
@@ -272,7 +273,13 @@ def test_a_new_zone_reaches_running_hosts_through_the_store_only(stack_runs, sta
     running = {host_name(r) for typ in HOST_TYPES.values() for r in before.mocks.of_type(typ)}
     new_seed = next(h for h in json.loads(json.dumps(after.exports["seeds"]))
                     if h not in before.exports["seeds"])
-    assert changed == {f"policy-{n.split('-')[0]}-config-{n}" for n in running}
+    gates = {r.name: r for r in before.mocks.dynamic("ZoneRejoined")}
+    assert changed == {f"policy-{n.split('-')[0]}-config-{n}" for n in running} | set(gates)
+    # The gates see the new hosts as observers, which needs no update and no wait.
+    for r in after.mocks.dynamic("ZoneRejoined"):
+        if r.name in gates:
+            assert not ZoneRejoinedProvider().diff(r.name, gates[r.name].inputs,
+                                                   r.inputs).changes
     for node in running:
         config_text = published(after, node.split("-")[0], f"config-{node}")
         assert new_seed in parse_agent_config(tomllib.loads(config_text)).seeds

@@ -34,9 +34,10 @@ def cert_request(inputs: dict[str, Any]) -> str:
     ])
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in inputs.get("dnsNames", [])]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses", [])]
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(name)
-           .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-           .sign(key, hashes.SHA256()))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -62,7 +63,7 @@ def sign(inputs: dict[str, Any]) -> str:
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()),  # type: ignore[arg-type]
             critical=False)
     )
-    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    builder = builder.add_extension(san.value, critical=False)
+    for extension in csr.extensions:
+        builder = builder.add_extension(extension.value, critical=False)
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(
         serialization.Encoding.PEM).decode()
