@@ -47,7 +47,8 @@ class RolloutError(Exception):
 async def _alive_above(props: dict[str, Any], floors: dict[str, int]) -> dict[str, int]:
     """The zone's nodes that every reachable observer lists alive at an incarnation above
     its floor (a restarted agent starts at a new, larger one), with the lowest such
-    incarnation seen; no observer reachable counts as none seen."""
+    incarnation seen. When no host of another zone answers (the first zone of a new
+    fleet: the others do not exist yet), the zone's own hosts are asked instead."""
     from skyfleet.client import AgentClient, AgentError
     from skyfleet.security.certs import check_chain
     from skyfleet.transport.tls import TlsMaterial
@@ -55,17 +56,20 @@ async def _alive_above(props: dict[str, Any], floors: dict[str, int]) -> dict[st
     ca, cert, key = (props[k].encode() for k in ("ca_pem", "admin_cert_pem", "admin_key_pem"))
     tls = TlsMaterial(ca=ca, cert=cert, key=key, identity=check_chain(ca, cert, key))
     seen: dict[str, int] | None = None
-    for endpoint in props["observers"]:
-        try:
-            async with AgentClient(endpoint, tls) as client:
-                _, rows = await client.list_members(timeout=10)
-        except AgentError:
-            continue
-        view = {r.name: r.incarnation for r in rows if r.name in floors
-                and r.state == "alive" and r.incarnation > floors[r.name]}
-        seen = view if seen is None else {
-            n: min(i, view[n]) for n, i in seen.items() if n in view}
-    return seen or {}
+    for group in (props["observers"], props["own"]):
+        for endpoint in group:
+            try:
+                async with AgentClient(endpoint, tls) as client:
+                    _, rows = await client.list_members(timeout=10)
+            except AgentError:
+                continue
+            view = {r.name: r.incarnation for r in rows if r.name in floors
+                    and r.state == "alive" and r.incarnation > floors[r.name]}
+            seen = view if seen is None else {
+                n: min(i, view[n]) for n, i in seen.items() if n in view}
+        if seen is not None:
+            return seen
+    return {}
 
 
 def wait_for_zone(props: dict[str, Any], floors: dict[str, int], *,
@@ -112,15 +116,16 @@ class ZoneRejoined(Resource, module="skyfleet", name="ZoneRejoined"):
 
     def __init__(self, name: str, *, zone: str, nodes: list[str],
                  hosts: list[pulumi.Input[str]], runtime: str,
-                 observers: list[str], ca_pem: pulumi.Input[str],
+                 observers: list[str], own: list[str], ca_pem: pulumi.Input[str],
                  admin_cert_pem: pulumi.Input[str], admin_key_pem: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """`hosts`: the zone's host resource ids (the inputs that order the gate after
-        them); `observers`: endpoints of hosts in other zones, asked for the fleet's view."""
+        them); `observers`: endpoints of hosts in other zones, asked for the fleet's view;
+        `own`: the zone's own hosts' endpoints, asked when no observer answers."""
         super().__init__(
             ZoneRejoinedProvider(), name,
             {"zone": zone, "nodes": nodes, "hosts": hosts, "runtime": runtime,
-             "observers": observers, "ca_pem": ca_pem, "admin_cert_pem": admin_cert_pem,
+             "observers": observers, "own": own, "ca_pem": ca_pem, "admin_cert_pem": admin_cert_pem,
              "admin_key_pem": pulumi.Output.secret(admin_key_pem)},
             opts,
         )
@@ -153,7 +158,7 @@ class RolloutChain:
         gate = ZoneRejoined(
             f"rollout-{label}", zone=label, nodes=sorted(nodes), hosts=host_ids,
             runtime=self.runtime,
-            observers=observers or [self.endpoints[n] for n in sorted(nodes)],
+            observers=observers, own=[self.endpoints[n] for n in sorted(nodes)],
             ca_pem=self.ca_pem, admin_cert_pem=self.admin_cert_pem,
             admin_key_pem=self.admin_key_pem, opts=pulumi.ResourceOptions(parent=parent))
         self.after = gate.zone

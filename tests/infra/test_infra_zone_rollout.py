@@ -78,9 +78,10 @@ def fleet(tmp_path: Path, free_ports):
     return joined_layout(tmp_path, free_ports(2))
 
 
-def gate_props(layout, n0, zone_nodes: list[str]) -> dict:
+def gate_props(layout, n0, n1, zone_nodes: list[str]) -> dict:
     tls = layout.tls
     return {"zone": "aws-z", "nodes": zone_nodes, "observers": [n0.address],
+            "own": [n1.address],
             "ca_pem": (tls / "ca.pem").read_text(),
             "admin_cert_pem": (tls / "admin.pem").read_text(),
             "admin_key_pem": (tls / "admin.key").read_text()}
@@ -88,7 +89,7 @@ def gate_props(layout, n0, zone_nodes: list[str]) -> dict:
 
 async def test_the_gate_waits_for_a_new_agent_process_in_the_zone(fleet) -> None:
     layout, (n0, n1) = fleet
-    props = gate_props(layout, n0, ["n1"])
+    props = gate_props(layout, n0, n1, ["n1"])
     async with Agent(load_agent_config(layout.config_path("n0"))) as a0:
         async with Agent(load_agent_config(layout.config_path("n1")), incarnation=1000):
             await until(lambda: a0.swim.member("n1") is not None, "n0 to see n1")
@@ -103,3 +104,11 @@ async def test_the_gate_waits_for_a_new_agent_process_in_the_zone(fleet) -> None
             seen = await asyncio.to_thread(wait_for_zone, props, {"n1": 1000}, timeout=20,
                                            poll=0.1)
             assert seen == {"n1": 2000}
+
+
+async def test_a_first_zone_with_no_other_zone_yet_is_judged_by_its_own_hosts(fleet) -> None:
+    layout, (n0, n1) = fleet
+    props = {**gate_props(layout, n0, n1, ["n1"]), "observers": ["127.0.0.1:1"]}
+    async with Agent(load_agent_config(layout.config_path("n1")), incarnation=7):
+        seen = await asyncio.to_thread(wait_for_zone, props, {"n1": -1}, timeout=10, poll=0.1)
+    assert seen == {"n1": 7}
