@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -94,6 +95,8 @@ class StackConfig:
     metrics_port: int
     runtime_version: str
     """The runtime every host installs: the wheel this program builds (`infra.runtime_bundle`)."""
+    runtime_index: str
+    """A private index to take `runtime_version`'s wheel from instead; "" for none."""
     admin_ranges: tuple[IPv4Network, ...]
     """Operator networks allowed to reach the agent port in addition to the fleet."""
     local_state_dir: Path
@@ -151,6 +154,17 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise StackConfigError(f"{key(name)}: expected a list of strings, got {raw!r}")
         return tuple(value)
+
+
+def _https_url(value: str, name: str) -> str:
+    """"" or an https URL with a host: a package index reached in clear text could hand
+    hosts any code."""
+    if not value:
+        return ""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise StackConfigError(f"{key(name)}: expected an https:// URL, got {value!r}")
+    return value
 
 
 def _nearest(word: str, known: Iterable[str]) -> str:
@@ -366,6 +380,7 @@ def load_stack_config(
         agent_port=_port(r, "agentPort", DEFAULT_AGENT_PORT),
         metrics_port=_port(r, "metricsPort", DEFAULT_METRICS_PORT),
         runtime_version=r.string("runtimeVersion", skyfleet.__version__),
+        runtime_index=_https_url(r.string("runtimeIndex", ""), "runtimeIndex"),
         admin_ranges=tuple(admin_ranges),
         local_state_dir=(root / r.string("localStateDir", DEFAULT_LOCAL_STATE_DIR)).absolute(),
         local_network=local_network,

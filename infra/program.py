@@ -58,7 +58,7 @@ def compose(config: pulumi.Config, project: str, stack: str, root: Path) -> dict
     else:
         boot = FleetBootstrap(
             environment=cfg.environment,
-            runtime=build_bundle(cfg.runtime_version, BUNDLE_CACHE),
+            runtime=build_bundle(cfg.runtime_version, BUNDLE_CACHE, index=cfg.runtime_index),
             seeds={h.name: seeds_for(h, hosts) for h in hosts},
             ca_cert_pem=stack_secrets.ca_cert_pem, ca_key_pem=stack_secrets.ca_key_pem,
             trusted_key_pem=trusted_key.apply(

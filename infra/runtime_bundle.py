@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,32 +122,57 @@ def _tar(wheels: Path, out: Path) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-def build_bundle(version: str, cache: Path, root: Path = SOURCE_ROOT) -> RuntimeBundle:
-    """The bundle of the program whose source is `root` at `version`, built once per
-    source and lock (cached under `cache`), else taken from the cache."""
+def build_bundle(version: str, cache: Path, root: Path = SOURCE_ROOT,
+                 index: str = "") -> RuntimeBundle:
+    """The bundle of `version`: built from the program's source in `root` (once per
+    source and lock), or, with a private `index`, that version's wheel and its
+    dependencies taken from the index (once per index and version: published versions
+    do not change). Cached under `cache`."""
+    if index:
+        tag = hashlib.sha256(f"{index}\0{version}".encode()).hexdigest()[:16]
+        return _cached(cache / f"skyfleet-{version}-index-{tag}.tar", version,
+                       lambda wheels: _download_from_index(index, version, wheels))
     import skyfleet
 
+    if version != skyfleet.__version__:
+        raise StackConfigError(
+            f"{key('runtimeVersion')}: {version!r} has no wheel: this program builds "
+            f"skyfleet {skyfleet.__version__} (or name a private index holding it in "
+            f"{key('runtimeIndex')})"
+        )
     if not (root / "pyproject.toml").is_file():
         raise StackConfigError(
             f"runtime bundle: {root} holds no pyproject.toml: run the program from its "
             "source checkout, which `pulumi up` builds the hosts' wheel from"
         )
-    if version != skyfleet.__version__:
-        raise StackConfigError(
-            f"{key('runtimeVersion')}: {version!r} has no wheel: this program builds "
-            f"skyfleet {skyfleet.__version__}"
-        )
-    fingerprint = _source_fingerprint(root)
-    cached = cache / f"skyfleet-{version}-{fingerprint}.tar"
-    if not cached.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as work:
+    return _cached(cache / f"skyfleet-{version}-{_source_fingerprint(root)}.tar", version,
+                   lambda wheels: _build_wheels(root, wheels))
+
+
+def _cached(target: Path, version: str, fill: Callable[[Path], None]) -> RuntimeBundle:
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
             wheels = Path(work) / "wheels"
-            _build_wheels(root, wheels)
+            fill(wheels)
             partial = Path(work) / "bundle.tar"
             _tar(wheels, partial)
-            partial.replace(cached)
-    return RuntimeBundle(cached, _sha256(cached), version)
+            partial.replace(target)
+    return RuntimeBundle(target, _sha256(target), version)
+
+
+def _download_from_index(index: str, version: str, into: Path) -> None:
+    platforms = [arg for tag in HOST_PLATFORMS for arg in ("--platform", tag)]
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "download", "-q",
+         "-d", str(into), "--index-url", index, "--only-binary=:all:", *platforms,
+         "--python-version", HOST_PYTHON, "--implementation", "cp",
+         f"skyfleet=={version}", "pip"], capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise StackConfigError(
+            f"{key('runtimeVersion')}: {version!r} has no wheel for Debian 12 (python "
+            f"{HOST_PYTHON}, x86_64) on {key('runtimeIndex')} {index}: {tail}")
 
 
 def _source_fingerprint(root: Path) -> str:

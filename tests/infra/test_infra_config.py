@@ -53,6 +53,8 @@ def test_committed_stacks_load_with_the_committed_policy(stack):
         ("dev", {"policyVersion": "7"}, "skyfleet:policyVersion"),
         ("dev", {"environment": "qa"}, "skyfleet:environment"),
         ("dev", {"awsInstanceSize": "t3-small"}, "skyfleet:awsInstanceSize"),
+        ("dev", {"runtimeIndex": "http://pypi.internal/simple/"}, "skyfleet:runtimeIndex"),
+        ("dev", {"runtimeIndex": "pypi.internal/simple"}, "skyfleet:runtimeIndex"),
         ("dev", {"awsInstanceSize": "t4g.small"}, "skyfleet:awsInstanceSize"),
         ("staging", {"azureInstanceSize": "Standard_D2ps_v5"}, "skyfleet:azureInstanceSize"),
         ("prod", {"gcpInstanceSize": "c4a-standard-4"}, "skyfleet:gcpInstanceSize"),
