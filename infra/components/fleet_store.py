@@ -40,6 +40,18 @@ STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 
 
 @dataclass(frozen=True)
+class StoreObject:
+    """One object of a cloud's store: small text, or a file (the runtime bundle)."""
+
+    suffix: str
+    """Of its resource name, `<store>-<cloud>-<suffix>`."""
+    name: str
+    content_type: str
+    text: pulumi.Input[str] | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
 class FleetStoreArgs:
     environment: str
     document: dict[str, Any]
@@ -87,18 +99,24 @@ class FleetStore(pulumi.ComponentResource):
             {"version": self.version, "hash": self.hash, "locations": self.locations}
         )
 
-    @staticmethod
-    def _texts(args: FleetStoreArgs, cloud: str) -> dict[str, tuple[str, pulumi.Input[str]]]:
-        """Resource suffix -> (object, text) of the small objects of one cloud's store."""
-        texts: dict[str, tuple[str, pulumi.Input[str]]] = {
-            "ca": (publication.CA_OBJECT, args.ca_cert_pem),
-            "trusted-key": (publication.TRUSTED_KEY_OBJECT, args.trusted_key_pem),
-        }
+    def _objects(self, args: FleetStoreArgs, cloud: str) -> list[StoreObject]:
+        """Everything one cloud's store holds, by resource suffix."""
+        objects = [
+            StoreObject("policy", publication.POLICY_OBJECT, "application/json",
+                        text=self.envelope),
+            StoreObject("ca", publication.CA_OBJECT, "text/plain", text=args.ca_cert_pem),
+            StoreObject("trusted-key", publication.TRUSTED_KEY_OBJECT, "text/plain",
+                        text=args.trusted_key_pem),
+        ]
         for node, cert in sorted(args.host_certs.get(cloud, {}).items()):
-            texts[f"cert-{node}"] = (publication.cert_object(node), cert)
+            objects.append(StoreObject(f"cert-{node}", publication.cert_object(node),
+                                       "text/plain", text=cert))
         for node, config in sorted(args.host_configs.get(cloud, {}).items()):
-            texts[f"config-{node}"] = (publication.config_object(node), config)
-        return texts
+            objects.append(StoreObject(f"config-{node}", publication.config_object(node),
+                                       "text/plain", text=config))
+        objects.append(StoreObject("runtime", args.runtime.object_name, "application/x-tar",
+                                   path=str(args.runtime.path)))
+        return objects
 
     def _aws(self, name: str, args: FleetStoreArgs, child: pulumi.ResourceOptions) -> None:
         bucket_name = publication.aws_bucket(args.environment, args.project, args.stack)
@@ -122,20 +140,12 @@ class FleetStore(pulumi.ComponentResource):
                 })),
             opts=child,
         )
-        aws.s3.BucketObjectv2(
-            f"{name}-aws-policy", bucket=bucket.id, key=publication.POLICY_OBJECT,
-            content=self.envelope, content_type="application/json", opts=child,
-        )
-        for suffix, (key_, text) in self._texts(args, "aws").items():
+        for obj in self._objects(args, "aws"):
             aws.s3.BucketObjectv2(
-                f"{name}-aws-{suffix}", bucket=bucket.id, key=key_, content=text,
-                content_type="text/plain", opts=child,
+                f"{name}-aws-{obj.suffix}", bucket=bucket.id, key=obj.name,
+                content=obj.text, source=pulumi.FileAsset(obj.path) if obj.path else None,
+                content_type=obj.content_type, opts=child,
             )
-        aws.s3.BucketObjectv2(
-            f"{name}-aws-runtime", bucket=bucket.id, key=args.runtime.object_name,
-            source=pulumi.FileAsset(str(args.runtime.path)),
-            content_type="application/x-tar", opts=child,
-        )
         self.locations["aws"] = f"s3://{bucket_name}/{publication.POLICY_OBJECT}"
 
     def _azure(self, name: str, args: FleetStoreArgs,
@@ -154,25 +164,14 @@ class FleetStore(pulumi.ComponentResource):
             resource_group_name=args.azure_resource_group,
             container_name=publication.AZURE_CONTAINER, public_access="None", opts=child,
         )
-        azure.storage.Blob(
-            f"{name}-azure-policy", account_name=account.name,
-            resource_group_name=args.azure_resource_group, container_name=container.name,
-            blob_name=publication.POLICY_OBJECT, content_type="application/json",
-            source=self.envelope.apply(pulumi.StringAsset), opts=child,
-        )
-        for suffix, (blob, text) in self._texts(args, "azure").items():
+        for obj in self._objects(args, "azure"):
+            source = (pulumi.FileAsset(obj.path) if obj.path
+                      else pulumi.Output.from_input(obj.text).apply(pulumi.StringAsset))
             azure.storage.Blob(
-                f"{name}-azure-{suffix}", account_name=account.name,
+                f"{name}-azure-{obj.suffix}", account_name=account.name,
                 resource_group_name=args.azure_resource_group, container_name=container.name,
-                blob_name=blob, content_type="text/plain",
-                source=pulumi.Output.from_input(text).apply(pulumi.StringAsset), opts=child,
+                blob_name=obj.name, content_type=obj.content_type, source=source, opts=child,
             )
-        azure.storage.Blob(
-            f"{name}-azure-runtime", account_name=account.name,
-            resource_group_name=args.azure_resource_group, container_name=container.name,
-            blob_name=args.runtime.object_name, content_type="application/x-tar",
-            source=pulumi.FileAsset(str(args.runtime.path)), opts=child,
-        )
         client = azure.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(parent=self)
         )
@@ -197,20 +196,12 @@ class FleetStore(pulumi.ComponentResource):
             uniform_bucket_level_access=True, public_access_prevention="enforced",
             versioning={"enabled": True}, opts=child,
         )
-        gcp.storage.BucketObject(
-            f"{name}-gcp-policy", bucket=bucket.name, name=publication.POLICY_OBJECT,
-            content=self.envelope, content_type="application/json", opts=child,
-        )
-        for suffix, (obj, text) in self._texts(args, "gcp").items():
+        for obj in self._objects(args, "gcp"):
             gcp.storage.BucketObject(
-                f"{name}-gcp-{suffix}", bucket=bucket.name, name=obj, content=text,
-                content_type="text/plain", opts=child,
+                f"{name}-gcp-{obj.suffix}", bucket=bucket.name, name=obj.name,
+                content=obj.text, source=pulumi.FileAsset(obj.path) if obj.path else None,
+                content_type=obj.content_type, opts=child,
             )
-        gcp.storage.BucketObject(
-            f"{name}-gcp-runtime", bucket=bucket.name, name=args.runtime.object_name,
-            source=pulumi.FileAsset(str(args.runtime.path)), content_type="application/x-tar",
-            opts=child,
-        )
         gcp.storage.BucketIAMMember(
             f"{name}-gcp-reader", bucket=bucket.name, role="roles/storage.objectViewer",
             member=pulumi.Output.from_input(args.gcp_reader_email).apply(

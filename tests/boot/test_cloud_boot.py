@@ -61,7 +61,7 @@ def _missing_tools() -> str | None:
         return "needs root (network namespaces, systemd-nspawn)"
     for tool in ("debootstrap", "systemd-nspawn", "ip"):
         if shutil.which(tool) is None:
-            return f"{tool} not installed (scripts/install.sh --test installs it)"
+            return f"{tool} not installed (scripts/test.sh installs it)"
     return None
 
 
