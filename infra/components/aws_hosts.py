@@ -81,7 +81,7 @@ class AwsHosts(pulumi.ComponentResource):
         self.instances = {}
         for zone, hosts in args.by_zone():
             chain = args.rollout
-            after = {"skyfleet:after": chain.after} if chain.after is not None else {}
+            after = chain.after_tag("skyfleet:after")
             for host in hosts:
                 boot = args.boot.for_host(f"{name}-{host.name}", host, fetch, self)
                 self.instances[host.name] = aws.ec2.Instance(

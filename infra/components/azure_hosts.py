@@ -99,7 +99,7 @@ class AzureHosts(pulumi.ComponentResource):
         self.vms = {}
         for zone, hosts in args.by_zone():
             chain = args.rollout
-            after = {"skyfleet:after": chain.after} if chain.after is not None else {}
+            after = chain.after_tag("skyfleet:after")
             for host in hosts:
                 self.vms[host.name] = self._vm(name, host, args, rg, {**tags, **after})
             chain.gate(chain.label("azure", args.cloud.region, zone), [h.name for h in hosts],

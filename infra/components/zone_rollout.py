@@ -151,6 +151,10 @@ class RolloutChain:
         """`aws-us-east-1a`, `azure-eastus-1`: fits a GCP label value and an AWS tag."""
         return f"{cloud}-{zone}" if zone.startswith(region) else f"{cloud}-{region}-{zone}"
 
+    def after_tag(self, key: str) -> dict[str, pulumi.Output[str]]:
+        """The tag (or label) by which the next zone's hosts come after the last gate."""
+        return {key: self.after} if self.after is not None else {}
+
     def gate(self, label: str, nodes: list[str], host_ids: list[pulumi.Input[str]],
              parent: pulumi.Resource) -> None:
         """The gate after zone `label`, whose hosts are `nodes` (resource ids `host_ids`)."""
