@@ -28,6 +28,7 @@ import skyfleet
 from infra import ipam, regions
 from infra.instance_sizes import check_instance_size
 from infra.ipam import CLOUDS, ENVIRONMENTS, AddressPlanError
+from infra.mesh_plan import plan_mesh
 from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
 
 NAMESPACE = "skyfleet"
@@ -103,6 +104,8 @@ class StackConfig:
     """Local stack: the fleet's folder, absolute (`skyfleet:localStateDir`)."""
     local_network: str
     """Local stack: `auto`, `netns` or `loopback` (`skyfleet:localNetwork`)."""
+    tunnel_key_generations: dict[str, int]
+    """Tunnel label -> generation of its pre-shared key (`infra.components.mesh`)."""
 
     def cloud(self, name: str) -> CloudConfig | None:
         return next((c for c in self.clouds if c.cloud == name), None)
@@ -384,4 +387,27 @@ def load_stack_config(
         admin_ranges=tuple(admin_ranges),
         local_state_dir=(root / r.string("localStateDir", DEFAULT_LOCAL_STATE_DIR)).absolute(),
         local_network=local_network,
+        tunnel_key_generations=_key_generations(
+            r.string("tunnelKeyGenerations", "{}"), environment,
+            tuple(c.cloud for c in clouds)),
     )
+
+
+def _key_generations(raw: str, environment: str, clouds: tuple[str, ...]) -> dict[str, int]:
+    """`{"<tunnel label>": n}`: raise n to re-key that tunnel; labels are the planned
+    tunnels' (`pulumi stack output tunnels`)."""
+    name = key("tunnelKeyGenerations")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
+        raise StackConfigError(f"{name}: expected an object of tunnel label -> generation "
+                               f"(an integer >= 0), got {raw!r}")
+    known = [t.label for t in plan_mesh(environment, clouds)] if len(clouds) > 1 else []
+    for label in value:
+        if label not in known:
+            raise StackConfigError(f"{name}: no tunnel {label!r} in this stack"
+                                   + (_nearest(label, known) if known else " (one cloud)"))
+    return dict(value)

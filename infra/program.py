@@ -198,7 +198,7 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         return outputs
     mesh = Mesh("mesh", MeshArgs(
         environment=env, tunnels=mesh_plan.plan_mesh(env, tuple(on)),
-        vpn_secret=stack_secrets.vpn_secret,
+        key_generations=cfg.tunnel_key_generations,
         aws=AwsEndpointArgs(region=on["aws"].region, vpc_id=aws_hosts.vpc.id,
                             route_table_id=aws_hosts.route_table.id) if aws_hosts else None,
         azure=AzureEndpointArgs(location=on["azure"].region,

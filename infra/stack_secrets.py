@@ -1,4 +1,4 @@
-"""The stack's secrets: fleet policy-signing key, fleet CA and the VPN pre-shared-key seed.
+"""The stack's secrets: the fleet policy-signing key and the fleet CA.
 
 Cloud stacks hold them as Pulumi secret config (`pulumi config set --secret ...`), so they
 stay encrypted in the stack file and state and reach resources only as secret Outputs.
@@ -6,16 +6,12 @@ The `local` stack has nothing worth encrypting and must run on a fresh checkout:
 and signing key are the local fleet's own (`skyfleet.localfleet.layout.FleetLayout` under
 `.skyfleet/local/`, created once, mode 0600), the same files `skyfleet local demo` uses.
 
-Pre-shared keys: pulumi_random is not installed, and a PSK must be stable across runs (a
-new one would re-key every tunnel), so each is HMAC-SHA256(vpnSecret, tunnel label):
-deterministic, independent per tunnel, and unrecoverable without the stack secret.
+The VPN tunnels' pre-shared keys are not config: each is a pulumi-random password of its
+own, kept secret in state (`infra.components.mesh`).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +30,6 @@ class StackSecrets:
     ca_cert_pem: pulumi.Output[str]
     """The issuing CA: it signs every node certificate."""
     ca_key_pem: pulumi.Output[str]
-    vpn_secret: pulumi.Output[str]
     ca_trust_extra: str = ""
     """More CA certificates hosts trust but that issue nothing (the old CA, or the next
     one, while the CA rotates: docs/operations.md)."""
@@ -51,21 +46,12 @@ def _bundle(first: str, extra: str) -> str:
     return first.rstrip("\n") + "\n" + (extra.rstrip("\n") + "\n" if extra.strip() else "")
 
 
-def psk(vpn_secret: str, label: str) -> str:
-    """A tunnel's pre-shared key. AWS accepts 8-64 chars of [A-Za-z0-9._] not starting with
-    0, so the HMAC is rendered in that alphabet with a fixed letter prefix."""
-    digest = hmac.new(vpn_secret.encode(), label.encode(), hashlib.sha256).digest()
-    text = base64.b64encode(digest, altchars=b"._").decode().rstrip("=")
-    return "k" + text[:47]
-
-
 def from_config(config: pulumi.Config) -> StackSecrets:
     """Secrets of a cloud stack; a missing key fails naming it (ConfigMissingError)."""
     return StackSecrets(
         signing_key_pem=config.require_secret("fleetSigningKey"),
         ca_cert_pem=pulumi.Output.from_input(config.require("caCert")),
         ca_key_pem=config.require_secret("caKey"),
-        vpn_secret=config.require_secret("vpnSecret"),
         ca_trust_extra=config.get("caTrustExtra") or "",
         policy_keys_extra=config.get("policyKeysExtra") or "",
     )
@@ -84,5 +70,4 @@ def local_secrets(state_dir: Path = LOCAL_STATE_DIR) -> StackSecrets:
         signing_key_pem=pulumi.Output.secret(layout.signing_key.read_text()),
         ca_cert_pem=pulumi.Output.from_input((layout.tls / "ca.pem").read_text()),
         ca_key_pem=pulumi.Output.secret((layout.tls / "ca.key").read_text()),
-        vpn_secret=pulumi.Output.secret(""),
     )

@@ -16,9 +16,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_azure_native as azure
 import pulumi_gcp as gcp
+import pulumi_random as random
 
-from infra import mesh_plan, stack_secrets
+from infra import mesh_plan
 from infra.mesh_plan import Tunnel
+
+PSK_LENGTH = 48
 
 AZURE_GATEWAY_TIMEOUTS = pulumi.CustomTimeouts(create="90m", update="90m", delete="90m")
 """Azure VPN gateways routinely take 45+ minutes; the default would abandon them."""
@@ -48,7 +51,10 @@ class GcpEndpointArgs:
 class MeshArgs:
     environment: str
     tunnels: tuple[Tunnel, ...]
-    vpn_secret: pulumi.Input[str]
+    key_generations: dict[str, int]
+    """Tunnel label -> the generation of its pre-shared key: raising one re-keys that
+    tunnel alone (both ends, one `pulumi up`) while its pair's other tunnel carries the
+    traffic."""
     aws: AwsEndpointArgs | None = None
     azure: AzureEndpointArgs | None = None
     gcp: GcpEndpointArgs | None = None
@@ -61,6 +67,7 @@ class Mesh(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
+        self._psks: dict[str, pulumi.Output[str]] = {}
         env = args.environment
         if args.aws:
             self.vgw = aws.ec2.VpnGateway(
@@ -98,11 +105,20 @@ class Mesh(pulumi.ComponentResource):
         self.register_outputs({"tunnels": self.tunnel_outputs})
 
     def _psk(self, tunnel: Tunnel) -> pulumi.Output[str]:
-        return pulumi.Output.secret(
-            pulumi.Output.from_input(self._args.vpn_secret).apply(
-                lambda s: stack_secrets.psk(s, tunnel.label)
+        """The tunnel's pre-shared key, one pulumi-random password per tunnel (both ends
+        read the same), kept as a secret in state. Random and independent per tunnel,
+        unlike keys derived from one stack secret, whose leak or rotation would touch
+        every tunnel at once. AWS takes 8-64 chars of [A-Za-z0-9._] not starting with 0:
+        a letter, then letters and digits."""
+        if tunnel.label not in self._psks:
+            password = random.RandomPassword(
+                f"{self._name}-psk-{tunnel.label}", length=PSK_LENGTH - 1, special=False,
+                keepers={"generation": str(self._args.key_generations.get(tunnel.label, 0))},
+                opts=self._child,
             )
-        )
+            self._psks[tunnel.label] = pulumi.Output.secret(
+                password.result.apply(lambda r: "k" + r))
+        return self._psks[tunnel.label]
 
     # --- Azure gateway -------------------------------------------------------------------
 

@@ -18,9 +18,11 @@ import functools
 import hashlib
 import importlib
 import json
+import string
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import choice as random_choice
 from typing import Any
 
 import pulumi
@@ -85,6 +87,8 @@ class FleetMocks(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ.startswith("tls:index/"):
             outputs = self._tls(args.typ, args.name, plain(args.inputs))
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            outputs = self._password(args.name, plain(args.inputs))
         elif args.typ == f"{DYNAMIC}/skyfleet:LocalNetwork":
             # As a loopback network would answer: no namespace is built under mocks.
             names = [name for name, _ in args.inputs["agents"]]
@@ -138,6 +142,16 @@ class FleetMocks(pulumi.runtime.Mocks):
             outputs["certPem"] = tls_mock.sign(inputs)
         self.state[name] = {**outputs, "__inputs": inputs}
         return self.state[name]
+
+    def _password(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """pulumi-random as its provider answers: a random result of the length and
+        alphabet asked, new only when a keeper (or another input) changes."""
+        held = self.state.get(name)
+        if held is None or held["__inputs"] != inputs:
+            alphabet = string.ascii_letters + string.digits
+            result = "".join(random_choice(alphabet) for _ in range(int(inputs["length"])))
+            held = self.state[name] = {**inputs, "result": result, "__inputs": inputs}
+        return held
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
         self.calls.append((args.token, plain(dict(args.args))))
@@ -217,7 +231,6 @@ class StackSecretsFixture:
     ca_key: str
     signing_key: str
     signing_pub: str
-    vpn_secret: str = "test-vpn-secret"
 
 
 @dataclass
@@ -253,12 +266,11 @@ def run_stack(stack: str, config: dict[str, str], secrets: StackSecretsFixture,
         "skyfleet:fleetSigningKey": secrets.signing_key,
         "skyfleet:caCert": secrets.ca_cert,
         "skyfleet:caKey": secrets.ca_key,
-        "skyfleet:vpnSecret": secrets.vpn_secret,
         "skyfleet:azureSshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0test operator",
     })
     full.setdefault("skyfleet:localStateDir", str(root / "local-state"))
     pulumi.runtime.set_all_config(
-        full, ["skyfleet:fleetSigningKey", "skyfleet:caKey", "skyfleet:vpnSecret"]
+        full, ["skyfleet:fleetSigningKey", "skyfleet:caKey"]
     )
     # Import after mocks and config are in place (the program itself is a function).
     from infra import program

@@ -227,7 +227,9 @@ def test_mesh_has_redundant_tunnels_per_pair_with_distinct_asns(cloud_run):
         "azure-native:network:VirtualNetworkGatewayConnection")]
     assert len(ends) == 2 * len(tunnels)
     assert len(set(ends)) == len(tunnels)
-    assert "test-vpn-secret" not in ends
+    # pulumi-random keys: 48 chars, a letter first (AWS refuses a leading 0), letters
+    # and digits only (AWS takes [A-Za-z0-9._]).
+    assert all(len(k) == 48 and k[0].isalpha() and k.isalnum() for k in ends)
     gateways = result.mocks.of_type("azure-native:network:VirtualNetworkGateway")
     assert len(gateways) == ("azure" in clouds)
 
@@ -283,3 +285,21 @@ def test_a_new_zone_reaches_running_hosts_through_the_store_only(stack_runs, sta
     for node in running:
         config_text = published(after, node.split("-")[0], f"config-{node}")
         assert new_seed in parse_agent_config(tomllib.loads(config_text)).seeds
+
+
+def test_raising_a_tunnels_key_generation_re_keys_that_tunnel_alone(stack_runs,
+                                                                    stack_secrets, tmp_path):
+    before = stack_runs("prod")
+    label = before.exports["tunnels"][0]["name"]
+    config = stack_file_config("prod")
+    config["skyfleet:tunnelKeyGenerations"] = json.dumps({label: 1})
+    write_policy(tmp_path, config)
+    after = run_stack("prod", config, stack_secrets, tmp_path, previous=before)
+    changed = changed_resources(before, after)
+    assert f"mesh-psk-{label}" in changed
+    # Its two ends take the new key; no other tunnel, no host, nothing else.
+    ends = {r.name for r in after.mocks.resources if r.name in changed
+            and r.typ in ("aws:ec2/vpnConnection:VpnConnection", "gcp:compute/vPNTunnel:VPNTunnel",
+                          "azure-native:network:VirtualNetworkGatewayConnection")}
+    assert changed == {f"mesh-psk-{label}"} | ends
+    assert 1 <= len(ends) <= 2
