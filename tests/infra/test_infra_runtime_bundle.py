@@ -18,6 +18,7 @@ import pytest
 from infra.config import StackConfigError
 from infra.runtime_bundle import BUNDLE_CACHE, build_bundle
 from skyfleet.security.certs import create_ca, issue_node_cert
+from tests.infra.mocks import run_stack, stack_file_config, write_policy
 
 
 def _members(bundle: Path) -> dict[str, bytes]:
@@ -116,3 +117,13 @@ def test_another_version_without_an_index_fails_naming_the_key(tmp_path) -> None
     with pytest.raises(StackConfigError, match=r"^skyfleet:runtimeVersion: '0\.2\.0' has no "
                                                r"wheel: this program builds skyfleet 0\.1\.0"):
         build_bundle("0.2.0", tmp_path / "cache")
+
+
+def test_the_program_stops_at_a_version_without_a_wheel(stack_secrets, tmp_path) -> None:
+    """What `pulumi preview` shows: the key and why, from the program, before any
+    resource is declared (the bundle is built before the first host)."""
+    config = stack_file_config("dev")
+    config["skyfleet:runtimeVersion"] = "0.2.0"
+    write_policy(tmp_path, config)
+    with pytest.raises(StackConfigError, match=r"^skyfleet:runtimeVersion: '0\.2\.0'"):
+        run_stack("dev", config, stack_secrets, tmp_path)
