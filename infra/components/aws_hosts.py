@@ -3,7 +3,9 @@
 A VPC with a private subnet per zone, one NAT gateway for package installs (egress only;
 hosts have no public address), a security group that admits the agent and metrics ports
 from fleet ranges only, and one instance per planned host with IMDSv2 required and an
-encrypted root volume. There is no SSH at all: operators use SSM Session Manager.
+encrypted root volume. There is no SSH at all. The role keeps Session Manager's policy,
+but Debian's AMIs are not among those AWS ships with the SSM agent: an operator who
+wants Session Manager installs the agent; otherwise the EC2 serial console.
 
 Why instances and not an ASG: every host has an identity (certificate CN = node name) and
 a static address that other hosts list as seeds, which an ASG cannot give its members.
