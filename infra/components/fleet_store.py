@@ -166,7 +166,8 @@ class FleetStore(pulumi.ComponentResource):
         )
         for obj in self._objects(args, "azure"):
             source = (pulumi.FileAsset(obj.path) if obj.path
-                      else pulumi.Output.from_input(obj.text).apply(pulumi.StringAsset))
+                      else pulumi.Output.from_input(obj.text).apply(
+                          lambda text: pulumi.StringAsset(text or "")))
             azure.storage.Blob(
                 f"{name}-azure-{obj.suffix}", account_name=account.name,
                 resource_group_name=args.azure_resource_group, container_name=container.name,
