@@ -27,24 +27,23 @@ _GCP = re.compile(
 """e2-small, n2-standard-4, c3d-highmem-8; a family ending in "a" (t2a, c4a) is Arm."""
 
 
+_RULES = {
+    "aws": (_AWS, "an EC2 instance type (like t3.small)", lambda m: "g" in m["options"],
+            "an Arm (Graviton) type"),
+    "azure": (_AZURE, "an Azure VM size (like Standard_B2s)", lambda m: "p" in m["options"],
+              "an Arm size"),
+    "gcp": (_GCP, "a Compute Engine machine type (like e2-small)",
+            lambda m: m["options"] == "a", "an Arm machine type"),
+}
+"""Cloud -> (name pattern, what a name looks like, is it Arm, what an Arm one is)."""
+
+
 def check_instance_size(cloud: str, size: str) -> str | None:
     """None for a usable size, else why not (the caller names the key)."""
-    if cloud == "aws":
-        m = _AWS.fullmatch(size)
-        if m is None:
-            return f"{size!r} is not an EC2 instance type (like t3.small)"
-        if "g" in m["options"]:
-            return f"{size!r} is an Arm (Graviton) type; hosts run x86_64 images"
-    elif cloud == "azure":
-        m = _AZURE.fullmatch(size)
-        if m is None:
-            return f"{size!r} is not an Azure VM size (like Standard_B2s)"
-        if "p" in m["options"]:
-            return f"{size!r} is an Arm size; hosts run x86_64 images"
-    else:
-        m = _GCP.fullmatch(size)
-        if m is None:
-            return f"{size!r} is not a Compute Engine machine type (like e2-small)"
-        if m["options"] == "a":
-            return f"{size!r} is an Arm machine type; hosts run x86_64 images"
+    pattern, looks_like, arm, arm_kind = _RULES[cloud]
+    match = pattern.fullmatch(size)
+    if match is None:
+        return f"{size!r} is not {looks_like}"
+    if arm(match):
+        return f"{size!r} is {arm_kind}; hosts run x86_64 images"
     return None

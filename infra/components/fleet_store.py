@@ -88,7 +88,6 @@ class FleetStore(pulumi.ComponentResource):
         self.hash = publication.policy_hash(args.document)
         self.envelope = publication.signed_envelope(args.document, args.signing_key_pem)
         self.locations: dict[str, str] = {}
-        self.runtime = args.runtime
         if args.aws_region:
             self._aws(name, args, child)
         if args.azure_resource_group is not None:
