@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from skyfleet.policy.model import Locality, PolicyDocument
+from skyfleet.policy.model import Locality, PolicyDocument, parse_policy
 from skyfleet.sim.task_pooled import simulate_pooled
 from skyfleet.sim.task_reference import (
     erlang_c,
@@ -135,6 +135,22 @@ def test_a_failed_cloud_is_left_within_seconds_and_tasks_are_retried_elsewhere()
     # Almost every task still succeeds (some lose every attempt before ejection kicks in).
     assert run.failed <= 0.01 * run.measured
     assert run.unfinished == 0
+
+
+def test_the_simulator_retries_by_the_agents_rules_a_dead_cloud_costs_no_budget() -> None:
+    """The retry budget forbids every budgeted retry; failing over from a cloud whose
+    hosts refuse the connection is still allowed, in the simulator as in the agent,
+    because both run the one `TaskFlight`."""
+    doc = NO_LOCALITY.to_dict()
+    doc["failover"]["retry_budget"] = {"percent": 0, "min_concurrent": 0}
+    policy = parse_policy(doc)
+    fail = CloudFailure(cloud="gcp", start=30.0, end=200.0, detect_seconds=60.0)
+    sc = Scenario(clouds=fleet(), load=0.5, duration=100.0, warmup=20.0, seed=4, events=(fail,))
+    run = TaskSim(sc, policy).run()
+    assert run.retries > 10
+    # Only tasks whose origin died with gcp are lost (with the simulator's old copy of the
+    # rule, every retry above was refused by the budget: 27 of 662 failed).
+    assert run.failed <= 0.01 * run.measured and run.unfinished == 0
 
 
 def test_a_slow_cloud_gets_less_traffic_while_slow() -> None:

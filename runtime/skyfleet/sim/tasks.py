@@ -16,7 +16,10 @@ With `fresh_status` every view is the truth (the JSQ-with-fresh-information refe
 Trouble: `SlowCloud` multiplies service times in one cloud; `CloudFailure` kills every
 host of one cloud (running and queued tasks fail back to their origin, new attempts are
 refused at connect), and membership drops the dead hosts only after `detect_seconds`,
-so until then only failures and outlier ejection move traffic away.
+so until then only failures and outlier ejection move traffic away. Each task's retries
+are the agent's own: a `TaskFlight` (`skyfleet.tasks.flight`) turns every attempt's
+verdict into the next request, the shipped failover, never-reached and retry-budget
+rules included.
 
 Events are ordered by (time, sequence number): a run is a pure function of the scenario.
 """
@@ -26,14 +29,18 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from skyfleet.balancing import Balancer, Choice, Locale, NoEligiblePeer, PeerLoad, TaskRequest
+from skyfleet.balancing import Balancer, Locale, PeerLoad
 from skyfleet.policy.model import PolicyDocument
-from skyfleet.sim.task_scenario import Scenario, SlowCloud
+from skyfleet.sim.task_scenario import CloudFailure, Scenario, SlowCloud
 from skyfleet.sim.task_service import Draws, draw_service
+from skyfleet.tasks.flight import Done, Retry, Send, TaskFlight
+from skyfleet.tasks.verdict import AttemptResult, Verdict
 
 TASK_KIND = "sim"
 _EWMA_ALPHA = 0.1
@@ -41,16 +48,21 @@ _EWMA_ALPHA = 0.1
 
 _ARRIVE, _DELIVER, _DONE, _REPLY, _GOSSIP, _EVENT = range(6)
 
+_OK = AttemptResult(Verdict.OK)
+_REFUSED = AttemptResult(Verdict.UNREACHABLE, error="connection refused")
+_BROKEN = AttemptResult(Verdict.UNREACHABLE, error="the stream broke: the peer crashed")
+"""What the agent's attempt sees: a dead peer refuses the connection; one that crashes
+mid-task breaks the stream (gRPC UNAVAILABLE, no timeout), which the agent's rule also
+counts as never reached."""
+
 
 @dataclass(slots=True, eq=False)
 class _Task:
     origin: int
     created: float
-    attempt: int = 1
-    tried: tuple[str, ...] = ()
-    failed_clouds: tuple[str, ...] = ()
-    first_cloud: str = ""
-    choice: Choice | None = None
+    flight: TaskFlight
+    send: Send | None = None
+    """The attempt in flight."""
     host: int = -1
     epoch: int = 0
     """Incarnation of `host` when the task reached it; a crash makes it stale."""
@@ -159,7 +171,7 @@ class TaskSim:
             self._at(ev.start, _EVENT, (ev, True))
             self._at(ev.end, _EVENT, (ev, False))
         limit = s.duration * (1.0 + drain_factor)
-        handlers = {
+        handlers: dict[int, Callable[[Any], None]] = {
             _ARRIVE: self._arrive,
             _DELIVER: self._deliver,
             _DONE: self._done,
@@ -225,30 +237,24 @@ class TaskSim:
             self._at(self.now + self._interarrival.next(), _ARRIVE, None)
         if not live:
             return
-        task = _Task(origin=live[self._rng.randrange(len(live))], created=self.now)
+        origin = live[self._rng.randrange(len(live))]
+        task = _Task(origin, self.now, TaskFlight(self.balancers[origin], TASK_KIND))
         if self.now >= self.s.warmup:
             self._measured += 1
         self._dispatch(task)
 
     def _dispatch(self, task: _Task) -> None:
         o = task.origin
-        req = TaskRequest(
-            kind=TASK_KIND,
-            attempt=task.attempt,
-            tried=task.tried,
-            failed_clouds=task.failed_clouds,
-            first_cloud=task.first_cloud,
-        )
         peers = [self._view(o, h) for h in self.members]
-        choice = self.balancers[o].choose(req, peers, self.now)
-        if isinstance(choice, NoEligiblePeer):
+        step = task.flight.next(peers, self.now)
+        if not isinstance(step, Send):
             if task.created >= self.s.warmup:
                 self.failed += 1
             return
-        h = self._index[choice.peer.name]
-        task.choice = choice
+        self.retries += step.retry
+        h = self._index[step.choice.peer.name]
+        task.send = step
         task.host = h
-        task.first_cloud = task.first_cloud or self.hosts[h].cloud
         self._own[o][h] += 1
         self.hosts[h].incoming += 1
         if self.s.series_bin > 0:
@@ -259,7 +265,7 @@ class TaskSim:
         host = self.hosts[task.host]
         host.incoming -= 1
         if not host.up:
-            self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, False, True))
+            self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, _REFUSED))
             return
         task.epoch = host.epoch
         if host.busy < host.slots:
@@ -281,35 +287,26 @@ class TaskSim:
         host.busy -= 1
         if host.queue:
             self._start(host, host.queue.popleft())
-        assert task.choice is not None
-        local = self.now - task.choice.sent_at - self._delay(task.origin, task.host)
+        assert task.send is not None
+        local = self.now - task.send.choice.sent_at - self._delay(task.origin, task.host)
         host.latency_ewma += _EWMA_ALPHA * (local - host.latency_ewma)
-        self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, True, False))
+        self._at(self.now + self._delay(task.host, task.origin), _REPLY, (task, _OK))
 
-    def _reply(self, payload: object) -> None:
-        task, ok, unreachable = payload  # type: ignore[misc]
-        assert task.choice is not None
-        self.balancers[task.origin].record(
-            task.choice, ok=ok, now=self.now, unreachable=unreachable
-        )
-        if ok:
+    def _reply(self, payload: tuple[_Task, AttemptResult]) -> None:
+        task, result = payload
+        assert task.send is not None
+        end = task.flight.settle(task.send, result, self.now)
+        if isinstance(end, Done):
             if task.created >= self.s.warmup:
                 self._latency.append(self.now - task.created)
                 self._created.append(task.created)
                 self._finished.append(self.now)
             return
-        host = self.hosts[task.host]
-        task.tried = (*task.tried, host.name)
-        if host.cloud not in task.failed_clouds:
-            task.failed_clouds = (*task.failed_clouds, host.cloud)
-        task.attempt += 1
-        self.retries += 1
-        if not self.hosts[task.origin].up:
-            # The origin died too: nobody is left to retry or answer the client.
-            if task.created >= self.s.warmup:
-                self.failed += 1
-            return
-        self._dispatch(task)
+        if isinstance(end, Retry) and self.hosts[task.origin].up:
+            self._dispatch(task)
+        elif task.created >= self.s.warmup:
+            # Refused, or the origin died too: nobody is left to retry or answer.
+            self.failed += 1
 
     def _gossip(self, h: int) -> None:
         host = self.hosts[h]
@@ -321,8 +318,8 @@ class TaskSim:
         for own in self._own:
             own[h] = 0
 
-    def _event(self, payload: object) -> None:
-        ev, starting = payload  # type: ignore[misc]
+    def _event(self, payload: tuple[SlowCloud | CloudFailure | _Membership, bool]) -> None:
+        ev, starting = payload
         if isinstance(ev, _Membership):
             if ev.alive:
                 self.members = sorted(set(self.members) | set(ev.hosts))
@@ -351,8 +348,7 @@ class TaskSim:
         host.queue.clear()
         host.busy = 0
         for task in lost:
-            # The stream breaks: the peer is gone, as good as unreachable.
-            self._at(self.now + self._delay(h, task.origin), _REPLY, (task, False, True))
+            self._at(self.now + self._delay(h, task.origin), _REPLY, (task, _BROKEN))
 
     def _result(self) -> TaskRun:
         return TaskRun(

@@ -1,59 +1,18 @@
-"""One attempt of a task on one peer, here or over `Execute`, and its verdict: how it
-ended, in the terms the router's failover and the balancer's outlier detection need.
-
-| verdict     | cause                                     | router does        | peer blamed |
-|-------------|-------------------------------------------|--------------------|-------------|
-| OK          | the handler returned                      | answers            | no          |
-| CLIENT      | unknown handler, bad payload              | INVALID_ARGUMENT   | no          |
-| FULL        | capacity and queue full                   | retries elsewhere  | no          |
-| FAILED      | the handler raised                        | retries elsewhere  | yes         |
-| UNREACHABLE | no connection, or no answer within the    | retries in another | yes         |
-|             | attempt's own timeout                     | cloud if it can    |             |
-| DEADLINE    | the task's deadline ran out meanwhile     | DEADLINE_EXCEEDED  | no          |
-
-The last row matters: a deadline shorter than the work is the client's choice, and
-counting it against the peer would let a few impatient clients eject a healthy cloud.
-"""
+"""One attempt of a task on one peer, here or over `Execute`, and its verdict
+(`skyfleet.tasks.verdict` says what each one means and leads to)."""
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import re
-from dataclasses import dataclass
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.tasks.executor import Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
+from skyfleet.tasks.verdict import AttemptResult, Verdict
 from skyfleet.transport.peers import PeerChannels
-
-
-class Verdict(enum.Enum):
-    OK = "ok"
-    CLIENT = "client"
-    FULL = "full"
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
-    DEADLINE = "deadline"
-
-    @property
-    def blames_peer(self) -> bool:
-        return self in (Verdict.FAILED, Verdict.UNREACHABLE)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    verdict: Verdict
-    output: bytes = b""
-    error: str = ""
-    timed_out: bool = False
-    """No answer within the attempt's timeout (UNREACHABLE, or DEADLINE if that timeout
-    was the task's own deadline)."""
-    duplicate: bool = False
-    """The executor had already run this idempotency key: `output` is the first run's."""
-
 
 _REMOTE_VERDICT = {
     grpc.StatusCode.INVALID_ARGUMENT: Verdict.CLIENT,

@@ -1,12 +1,12 @@
 """Routes each submitted task to the best peer under the policy in force, and fails over.
 
-The decisions (which peer, whether a retry is allowed, outlier ejection, locality) are the
-pure `Balancer`'s; this module is the edge that carries them out: it builds the balancer's
-view of the peers from gossiped status plus its own sends, has each attempt run here or
-forwarded with the remaining deadline (`skyfleet.tasks.attempts`, which also says what
-each way an attempt can end leads to), and closes every task with exactly one outcome in
-the ledger, whatever happens: a malformed request, a Cancel call, the caller's deadline
-or disconnection, or a bug in this code.
+The decisions are pure cores': which peer, outlier ejection and locality the `Balancer`'s;
+retry, failover and when to give up the `TaskFlight`'s (`skyfleet.tasks.flight`, the same
+rules the task simulator runs). This module is the I/O shell around them: it builds the
+balancer's view of the peers from gossiped status plus its own sends, has each attempt run
+here or forwarded with the remaining deadline (`skyfleet.tasks.attempts`), and closes every
+task with exactly one outcome in the ledger, whatever happens: a malformed request, a
+Cancel call, the caller's deadline or disconnection, or a bug in this code.
 
 Cancellation has two sources, told apart so that each gets its outcome: a Cancel call
 cancels the task's own routing task (FAILED, "cancelled"); the caller going away cancels
@@ -27,16 +27,18 @@ from dataclasses import dataclass
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
-from skyfleet.balancing.balancer import Balancer, Choice, NoEligiblePeer, TaskRequest
+from skyfleet.balancing.balancer import Balancer
 from skyfleet.balancing.peers import Locale, PeerLoad
 from skyfleet.membership.members import MemberView
 from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
-from skyfleet.tasks.attempts import AttemptResult, Attempts, Verdict
+from skyfleet.tasks.attempts import Attempts
 from skyfleet.tasks.executor import Executor
+from skyfleet.tasks.flight import Done, Failed, Refusal, Refused, Send, TaskFlight
 from skyfleet.tasks.ledger import Ledger, Outcome
 from skyfleet.tasks.requests import TaskRejected, check_request
+from skyfleet.tasks.verdict import AttemptResult, Verdict
 from skyfleet.transport.peers import PeerChannels
 
 log = logging.getLogger("skyfleet.tasks")
@@ -56,19 +58,6 @@ class Result:
     latency: float = 0.0
     duplicate: bool = False
     """The executor had already run this idempotency key: `output` is the first run's."""
-
-
-@dataclass(slots=True)
-class _Progress:
-    """One task's routing so far: what the next `TaskRequest` is built from."""
-
-    tried: list[str]
-    failed_clouds: list[str]
-    first_cloud: str = ""
-    last_error: str = ""
-    all_full: bool = True
-    never_reached: bool = False
-    """The last attempt's peer could not be reached at all."""
 
 
 class Router:
@@ -208,134 +197,79 @@ class Router:
         self, req: tasks_pb2.SubmitTaskRequest, key: str, deadline: float | None
     ) -> Result:
         start = self._clock()
-        kind = req.kind or req.handler
         task = tasks_pb2.SubmitTaskRequest()
         task.CopyFrom(req)
         task.idempotency_key = key
-        progress = _Progress(tried=[], failed_clouds=[])
-        attempt = 1
+        flight = TaskFlight(
+            self.balancer,
+            req.kind or req.handler,
+            clouds=req.constraints.clouds,
+            regions=req.constraints.regions,
+            deadline=deadline,
+        )
         while True:
-            now = self._clock()
-            if deadline is not None and now >= deadline:
-                raise TaskRejected(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"deadline exceeded after {attempt - 1} attempt(s): {progress.last_error}",
-                )
-            request = TaskRequest(
-                kind=kind,
-                allowed_clouds=tuple(req.constraints.clouds),
-                allowed_regions=tuple(req.constraints.regions),
-                attempt=attempt,
-                tried=tuple(progress.tried),
-                failed_clouds=tuple(progress.failed_clouds),
-                first_cloud=progress.first_cloud,
-                never_reached=progress.never_reached,
-            )
-            choice = self.balancer.choose(request, self.peers(), now)
-            if isinstance(choice, NoEligiblePeer):
-                return self._give_up(choice, attempt, progress)
-            peer = choice.peer
-            self._count_attempt(peer, progress)
-            result = await self._attempt(choice, task, deadline, now)
-            if result.verdict is Verdict.OK:
+            step = flight.next(self.peers(), self._clock())
+            if isinstance(step, Refused):
+                raise _rejection(step)
+            if isinstance(step, Failed):
+                return Result(Outcome.FAILED, error=step.error, attempts=step.attempts)
+            self._count_attempt(step)
+            peer = step.choice.peer
+            try:
+                result = await self._attempt(step, task)
+            except BaseException:
+                flight.abandon(step)  # cancelled, or a bug: the peer is not to blame
+                raise
+            end = flight.settle(step, result, self._clock())
+            if isinstance(end, Done):
                 latency = self._clock() - start
-                return Result(Outcome.SUCCEEDED, result.output, "", peer.name, attempt, latency,
-                              duplicate=result.duplicate)
-            if result.verdict is Verdict.CLIENT:
-                raise TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, result.error)
-            if result.verdict is Verdict.DEADLINE:
-                raise TaskRejected(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"deadline exceeded during attempt {attempt} on {peer.name}: {result.error}",
-                )
-            progress.all_full = progress.all_full and result.verdict is Verdict.FULL
-            progress.last_error = f"{peer.name}: {result.error}"
-            if result.verdict is Verdict.UNREACHABLE:
-                progress.failed_clouds.append(peer.cloud)
-            progress.never_reached = _never_reached(result)
+                return Result(Outcome.SUCCEEDED, end.output, "", end.peer, end.attempts, latency,
+                              duplicate=end.duplicate)
+            if isinstance(end, Refused):
+                raise _rejection(end)
             log.info(
                 "attempt failed",
                 extra={
                     "task": key,
-                    "attempt": attempt,
+                    "attempt": flight.attempt,
                     "peer": peer.name,
                     "cloud": peer.cloud,
-                    "verdict": result.verdict.value,
-                    "error": result.error,
+                    "verdict": end.verdict.value,
+                    "error": end.error,
                 },
             )
-            attempt += 1
 
-    def _count_attempt(self, peer: PeerLoad, progress: _Progress) -> None:
-        if progress.tried:
-            self.ledger.retried += 1
-            if peer.cloud != self._cloud_of(progress.tried[-1]):
-                self.ledger.failed_over += 1
-        progress.tried.append(peer.name)
-        progress.first_cloud = progress.first_cloud or peer.cloud
+    def _count_attempt(self, send: Send) -> None:
         self.ledger.attempts += 1
+        self.ledger.retried += send.retry
+        self.ledger.failed_over += send.failover
 
-    async def _attempt(
-        self,
-        choice: Choice,
-        task: tasks_pb2.SubmitTaskRequest,
-        deadline: float | None,
-        now: float,
-    ) -> AttemptResult:
-        """Run one attempt and always close it with the balancer, even when cancelled:
-        an attempt never closed would hold a retry-budget slot forever."""
-        peer = choice.peer
-        timeout = self.balancer.policy.failover.per_attempt_timeout_seconds
-        by_deadline = deadline is not None and deadline - now <= timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - now)
-        result = AttemptResult(Verdict.DEADLINE, error="cancelled")
-        try:
-            if peer.name == self.name:
-                address = ""
-            else:
-                member = self._swim.member(peer.name)
-                if member is None:
-                    result = AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
-                    return result
-                address = member.meta.address
-                self._count_send(peer.name)
-            result = await self._attempts.run(
-                peer.name, address, task, choice.attempt, timeout, timeout_is_deadline=by_deadline
-            )
-            return result
-        finally:
-            if result.verdict is Verdict.DEADLINE:
-                # Neither a success nor the peer's failure (Balancer.record would count
-                # it as one or the other).
-                self.balancer.release(choice)
-            else:
-                ok = not result.verdict.blames_peer
-                self.balancer.record(
-                    choice, ok=ok, now=self._clock(), unreachable=_never_reached(result)
-                )
-
-    def _cloud_of(self, name: str) -> str:
-        member = self._swim.member(name)
-        return member.meta.cloud if member else ""
-
-    def _give_up(self, why: NoEligiblePeer, attempt: int, progress: _Progress) -> Result:
-        if attempt == 1:
-            raise TaskRejected(grpc.StatusCode.UNAVAILABLE, why.detail)
-        if progress.all_full:
-            raise TaskRejected(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"every peer tried is full: {progress.last_error}",
-            )
-        return Result(
-            Outcome.FAILED, error=f"{progress.last_error}; {why.detail}", attempts=attempt - 1
+    async def _attempt(self, send: Send, task: tasks_pb2.SubmitTaskRequest) -> AttemptResult:
+        peer = send.choice.peer
+        if peer.name == self.name:
+            address = ""
+        else:
+            member = self._swim.member(peer.name)
+            if member is None:
+                return AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
+            address = member.meta.address
+            self._count_send(peer.name)
+        return await self._attempts.run(
+            peer.name, address, task, send.choice.attempt, send.timeout,
+            timeout_is_deadline=send.timeout_is_deadline,
         )
 
 
-def _never_reached(result: AttemptResult) -> bool:
-    """No connection at all (refused, no route, gone from membership), as opposed to a
-    peer that was reached and did not answer in time."""
-    return result.verdict is Verdict.UNREACHABLE and not result.timed_out
+_STATUS = {
+    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Refusal.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def _rejection(refused: Refused) -> TaskRejected:
+    return TaskRejected(_STATUS[refused.why], refused.detail)
 
 
 def _peer_load(

@@ -1,0 +1,147 @@
+"""The failover rule as one table: each way an attempt ends, what the flight does next
+and what the balancer is told. The router and the task simulator both run this core."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from skyfleet.balancing import Balancer, Locale, PeerLoad
+from skyfleet.policy.model import PolicyDocument, parse_policy
+from skyfleet.tasks.flight import Done, Failed, Refusal, Refused, Retry, Send, TaskFlight
+from skyfleet.tasks.verdict import AttemptResult, Verdict
+
+
+def fleet() -> list[PeerLoad]:
+    """Three idle peers in each of three clouds."""
+    return [
+        PeerLoad(name=f"{c}-{i}", cloud=c, region=f"{c}-r1", zone=f"{c}-z{i}", capacity=4)
+        for c in ("aws", "azure", "gcp")
+        for i in range(3)
+    ]
+
+
+def balancer(*, budget_min: int = 10, max_attempts: int = 3, timeout: float = 5.0) -> Balancer:
+    doc = PolicyDocument(version=1).to_dict()
+    doc["failover"]["retry_budget"] = {"percent": 0, "min_concurrent": budget_min}
+    doc["failover"]["max_attempts"] = max_attempts
+    doc["failover"]["per_attempt_timeout_seconds"] = timeout
+    return Balancer(local=Locale(cloud="aws"), policy=parse_policy(doc), rng=random.Random(7))
+
+
+def send(flight: TaskFlight, now: float = 0.0) -> Send:
+    step = flight.next(fleet(), now)
+    assert isinstance(step, Send), step
+    return step
+
+
+REFUSED = AttemptResult(Verdict.UNREACHABLE, error="connection refused")
+TIMED_OUT = AttemptResult(Verdict.UNREACHABLE, error="timed out", timed_out=True)
+
+# verdict -> (what the flight returns, peer ejected at once, cloud avoided next)
+TABLE = [
+    (AttemptResult(Verdict.OK, b"out"), Done, False, False),
+    (AttemptResult(Verdict.CLIENT, error="bad payload"), Refused, False, False),
+    (AttemptResult(Verdict.DEADLINE, error="late"), Refused, False, False),
+    (AttemptResult(Verdict.FULL, error="full"), Retry, False, False),
+    (AttemptResult(Verdict.FAILED, error="boom"), Retry, False, False),
+    (REFUSED, Retry, True, True),
+    (TIMED_OUT, Retry, False, True),
+]
+
+
+@pytest.mark.parametrize(("result", "step", "ejected", "avoided"), TABLE,
+                         ids=[f"{r.verdict.value}{'-timeout' * r.timed_out}" for r, *_ in TABLE])
+def test_each_verdict_leads_to_its_row(result, step, ejected, avoided):
+    b = balancer()
+    flight = TaskFlight(b, "t")
+    first = send(flight)
+    end = flight.settle(first, result, now=1.0)
+    assert type(end) is step
+    peer = first.choice.peer
+    assert b.outliers.is_ejected(peer.name, peer.cloud, 1.0) is ejected
+    assert b.retry_budget.active == 0  # every attempt closed, whatever its verdict
+    if step is Retry:
+        retry = send(flight, 1.0)
+        assert retry.retry and retry.choice.peer.name != peer.name
+        if avoided:
+            assert retry.choice.peer.cloud != peer.cloud and retry.failover
+
+
+def test_a_retry_after_a_timeout_avoids_the_cloud_but_pays_the_budget():
+    b = balancer(budget_min=1)
+    flight = TaskFlight(b, "t")
+    first = send(flight)
+    assert isinstance(flight.settle(first, TIMED_OUT, 1.0), Retry)
+    hog = TaskFlight(b, "other")
+    held = send(hog)  # a first attempt: not budgeted
+    hog_retry = hog.settle(held, AttemptResult(Verdict.FAILED, error="x"), 1.0)
+    assert isinstance(hog_retry, Retry)
+    holding = send(hog, 1.0)  # the budget's one retry slot, now in use
+    assert holding.choice.budgeted
+    step = flight.next(fleet(), 1.0)
+    assert isinstance(step, Failed) and "retry budget spent" in step.error
+
+
+def test_a_retry_after_a_refused_connection_is_free_and_leaves_the_cloud():
+    b = balancer(budget_min=1)
+    hog = TaskFlight(b, "other")
+    held = send(hog)
+    assert isinstance(hog.settle(held, AttemptResult(Verdict.FAILED, error="x"), 0.0), Retry)
+    assert send(hog).choice.budgeted  # the only retry slot is taken
+    flight = TaskFlight(b, "t")
+    first = send(flight)
+    assert isinstance(flight.settle(first, REFUSED, 1.0), Retry)
+    second = send(flight, 1.0)
+    assert not second.choice.budgeted and second.retry and second.failover
+    assert second.choice.peer.cloud != first.choice.peer.cloud
+
+
+def test_retries_never_return_to_a_peer_and_stop_at_max_attempts():
+    flight = TaskFlight(balancer(max_attempts=3), "t")
+    peers = []
+    for n in range(3):
+        step = send(flight, float(n))
+        peers.append(step.choice.peer.name)
+        assert isinstance(flight.settle(step, AttemptResult(Verdict.FAILED, error="e"), n), Retry)
+    assert len(set(peers)) == 3
+    end = flight.next(fleet(), 3.0)
+    assert isinstance(end, Failed) and end.attempts == 3
+    assert end.error.startswith(f"{peers[-1]}: e; ") and "max_attempts" in end.error
+
+
+def test_no_peer_for_the_first_attempt_is_unavailable():
+    end = TaskFlight(balancer(), "t", clouds=("nowhere",)).next(fleet(), 0.0)
+    assert isinstance(end, Refused) and end.why is Refusal.UNAVAILABLE
+
+
+def test_every_peer_full_is_exhausted_not_failed():
+    flight = TaskFlight(balancer(max_attempts=2), "t")
+    for n in range(2):
+        step = send(flight)
+        assert isinstance(flight.settle(step, AttemptResult(Verdict.FULL, error="full"), n), Retry)
+    end = flight.next(fleet(), 2.0)
+    assert isinstance(end, Refused) and end.why is Refusal.EXHAUSTED
+
+
+def test_the_deadline_refuses_before_an_attempt_and_bounds_its_timeout():
+    flight = TaskFlight(balancer(timeout=5.0), "t", deadline=10.0)
+    early = send(flight, 0.0)
+    assert early.timeout == 5.0 and not early.timeout_is_deadline
+    assert isinstance(flight.settle(early, TIMED_OUT, 5.0), Retry)
+    late = send(flight, 8.0)
+    assert late.timeout == 2.0 and late.timeout_is_deadline
+    assert isinstance(flight.settle(late, AttemptResult(Verdict.FAILED, error="e"), 9.0), Retry)
+    end = flight.next(fleet(), 10.0)
+    assert isinstance(end, Refused) and end.why is Refusal.DEADLINE
+    assert "after 2 attempt(s)" in end.detail
+
+
+def test_an_abandoned_attempt_frees_its_slot_and_blames_nobody():
+    b = balancer()
+    flight = TaskFlight(b, "t")
+    step = send(flight)
+    flight.abandon(step)
+    assert b.retry_budget.active == 0
+    assert not b.outliers.is_ejected(step.choice.peer.name, step.choice.peer.cloud, 0.0)
