@@ -14,12 +14,19 @@ data in a Debian 12 root filesystem made by debootstrap from the same distributi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Typing only: the local stack (through runtime_bundle) and the AWS and GCP hosts
+    # import this module and should not load the Azure SDK.
+    from pulumi_azure_native.compute import ImageReferenceArgsDict
+
 AWS_OWNER = "136693071363"
 """Debian's AWS account (https://wiki.debian.org/Cloud/AmazonEC2Image/Bookworm)."""
 AWS_NAME = "debian-12-amd64-*"
 
-AZURE_IMAGE = {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2",
-               "version": "latest"}
+AZURE_IMAGE: ImageReferenceArgsDict = {"publisher": "Debian", "offer": "debian-12",
+                                      "sku": "12-gen2", "version": "latest"}
 """Azure's marketplace query: "latest" resolves to the newest published version when the
 VM is created (https://wiki.debian.org/Cloud/MicrosoftAzure)."""
 

@@ -129,6 +129,7 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
     from infra.components.azure_hosts import AzureHosts, AzureHostsArgs
     from infra.components.fleet_store import FleetStore, FleetStoreArgs
     from infra.components.gcp_hosts import GcpHosts, GcpHostsArgs
+    from infra.components.host_args import SharedHostsArgs
     from infra.components.mesh import (
         AwsEndpointArgs,
         AzureEndpointArgs,
@@ -148,9 +149,9 @@ def _compose_clouds(cfg: StackConfig, hosts: tuple[HostSpec, ...], boot: FleetBo
         runtime=boot.runtime.sha256, endpoints={h.name: h.endpoint for h in hosts},
         ca_pem=stack_secrets.ca_bundle_pem, admin_cert_pem=identity.cert_pem,
         admin_key_pem=identity.key_pem)
-    common = {"environment": env, "boot": boot, "fleet_ranges": cfg.fleet_ranges,
-              "admin_ranges": cfg.admin_ranges, "agent_port": cfg.agent_port,
-              "metrics_port": cfg.metrics_port, "rollout": rollout}
+    common = SharedHostsArgs(environment=env, boot=boot, fleet_ranges=cfg.fleet_ranges,
+                             admin_ranges=cfg.admin_ranges, agent_port=cfg.agent_port,
+                             metrics_port=cfg.metrics_port, rollout=rollout)
     on = {c.cloud: c for c in cfg.clouds}
     of = {c.cloud: tuple(h for h in hosts if h.cloud == c.cloud) for c in cfg.clouds}
     aws_hosts = azure_hosts = gcp_hosts = None

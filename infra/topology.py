@@ -41,7 +41,7 @@ class HostSpec:
 def _cloud_hosts(cfg: StackConfig, cloud: CloudConfig, first_index: int) -> list[HostSpec]:
     local = cfg.environment == "local"
     subnets = ipam.zone_subnets(cloud.cidr, len(cloud.zones))
-    hosts = []
+    hosts: list[HostSpec] = []
     for zone, subnet in zip(cloud.zones, subnets, strict=True):
         for i in range(cloud.hosts_per_zone):
             n = first_index + len(hosts)

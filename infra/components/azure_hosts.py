@@ -29,7 +29,8 @@ class AzureHostsArgs(HostsArgs):
     """Storage account holding the policy and the runtime bundle (see infra.publication)."""
 
 
-def _rule(name: str, priority: int, port: str, sources: list[str], access: str) -> dict:
+def _rule(name: str, priority: int, port: str, sources: list[str],
+          access: str) -> azure.network.SecurityRuleArgsDict:
     return {
         "name": name, "priority": priority, "direction": "Inbound", "access": access,
         "protocol": "Tcp" if port != "*" else "*", "source_port_range": "*",
@@ -131,7 +132,7 @@ class AzureHosts(pulumi.ComponentResource):
             f"{name}-{host.name}-vm", resource_group_name=rg, location=args.cloud.region,
             vm_name=host.name, zones=[host.zone],
             hardware_profile={"vm_size": args.cloud.instance_size},
-            identity={"type": "UserAssigned",
+            identity={"type": azure.compute.ResourceIdentityType.USER_ASSIGNED,
                       "user_assigned_identities": [self.identity.id]},
             network_profile={"network_interfaces": [{"id": nic.id, "primary": True}]},
             os_profile={

@@ -161,7 +161,8 @@ class FleetStore(pulumi.ComponentResource):
         container = azure.storage.BlobContainer(
             f"{name}-azure", account_name=account.name,
             resource_group_name=args.azure_resource_group,
-            container_name=publication.AZURE_CONTAINER, public_access="None", opts=child,
+            container_name=publication.AZURE_CONTAINER,
+            public_access=azure.storage.PublicAccess.NONE, opts=child,
         )
         for obj in self._objects(args, "azure"):
             source = (pulumi.FileAsset(obj.path) if obj.path

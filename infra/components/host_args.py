@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+from typing import TypedDict
 
 from infra.components.bootstrap import FleetBootstrap
 from infra.components.zone_rollout import RolloutChain
 from infra.config import CloudConfig
 from infra.topology import HostSpec
+
+
+class SharedHostsArgs(TypedDict):
+    """The HostsArgs fields that are the same for every cloud: typed key by key so the
+    composition can build them once and pass them to each cloud's args with `**`."""
+
+    environment: str
+    boot: FleetBootstrap
+    fleet_ranges: tuple[IPv4Network, ...]
+    admin_ranges: tuple[IPv4Network, ...]
+    agent_port: int
+    metrics_port: int
+    rollout: RolloutChain
 
 
 @dataclass(frozen=True)

@@ -205,19 +205,7 @@ class LocalHosts(pulumi.ComponentResource):
     def __init__(self, name: str, args: LocalHostsArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("skyfleet:infra:LocalHosts", name, None, opts)
-        self.agents: dict[str, LocalAgent] = {}
-        for host in args.hosts:
-            seeds = [h.name for h in args.hosts if h.seed and h.name != host.name]
-            self.agents[host.name] = LocalAgent(f"{name}-{host.name}", {
-                "node_name": host.name, "cloud": host.cloud, "region": host.region,
-                "zone": host.zone, "environment": args.environment,
-                "endpoint": args.endpoints.apply(lambda e, n=host.name: e[n]),
-                "seeds": args.endpoints.apply(lambda e, s=tuple(seeds): [e[n] for n in s]),
-                "netns": args.network.namespaces.apply(lambda ns, n=host.name: ns[n]),
-                "metrics_port": host.metrics_port, "profile": args.profile,
-                "state_dir": str(args.state_dir), "ca_cert_pem": args.ca_cert_pem,
-                "trusted_key_pem": args.trusted_key_pem,
-            }, opts=pulumi.ResourceOptions(parent=self))
+        self.agents = {host.name: self._agent(name, host, args) for host in args.hosts}
         self.ready = LocalFleetReady(
             f"{name}-ready", state_dir=str(args.state_dir),
             agents=pulumi.Output.all(*(
@@ -227,3 +215,18 @@ class LocalHosts(pulumi.ComponentResource):
                               for n, r in zip(self.agents, rows, strict=True)}),
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"hosts": [h.name for h in args.hosts]})
+
+    def _agent(self, name: str, host: HostSpec, args: LocalHostsArgs) -> LocalAgent:
+        """One host's agent; a method of its own so the callbacks below capture this host,
+        not the last one of a loop."""
+        seeds = [h.name for h in args.hosts if h.seed and h.name != host.name]
+        return LocalAgent(f"{name}-{host.name}", {
+            "node_name": host.name, "cloud": host.cloud, "region": host.region,
+            "zone": host.zone, "environment": args.environment,
+            "endpoint": args.endpoints.apply(lambda e: e[host.name]),
+            "seeds": args.endpoints.apply(lambda e: [e[n] for n in seeds]),
+            "netns": args.network.namespaces.apply(lambda ns: ns[host.name]),
+            "metrics_port": host.metrics_port, "profile": args.profile,
+            "state_dir": str(args.state_dir), "ca_cert_pem": args.ca_cert_pem,
+            "trusted_key_pem": args.trusted_key_pem,
+        }, opts=pulumi.ResourceOptions(parent=self))

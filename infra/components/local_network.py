@@ -48,8 +48,10 @@ def resolve_mode(requested: str) -> Mode:
     """`auto` -> netns for root with iproute2 and iptables, else loopback. Decided without
     touching the system, because the program also runs for `pulumi preview`; a netns
     request that cannot be met fails at create, naming the missing piece."""
-    if requested == "netns" or requested == "loopback":
-        return requested
+    if requested == "netns":
+        return "netns"
+    if requested == "loopback":
+        return "loopback"
     tools = all(shutil.which(t) for t in ("ip", "iptables", "sysctl"))
     return "netns" if os.geteuid() == 0 and tools else "loopback"
 

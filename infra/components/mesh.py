@@ -10,6 +10,7 @@ tunnel list, so a pair is a loop over tunnels, not a copied block.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -138,10 +139,10 @@ class Mesh(pulumi.ComponentResource):
             for i in range(2)
         ]
         self._azure_ipconfig_ids = [
-            pulumi.Output.all(client.subscription_id, args.resource_group).apply(
-                lambda v, i=i: f"/subscriptions/{v[0]}/resourceGroups/{v[1]}/providers/"
-                f"Microsoft.Network/virtualNetworkGateways/{gateway_name}/ipConfigurations/"
-                f"ipconfig{i}"
+            pulumi.Output.concat(
+                "/subscriptions/", client.subscription_id, "/resourceGroups/",
+                args.resource_group, "/providers/Microsoft.Network/virtualNetworkGateways/",
+                f"{gateway_name}/ipConfigurations/ipconfig{i}",
             )
             for i in range(2)
         ]
@@ -220,9 +221,10 @@ class Mesh(pulumi.ComponentResource):
 
     # --- pairs ---------------------------------------------------------------------------
 
-    def _aws_connections(self, peer: str, peer_ips: list[pulumi.Output[str]],
+    def _aws_connections(self, peer: str, peer_ips: Sequence[pulumi.Output[str | None]],
                          tunnels: tuple[Tunnel, ...]) -> list[aws.ec2.VpnConnection]:
-        """Two AWS VPN connections, one per peer gateway instance, two tunnels each."""
+        """Two AWS VPN connections, one per peer gateway instance, two tunnels each. Peer
+        addresses are optional as the providers type them (Azure's public IPs, for one)."""
         connections = []
         for i, ip in enumerate(peer_ips):
             cgw = aws.ec2.CustomerGateway(
@@ -246,9 +248,13 @@ class Mesh(pulumi.ComponentResource):
         conn = conns[t.a_interface]
         return conn.tunnel1_address if t.index % 2 == 0 else conn.tunnel2_address
 
+    def _gcp_interface_ip(self, interface: int) -> pulumi.Output[str]:
+        """One interface's public address of the GCP HA VPN gateway; a method, so the
+        callback captures `interface` itself (a lambda in a loop sees the loop's last value)."""
+        return self.ha_gateway.vpn_interfaces.apply(lambda v: v[interface]["ip_address"])
+
     def _aws_gcp(self, tunnels: tuple[Tunnel, ...]) -> None:
-        gcp_ips = [self.ha_gateway.vpn_interfaces.apply(lambda v, i=i: v[i]["ip_address"])
-                   for i in range(2)]
+        gcp_ips = [self._gcp_interface_ip(i) for i in range(2)]
         conns = self._aws_connections("gcp", gcp_ips, tunnels)
         external = gcp.compute.ExternalVpnGateway(
             f"{self._name}-gcp-aws", redundancy_type="FOUR_IPS_REDUNDANCY",
@@ -274,7 +280,4 @@ class Mesh(pulumi.ComponentResource):
         )
         for t in tunnels:
             self._gcp_side(t, "azure", external, t.a_interface)
-            gcp_ip = self.ha_gateway.vpn_interfaces.apply(
-                lambda v, i=t.b_interface: v[i]["ip_address"]
-            )
-            self._azure_side(t, "gcp", gcp_ip)
+            self._azure_side(t, "gcp", self._gcp_interface_ip(t.b_interface))
