@@ -10,7 +10,6 @@ are ever written to a host.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import pulumi
@@ -112,11 +111,6 @@ def gcp_download(bucket: str) -> str:
     )
 
 
-def envelope_text(envelope: dict[str, Any]) -> str:
-    """The published bytes: stable key order so an unchanged policy is an unchanged object."""
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":"))
-
-
 def sign(document: dict[str, Any], signing_key_pem: str) -> dict[str, Any]:
     from skyfleet.policy.signing import sign_policy
 
@@ -127,8 +121,10 @@ def signed_envelope(document: dict[str, Any],
                     signing_key_pem: pulumi.Input[str]) -> pulumi.Output[str]:
     """The published text, signed with the fleet key. Not a secret (only the key is):
     every agent and operator may read the policy."""
+    from skyfleet.policy.envelope import wire_text
+
     return pulumi.Output.unsecret(pulumi.Output.from_input(signing_key_pem).apply(
-        lambda key: envelope_text(sign(document, key))))
+        lambda key: wire_text(sign(document, key))))
 
 
 def policy_hash(document: dict[str, Any]) -> str:

@@ -58,7 +58,7 @@ from skyfleet.services.call_gate import CallGate
 from skyfleet.services.membership import MembershipService
 from skyfleet.services.policy import PolicyService
 from skyfleet.services.tasks import TasksService
-from skyfleet.status.publication import worth_publishing
+from skyfleet.status.publication import StatusAdvertiser
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.router import Router
@@ -145,8 +145,7 @@ class Agent:
         self._keeper: PolicyKeeper | None = None
         self._router: Router | None = None
         self._metrics: Metrics | None = None
-        self._last_status: tuple[StatusReport, float] | None = None
-        self._status_due = False
+        self._advertiser = StatusAdvertiser(config.membership.status_refresh_interval)
         if registry is None:
             try:
                 registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
@@ -410,12 +409,11 @@ class Agent:
             self._loop.deliver(packet)
 
     def _on_member_event(self, event: MemberEvent) -> None:
-        """A member that (re)joins has none of our news: tell it our status now rather
-        than at the next refresh, so its balancer can route to us at once. A forged
+        """A member that (re)joins has none of our news (the advertiser tells it our
+        status at the next tick, so its balancer can route to us at once). A forged
         claim is a refusal of its sender's."""
-        if event.kind in (EventKind.JOIN, EventKind.ALIVE):
-            self._status_due = True  # coalesced: a join burst costs one status a second
-        elif event.kind == EventKind.FORGED:
+        self._advertiser.on_member_event(event.kind)
+        if event.kind == EventKind.FORGED:
             sender = self.swim.member(event.source)
             self.refusals.record(
                 "forged claim",
@@ -428,21 +426,14 @@ class Agent:
         """Advertise our status now (also called when the policy changes)."""
         report = self.status_report()
         self.loop.publish_status(report)
-        self._last_status = (report, self._clock())
+        self._advertiser.published(report, self._clock())
 
     async def _advertise(self) -> None:
-        cfg = self.config.membership
         while True:
-            await asyncio.sleep(cfg.status_interval)
-            last, last_at = self._last_status or (None, 0.0)
+            await asyncio.sleep(self.config.membership.status_interval)
             report = self.status_report()
-            now = self._clock()
-            if self._status_due or worth_publishing(
-                last, report, last_at=last_at, now=now, refresh=cfg.status_refresh_interval
-            ):
-                self._status_due = False
+            if self._advertiser.tick(report, self._clock()):
                 self.loop.publish_status(report)
-                self._last_status = (report, now)
 
     def request_stop(self) -> None:
         """Ask the agent to leave (signal handlers, the admin Leave call)."""

@@ -14,10 +14,11 @@ import pytest
 
 from infra.components.local_hosts import LocalAgentProvider, LocalFleetReadyProvider
 from infra.components.local_policy import LocalPolicyFileProvider
-from infra.publication import POLICY_OBJECT, envelope_text, policy_hash
+from infra.publication import POLICY_OBJECT, policy_hash
 from skyfleet.client import AgentClient, AgentError, tls_files_in
 from skyfleet.localfleet.layout import FleetLayout
 from skyfleet.localfleet.procs import runs_agent
+from skyfleet.policy.envelope import wire_text
 from skyfleet.policy.signing import sign_policy
 from skyfleet.transport.tls import TlsMaterial
 from tests.infra.mocks import REPO_ROOT
@@ -127,7 +128,7 @@ def publish_policy(layout: FleetLayout, version: int, old: dict[str, Any] | None
     document["version"] = version
     envelope = sign_policy(document, layout.signing_key.read_bytes())
     props = {"path": str(layout.policy_source / POLICY_OBJECT),
-             "content": envelope_text(envelope), "version": version,
+             "content": wire_text(envelope), "version": version,
              "hash": policy_hash(document), "endpoints": endpoints or {},
              "state_dir": str(layout.root)}
     provider = LocalPolicyFileProvider()

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from skyfleet.membership.broadcast import BroadcastQueue
+from skyfleet.membership.members import EventKind
 from skyfleet.membership.messages import StatusReport
-from skyfleet.status.publication import worth_publishing
+from skyfleet.status.publication import StatusAdvertiser, worth_publishing
 
 BASE = StatusReport(
     policy_version=3, policy_hash="a" * 64, inflight=2, queued=1, capacity=4, latency_ms=40.0
@@ -49,3 +50,30 @@ def test_broadcast_share_sends_fewer_copies_but_at_least_one() -> None:
     assert sends == {"alive": 8, "load": 2}
     queue.queue("status", "tiny", share=0.01)
     assert queue.take(1000, 8) == ["tiny"] and queue.take(1000, 8) == []
+
+
+def test_the_advertiser_ticks_only_on_news_or_the_refresh() -> None:
+    adv = StatusAdvertiser(refresh=30.0)
+    assert adv.tick(BASE, 0.0)  # nothing said yet
+    assert not adv.tick(BASE, 1.0)
+    assert adv.tick(replace(BASE, inflight=BASE.inflight + 1), 2.0)
+    assert not adv.tick(replace(BASE, inflight=BASE.inflight + 1), 31.0)
+    assert adv.tick(replace(BASE, inflight=BASE.inflight + 1), 32.0)  # 30 s since the last
+
+
+@pytest.mark.parametrize(("kind", "forces"), [(k, k in (EventKind.JOIN, EventKind.ALIVE))
+                                              for k in EventKind])
+def test_a_member_that_joins_forces_one_tick(kind: EventKind, forces: bool) -> None:
+    adv = StatusAdvertiser(refresh=30.0)
+    adv.published(BASE, 0.0)
+    adv.on_member_event(kind)
+    adv.on_member_event(kind)  # a burst: still one status
+    assert adv.tick(BASE, 1.0) is forces
+    assert not adv.tick(BASE, 2.0)
+
+
+def test_a_publication_out_of_turn_counts_as_said() -> None:
+    adv = StatusAdvertiser(refresh=30.0)
+    adv.on_member_event(EventKind.JOIN)
+    adv.published(BASE, 5.0)
+    assert not adv.tick(BASE, 6.0)

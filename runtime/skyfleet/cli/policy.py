@@ -24,6 +24,7 @@ from skyfleet.cli.policy_fleet import add_fleet_commands
 from skyfleet.policy.adoption import decode_envelope
 from skyfleet.policy.canonical import policy_hash
 from skyfleet.policy.diff import diff_policies
+from skyfleet.policy.envelope import file_text
 from skyfleet.policy.errors import PolicyRejected, PolicyValidationError, SigningKeyError
 from skyfleet.policy.model import PolicyDocument, parse_policy, policy_json_schema
 from skyfleet.policy.signing import (
@@ -139,7 +140,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         _print_errors(args.file, exc)
         return 1
     out = args.out or _signed_path(args.file)
-    _write_atomic(out, _json_text(envelope))
+    _write_atomic(out, file_text(envelope))
     document = envelope["document"]
     signers = ", ".join(s["key_id"] for s in envelope["signatures"])
     print(

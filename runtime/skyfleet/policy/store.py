@@ -16,7 +16,6 @@ policy: running no policy until gossip delivers one beats running a bad one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 
 from skyfleet.policy.adoption import decode_envelope
 from skyfleet.policy.canonical import policy_hash
+from skyfleet.policy.envelope import file_text
 from skyfleet.policy.errors import PolicyRejected, SigningKeyError
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.policy.signing import TrustedKeys, load_public_key, verify_envelope
@@ -85,7 +85,7 @@ class PolicyStore:
     def save(self, envelope: dict[str, Any]) -> Path:
         """Atomically replace the stored envelope; returns the file's path."""
         self._dir.mkdir(parents=True, exist_ok=True)
-        data = (json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        data = file_text(envelope).encode()
         fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:

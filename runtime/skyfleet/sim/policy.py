@@ -27,7 +27,6 @@ statuses on each of 4 N polls per second.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -35,14 +34,16 @@ from typing import Any
 
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.config.policy_sync import PolicySyncTimings, policy_sync_timings
-from skyfleet.membership.messages import MemberState, StatusReport
+from skyfleet.membership.messages import StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import Decision, PolicyAdopter
+from skyfleet.policy.envelope import wire_bytes
+from skyfleet.policy.keeping import PolicyKeeping, advert
 from skyfleet.policy.signing import TrustedKeys
 from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
 from skyfleet.sim.cluster import SimCluster
 from skyfleet.sim.network import SimNetwork
-from skyfleet.status.publication import worth_publishing
+from skyfleet.status.publication import StatusAdvertiser
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,8 +57,9 @@ class PolicySimSettings:
 
 @dataclass(slots=True)
 class PolicyNode:
-    adopter: PolicyAdopter
-    sync: PolicySync
+    keeping: PolicyKeeping
+    advertiser: StatusAdvertiser
+    """The agent's own re-advertising rule."""
     adopted_at: dict[int, float] = field(default_factory=dict)
     """Virtual time each version was adopted (the initial one at 0)."""
     life: int = 0
@@ -67,13 +69,16 @@ class PolicyNode:
     pull_failures: int = 0
     statuses_seen: int = 0
     """`Swim.statuses_received` when last looked at: a change nudges a poll."""
-    last_status: tuple[StatusReport, float] | None = None
-    """What it last advertised, and when: the agent's own re-advertising rule applies."""
+    events_seen: int = 0
+    """Member events handed to the advertiser so far."""
 
     @property
     def version(self) -> int:
-        doc = self.adopter.current
-        return doc.version if doc else 0
+        return self.keeping.version
+
+    @property
+    def adopter(self) -> PolicyAdopter:
+        return self.keeping.adopter
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +137,15 @@ class PolicyCluster(SimCluster):
         rng = random.Random(self._policy_rng.random())
         old = self.policy.get(name)
         node = PolicyNode(
-            PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
-            PolicySync(
-                rng, retry_after=self.timings.retry_after, fetch_timeout=self.timings.fetch_timeout
+            PolicyKeeping(
+                PolicyAdopter(trusted_keys=self._trusted, current=self._initial),
+                PolicySync(
+                    rng,
+                    retry_after=self.timings.retry_after,
+                    fetch_timeout=self.timings.fetch_timeout,
+                ),
             ),
+            StatusAdvertiser(self.config.status_refresh_interval),
             life=0 if old is None else old.life + 1,
         )
         node.adopted_at[node.version] = self.now
@@ -177,10 +187,15 @@ class PolicyCluster(SimCluster):
     # ------------------------------------------------------------------ internals
 
     def after_step(self, name: str) -> None:
-        """Newer statuses arrived: poll now, as the agent's keeper is nudged."""
+        """Member events reach the advertiser, as the agent's do; newer statuses arrived:
+        poll now, as the agent's keeper is nudged."""
         node = self.policy.get(name)
         if node is None or not self.advertising:
             return
+        events = self.nodes[name].events
+        for event in events[node.events_seen:]:
+            node.advertiser.on_member_event(event.kind)
+        node.events_seen = len(events)
         received = self.nodes[name].swim.statuses_received
         if received != node.statuses_seen:
             node.statuses_seen = received
@@ -233,21 +248,16 @@ class PolicyCluster(SimCluster):
         report = StatusReport(
             policy_version=node.version, policy_hash=node.adopter.current_hash or ""
         )
-        last, last_at = node.last_status or (None, 0.0)
-        if only_if_worth and not worth_publishing(
-            last,
-            report,
-            last_at=last_at,
-            now=self.now,
-            refresh=self.config.status_refresh_interval,
-        ):
-            return
-        node.last_status = (report, self.now)
+        if only_if_worth:
+            if not node.advertiser.tick(report, self.now):
+                return
+        else:
+            node.advertiser.published(report, self.now)
         self.emit(name, self.nodes[name].swim.publish_status(report, self.now))
 
     def _adverts(self, name: str) -> Iterator[Advert]:
         """The adverts above our version that `name`'s gossip has delivered (module
-        docstring): from up members only, as the keeper filters them."""
+        docstring), each counted or not by the keeper's own rule."""
         current = self.policy[name].version
         newer = [v for v in self._holders if v > current and self._holders[v]]
         if not newer:
@@ -257,17 +267,14 @@ class PolicyCluster(SimCluster):
         for version in newer:
             for holder in self._holders[version]:
                 known = statuses.get(holder)
-                if holder == name or known is None or known[0].report.policy_version <= 0:
-                    continue
-                member = swim.member(holder)
-                if member is None or member.state not in (MemberState.ALIVE, MemberState.SUSPECT):
-                    continue
-                report = known[0].report
-                yield Advert(report.policy_version, report.policy_hash, holder)
+                if known is not None:
+                    found = advert(holder, known[0].report, swim.member(holder), own=name)
+                    if found is not None:
+                        yield found
 
     def _poll(self, name: str) -> None:
         node = self.policy[name]
-        plan = node.sync.next_fetch(node.version, self._adverts(name), self.now)
+        plan = node.keeping.next_fetch(self._adverts(name), self.now)
         if plan is None:
             return
         node.pulls += 1
@@ -283,8 +290,7 @@ class PolicyCluster(SimCluster):
         envelope = self._envelope_bytes(name)
         transit = self.network.transit(name, pull.requester)
         done = self.now + self.settings.serve_time + (transit or 0.0)
-        if transit is None or not envelope or done > pull.started + self.timings.fetch_timeout:
-            # Nothing to serve counts as a failed pull, as an empty Fetch reply does.
+        if transit is None or done > pull.started + self.timings.fetch_timeout:
             self._at(
                 max(self.now, pull.started + self.timings.fetch_timeout),
                 "fail",
@@ -301,28 +307,31 @@ class PolicyCluster(SimCluster):
         key = (self.policy[name].version, adopter.current_hash or "")
         if key not in self._served:
             envelope = adopter.current_envelope
-            self._served[key] = (
-                json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
-                if envelope
-                else b""
-            )
+            self._served[key] = wire_bytes(envelope) if envelope else b""
         return self._served[key]
 
     def _reply(self, pull: _Pull) -> None:
         node = self.policy[pull.requester]
-        decision = self._offer(pull.requester, pull.envelope, f"peer:{pull.plan.node}")
+        before = node.version
+        decision = node.keeping.served(pull.plan, pull.envelope, self.now)
+        if decision is None:
+            node.pull_failures += 1
+            return
         self.pull_seconds.append(self.now - pull.started)
-        node.sync.fetched(pull.plan, decision.outcome, self.now)
+        self._took(pull.requester, before, decision)
 
     def _pull_failed(self, pull: _Pull) -> None:
         node = self.policy[pull.requester]
         node.pull_failures += 1
-        node.sync.fetch_failed(pull.plan, self.now)
+        node.keeping.fetch_failed(pull.plan, self.now)
 
     def _offer(self, name: str, envelope: bytes | dict[str, Any], origin: str) -> Decision:
         node = self.policy[name]
         before = node.version
-        decision = node.adopter.offer(envelope, origin, self.now)
+        return self._took(name, before, node.keeping.offer(envelope, origin, self.now))
+
+    def _took(self, name: str, before: int, decision: Decision) -> Decision:
+        node = self.policy[name]
         if not decision.repeat:
             self.decisions.append((name, decision))
         if decision.adopted:

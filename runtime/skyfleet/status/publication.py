@@ -8,6 +8,7 @@ of membership — while a busy one must keep its load figures fresh.
 
 from __future__ import annotations
 
+from skyfleet.membership.members import EventKind
 from skyfleet.membership.messages import StatusReport
 
 LATENCY_CHANGE = 0.2
@@ -38,3 +39,34 @@ def worth_publishing(
     if abs(new.latency_ms - last.latency_ms) > LATENCY_CHANGE * max(last.latency_ms, 1.0):
         return True
     return abs(new.error_rate - last.error_rate) > ERROR_RATE_CHANGE
+
+
+class StatusAdvertiser:
+    """One node's side of status gossip, the agent's and the simulator's alike: what it
+    last said and when, so that the periodic tick publishes only what `worth_publishing`
+    lets through; a member that (re)joined has none of our news, so it forces the next
+    tick — coalesced, a join burst costs one status a tick, not one per joiner."""
+
+    def __init__(self, refresh: float) -> None:
+        self._refresh = refresh
+        self._last: StatusReport | None = None
+        self._last_at = 0.0
+        self._due = False
+
+    def on_member_event(self, kind: EventKind) -> None:
+        if kind in (EventKind.JOIN, EventKind.ALIVE):
+            self._due = True
+
+    def tick(self, report: StatusReport, now: float) -> bool:
+        """The periodic check: whether to publish `report` now (if so it is recorded as
+        published)."""
+        if not self._due and not worth_publishing(
+            self._last, report, last_at=self._last_at, now=now, refresh=self._refresh
+        ):
+            return False
+        self.published(report, now)
+        return True
+
+    def published(self, report: StatusReport, now: float) -> None:
+        """`report` went out (a tick, or at once on a change the node made itself)."""
+        self._last, self._last_at, self._due = report, now, False

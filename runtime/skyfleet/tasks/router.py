@@ -100,7 +100,7 @@ class Router:
         statuses = self._swim.statuses()
         views = []
         for m in self._swim.members():
-            if m.state not in (MemberState.ALIVE, MemberState.SUSPECT):
+            if not m.is_up:
                 continue
             if m.name == self._swim.name:
                 views.append(_peer_load(m, self._executor.report(0, ""), self._clock()))

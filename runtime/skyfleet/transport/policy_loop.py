@@ -2,14 +2,15 @@
 watched local file or folder (how infra delivers it), a peer advertising a newer version
 (pulled, see `skyfleet.policy.sync`), or an admin's Publish call.
 
-Every offer goes through the pure `PolicyAdopter`; this module only moves bytes: it reads
-files, calls peers, persists what was adopted and tells the node to re-advertise.
+Every decision is the pure `PolicyKeeping`'s (which adverts count, which pull, what a
+reply means; the rollout simulator runs the same) and every offer goes through its
+`PolicyAdopter`; this module only moves bytes: it reads files, calls peers, persists what
+was adopted and tells the node to re-advertise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -21,16 +22,14 @@ from skyfleet._generated.skyfleet.v1 import policy_pb2, policy_pb2_grpc
 from skyfleet.config.policy_sync import PolicySyncTimings
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import Decision, PolicyAdopter, log_decision
+from skyfleet.policy.envelope import wire_bytes
+from skyfleet.policy.keeping import PolicyKeeping, advert
 from skyfleet.policy.store import PolicyStore
 from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
 from skyfleet.transport.peers import PeerChannels
 from skyfleet.transport.tls import peer_label
 
 log = logging.getLogger("skyfleet.policy")
-
-
-def envelope_bytes(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
 
 
 class PolicyKeeper:
@@ -48,10 +47,10 @@ class PolicyKeeper:
         timings: PolicySyncTimings,
     ) -> None:
         self.adopter = adopter
+        self._keeping = PolicyKeeping(adopter, sync)
         self._store = store
         self._swim = swim
         self._channels = channels
-        self._sync = sync
         self._clock = clock
         self._source = source
         self._on_change = on_change
@@ -62,15 +61,16 @@ class PolicyKeeper:
 
     @property
     def version(self) -> int:
-        doc = self.adopter.current
-        return doc.version if doc else 0
+        return self._keeping.version
 
     @property
     def hash(self) -> str:
         return self.adopter.current_hash or ""
 
     def offer(self, raw: bytes | dict[str, Any], origin: str) -> Decision:
-        decision = self.adopter.offer(raw, origin, self._clock())
+        return self._took(self._keeping.offer(raw, origin, self._clock()))
+
+    def _took(self, decision: Decision) -> Decision:
         log_decision(log, decision)
         if decision.adopted:
             envelope = self.adopter.current_envelope
@@ -81,7 +81,7 @@ class PolicyKeeper:
 
     def current_envelope(self) -> bytes:
         envelope = self.adopter.current_envelope
-        return envelope_bytes(envelope) if envelope else b""
+        return wire_bytes(envelope) if envelope else b""
 
     def nudge(self) -> None:
         """New adverts arrived: look at them now rather than at the next poll."""
@@ -90,7 +90,7 @@ class PolicyKeeper:
     async def run(self) -> None:
         while True:
             self._check_source()
-            plan = self._sync.next_fetch(self.version, self._adverts(), self._clock())
+            plan = self._keeping.next_fetch(self._adverts(), self._clock())
             if plan is not None:
                 task = asyncio.get_running_loop().create_task(self._fetch(plan))
                 self._tasks.add(task)
@@ -103,17 +103,15 @@ class PolicyKeeper:
                 pass
 
     def _adverts(self) -> list[Advert]:
-        up = {m.name for m in self._swim.members() if m.state.name in ("ALIVE", "SUSPECT")}
-        return [
-            Advert(status.report.policy_version, status.report.policy_hash, node)
-            for node, (status, _) in self._swim.statuses().items()
-            if node in up and node != self._swim.name and status.report.policy_version > 0
-        ]
+        own, statuses = self._swim.name, self._swim.statuses()
+        found = (advert(node, status.report, self._swim.member(node), own=own)
+                 for node, (status, _) in statuses.items())
+        return [a for a in found if a is not None]
 
     async def _fetch(self, plan: FetchPlan) -> None:
         member = self._swim.member(plan.node)
         if member is None:
-            self._sync.fetch_failed(plan, self._clock())
+            self._keeping.fetch_failed(plan, self._clock())
             return
         peer = peer_label(member.meta.address, plan.node)
         stub = policy_pb2_grpc.PolicyStub(self._channels.get(member.meta.address, plan.node))
@@ -124,13 +122,11 @@ class PolicyKeeper:
             )
         except grpc.aio.AioRpcError as exc:
             self._channels.log_failure(exc, peer, "policy fetch")
-            self._sync.fetch_failed(plan, self._clock())
+            self._keeping.fetch_failed(plan, self._clock())
             return
-        if not reply.envelope:
-            self._sync.fetch_failed(plan, self._clock())
-            return
-        decision = self.offer(reply.envelope, f"peer:{plan.node}")
-        self._sync.fetched(plan, decision.outcome, self._clock())
+        decision = self._keeping.served(plan, reply.envelope, self._clock())
+        if decision is not None:
+            self._took(decision)
 
     def _check_source(self) -> None:
         """Offer each watched file once per change (mtime, size)."""
