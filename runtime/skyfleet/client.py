@@ -77,7 +77,7 @@ class AgentClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._channel.close()
+        await self._channel.close(grace=None)
 
     async def list_members(self, timeout: float = 5.0) -> tuple[str, list[MemberRow]]:
         """(the agent's own name, its member table)."""

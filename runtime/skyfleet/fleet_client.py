@@ -71,7 +71,7 @@ class FleetClient:
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(grace=None)
 
     async def submit(
         self, handler: str, payload: bytes, *, timeout: float, kind: str = ""

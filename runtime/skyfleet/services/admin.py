@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc
+from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, membership_pb2
 from skyfleet.config.agent import ConfigError, split_host_port
 from skyfleet.observability.refusals import Refusals
 from skyfleet.transport.codec import meta_to_proto, status_to_proto
@@ -42,7 +43,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         for m in self._swim.members():
             member = admin_pb2.Member(
                 node=meta_to_proto(m.meta),
-                state=int(m.state),
+                state=cast(membership_pb2.MemberState, int(m.state)),  # protoc's stubs omit numbers
                 incarnation=m.incarnation,
                 state_age_seconds=max(0.0, now - m.state_since),
                 refusals=self._refusals.by_identity[m.name],

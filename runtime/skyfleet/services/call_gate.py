@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -60,6 +60,13 @@ async def _checked(
             await _refuse(context, method, request)
         yield request
 
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+_Unary = Callable[[Any, _Context], Awaitable[Any]]
+_UnaryStream = Callable[[Any, _Context], AsyncIterator[Any]]
+_StreamUnary = Callable[[AsyncIterator[Any], _Context], Awaitable[Any]]
+_StreamStream = Callable[[AsyncIterator[Any], _Context], AsyncIterator[Any]]
+"""What a grpc.aio servicer method is, by kind."""
 
 _REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -136,8 +143,10 @@ class CallGate(grpc.aio.ServerInterceptor):
         guarded = self._guarded
         decode = _safe(handler.request_deserializer)
         serialize = handler.response_serializer
+        # grpc-stubs type a handler's behaviours as the sync server's; under grpc.aio
+        # they are coroutine functions and async generators, hence the casts.
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+            inner_uu = cast(_Unary, handler.unary_unary)
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with guarded(context, method):
@@ -147,7 +156,7 @@ class CallGate(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, decode, serialize)
         if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
+            inner_us = cast(_UnaryStream, handler.unary_stream)
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with guarded(context, method):
@@ -158,14 +167,14 @@ class CallGate(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, decode, serialize)
         if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
+            inner_su = cast(_StreamUnary, handler.stream_unary)
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with guarded(context, method):
                     return await inner_su(_checked(requests, context, method), context)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, decode, serialize)
-        inner_ss = handler.stream_stream
+        inner_ss = cast(_StreamStream, handler.stream_stream)
 
         async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             async with guarded(context, method):

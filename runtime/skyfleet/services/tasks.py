@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import grpc
 
@@ -24,7 +25,7 @@ control) instead of growing this agent's memory."""
 def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
     return tasks_pb2.SubmitTaskResponse(
         request_id=request_id,
-        outcome=int(result.outcome),
+        outcome=_outcome(result.outcome),
         output=result.output,
         error=result.error,
         executed_by=result.executed_by,
@@ -42,7 +43,14 @@ def _rejection(request_id: str, exc: TaskRejected) -> tasks_pb2.SubmitTaskRespon
         else Outcome.REJECTED
     )
     error = f"{exc.code.name}: {exc}"
-    return tasks_pb2.SubmitTaskResponse(request_id=request_id, outcome=int(outcome), error=error)
+    return tasks_pb2.SubmitTaskResponse(
+        request_id=request_id, outcome=_outcome(outcome), error=error
+    )
+
+
+def _outcome(outcome: Outcome) -> tasks_pb2.TaskOutcome:
+    """The proto's number (`Outcome` mirrors it); protoc's stubs name only the enum."""
+    return cast(tasks_pb2.TaskOutcome, int(outcome))
 
 
 class TasksService(tasks_pb2_grpc.TasksServicer):

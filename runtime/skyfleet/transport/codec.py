@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import cast
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
 from skyfleet.membership.messages import (
@@ -130,7 +131,7 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
                 members=[
                     pb.MemberRecord(
                         node=meta_to_proto(r.meta),
-                        state=int(r.state),
+                        state=cast(pb.MemberState, int(r.state)),  # protoc's stubs omit numbers
                         incarnation=r.incarnation,
                         signature=r.signature,
                     )

@@ -72,7 +72,7 @@ class PeerChannels:
             await asyncio.sleep(grace)
             for channel in retired:
                 self._retired.remove(channel)
-                await channel.close()
+                await channel.close(grace=None)
 
         task = asyncio.get_running_loop().create_task(close_later())
         self._closing.add(task)
@@ -114,7 +114,7 @@ class PeerChannels:
         for task in list(self._closing):
             task.cancel()
         for channel in [*self._channels.values(), *self._retired]:
-            await channel.close()
+            await channel.close(grace=None)
         self._channels.clear()
         self._retired.clear()
 

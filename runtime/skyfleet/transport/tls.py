@@ -79,7 +79,9 @@ class ReloadableServerCredentials:
     def __init__(self, material: TlsMaterial) -> None:
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            self._configuration(material), self._fetch, require_client_authentication=True
+            self._configuration(material),
+            self._fetch,  # type: ignore[arg-type]  # None means no change (grpc's docs); the stubs omit it
+            require_client_authentication=True,
         )
 
     @staticmethod
