@@ -3,12 +3,16 @@ loops that drive the protocol cores.
 
 Lifecycle: `async with Agent(config) as agent: await agent.stopped()`; leaving the block
 announces a graceful leave, lets it spread, then stops the server with a grace period.
+One life per object (`AgentState`): a restarted agent is a new process, a new incarnation.
+The loops run in one TaskGroup: if one fails, the others stop and the agent leaves, its
+`failure` saying why — an agent that gossips but no longer keeps its policy would look
+healthy to the fleet while routing by a stale one, worse than a restart by its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import logging
 import random
 import time
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -43,7 +48,7 @@ from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, Packet, StatusReport
 from skyfleet.membership.swim import Swim
-from skyfleet.observability.metrics import Metrics
+from skyfleet.observability.metrics import Metrics, MetricSources
 from skyfleet.observability.refusals import Refusals
 from skyfleet.policy.adoption import PolicyAdopter
 from skyfleet.policy.model import PolicyDocument
@@ -77,6 +82,16 @@ _SERVICES = (
     tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name,
 )
 _SHUTDOWN_GRACE = 1.0
+
+_Part = TypeVar("_Part")
+
+
+class AgentState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    LEAVING = "leaving"
+    STOPPED = "stopped"
 
 
 def boot_incarnation() -> int:
@@ -138,6 +153,10 @@ class Agent:
             warm=self._connected,
         )
         self._stop = asyncio.Event()
+        self.state = AgentState.NEW
+        self.failure: BaseException | None = None
+        """Why the loops stopped on their own (None: they did not)."""
+        self._supervisor: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._channels: PeerChannels | None = None
         self._sender: PeerSender | None = None
@@ -155,7 +174,6 @@ class Agent:
             registry, config.tasks, clock=clock, rng=random.Random(self._rng.random())
         )
         self._health = HealthServicer()
-        self._tasks: list[asyncio.Task[None]] = []
         self._server_credentials = ReloadableServerCredentials(tls)
         self._watch = FileWatch(
             [config.tls.ca, config.tls.cert, config.tls.key, *config.policy.trusted_keys,
@@ -176,23 +194,34 @@ class Agent:
 
     @property
     def loop(self) -> SwimLoop:
-        if self._loop is None:
-            raise RuntimeError("agent not started")
-        return self._loop
+        return self._part(self._loop)
 
     @property
     def sender(self) -> PeerSender:
-        if self._sender is None:
-            raise RuntimeError("agent not started")
-        return self._sender
+        return self._part(self._sender)
 
     @property
     def policy(self) -> PolicyKeeper:
-        if self._keeper is None:
-            raise RuntimeError("agent not started")
-        return self._keeper
+        return self._part(self._keeper)
+
+    def _part(self, part: _Part | None) -> _Part:
+        """A part that exists once the agent has started."""
+        if part is None:
+            raise RuntimeError(f"agent is {self.state.value}: its parts exist once started")
+        return part
 
     async def start(self) -> None:
+        if self.state is not AgentState.NEW:
+            raise RuntimeError(f"agent is {self.state.value}: an agent starts once")
+        self.state = AgentState.STARTING
+        try:
+            await self._start()
+        except BaseException:
+            self.state = AgentState.STOPPED
+            raise
+        self.state = AgentState.RUNNING
+
+    async def _start(self) -> None:
         cfg = self.config
         tls = self._tls
         self._channels = PeerChannels(tls.channel_credentials())
@@ -245,7 +274,11 @@ class Agent:
         await server.start()
         self._server = server
         if cfg.metrics_bind:
-            self._metrics = Metrics(self)
+            self._metrics = Metrics(MetricSources(
+                swim=self.swim, refusals=self.refusals, sender=self._sender,
+                policy_version=lambda: self.policy.version, ledger=self._router.ledger,
+                executor=self.executor,
+            ))
             self._router.on_result = self._metrics.observe
             try:
                 await self._metrics.serve(cfg.metrics_bind)
@@ -258,17 +291,29 @@ class Agent:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._loop.start(cfg.seeds)
         self.publish_status()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._loop.run()),
-            loop.create_task(self._keeper.run()),
-            loop.create_task(self._advertise()),
-            loop.create_task(self._watch_credentials()),
-        ]
+        self._supervisor = asyncio.get_running_loop().create_task(self._run_loops())
+        self._supervisor.add_done_callback(self._loops_ended)
         log.info(
             "agent started",
             extra={"bind": cfg.bind, "address": cfg.node.address, "seeds": list(cfg.seeds)},
         )
+
+    async def _run_loops(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.loop.run(), name="membership")
+            group.create_task(self.policy.run(), name="policy")
+            group.create_task(self._advertise(), name="status")
+            group.create_task(self._watch_credentials(), name="credentials")
+
+    def _loops_ended(self, supervisor: asyncio.Task[None]) -> None:
+        if supervisor.cancelled():
+            return  # shutdown stopped them
+        failure = supervisor.exception()
+        if isinstance(failure, BaseExceptionGroup):
+            failure = failure.exceptions[0]
+        self.failure = failure or RuntimeError("the agent's loops ended on their own")
+        log.error("agent loop failed, leaving", exc_info=self.failure)
+        self.request_stop()
 
     async def _watch_credentials(self) -> None:
         while True:
@@ -355,15 +400,11 @@ class Agent:
 
     @property
     def channels(self) -> PeerChannels:
-        if self._channels is None:
-            raise RuntimeError("agent not started")
-        return self._channels
+        return self._part(self._channels)
 
     @property
     def router(self) -> Router:
-        if self._router is None:
-            raise RuntimeError("agent not started")
-        return self._router
+        return self._part(self._router)
 
     def _policy_changed(self) -> None:
         document = self.policy.adopter.current
@@ -444,21 +485,21 @@ class Agent:
         await self._stop.wait()
 
     async def shutdown(self) -> None:
-        """Graceful leave: tell the fleet, let the news spread, drain, stop serving."""
-        if self._server is None:
+        """Graceful leave: tell the fleet, let the news spread, drain, stop serving. Once
+        only; an agent not running has nothing to leave."""
+        if self.state is not AgentState.RUNNING:
             return
+        self.state = AgentState.LEAVING
         for service in ("", *_SERVICES):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        supervisor = self._part(self._supervisor)
+        supervisor.cancel()
+        await asyncio.wait([supervisor])  # its failure, if any, is `failure` already
         await self.loop.leave(self.config.membership.leave_propagate_delay)
         await self.sender.drain()
         await self.channels.close()
         if self._metrics is not None:
             await self._metrics.close()
-        await self._server.stop(_SHUTDOWN_GRACE)
-        self._server = None
+        await self._part(self._server).stop(_SHUTDOWN_GRACE)
+        self.state = AgentState.STOPPED
         log.info("agent stopped")

@@ -47,3 +47,6 @@ async def _serve(config: AgentConfig, path: Path) -> None:
         loop.add_signal_handler(sig, agent.request_stop)
     async with agent:
         await agent.stopped()
+    if agent.failure is not None:
+        # It left the fleet gracefully all the same; its supervisor should restart it.
+        raise CliError(f"agent {config.node.name} stopped: a loop failed: {agent.failure!r}")

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -21,22 +21,37 @@ from prometheus_client.registry import Collector
 
 from skyfleet.config.agent import split_host_port
 from skyfleet.membership.messages import MemberState
+from skyfleet.membership.swim import Swim
+from skyfleet.observability.refusals import Refusals
+from skyfleet.tasks.executor import Executor
+from skyfleet.tasks.ledger import Ledger
 from skyfleet.tasks.router import Result
-
-if TYPE_CHECKING:
-    from skyfleet.node import Agent
+from skyfleet.transport.peers import PeerSender
 
 log = logging.getLogger("skyfleet.metrics")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSources:
+    """What the metrics read, handed over by the agent once its parts exist: the
+    collector depends on these, not on the agent that owns them."""
+
+    swim: Swim
+    refusals: Refusals
+    sender: PeerSender
+    policy_version: Callable[[], int]
+    ledger: Ledger
+    executor: Executor
+
+
 class AgentCollector(Collector):
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
+    def __init__(self, sources: MetricSources) -> None:
+        self._sources = sources
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        a = self._agent
+        a = self._sources
         states = Counter(m.state for m in a.swim.members())
         members = GaugeMetricFamily(
             "skyfleet_members", "Members of the fleet by state, as seen here", labels=["state"]
@@ -81,9 +96,10 @@ class AgentCollector(Collector):
             "skyfleet_packet_bytes_sent", "Membership bytes sent (protobuf)", a.sender.bytes_sent
         )
         yield GaugeMetricFamily(
-            "skyfleet_policy_version", "Version of the policy in force (0: none)", a.policy.version
+            "skyfleet_policy_version", "Version of the policy in force (0: none)",
+            a.policy_version(),
         )
-        ledger = a.router.ledger
+        ledger = a.ledger
         outcomes = CounterMetricFamily(
             "skyfleet_tasks", "Tasks submitted here, by terminal outcome", labels=["outcome"]
         )
@@ -109,9 +125,9 @@ class AgentCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, sources: MetricSources) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(AgentCollector(agent))
+        self.registry.register(AgentCollector(sources))
         self._latency = Histogram(
             "skyfleet_task_latency_seconds",
             "Latency of tasks routed by this agent, by outcome",
