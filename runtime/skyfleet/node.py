@@ -71,6 +71,7 @@ from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, Pe
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
+from skyfleet.transport.task_execute import GrpcTaskExecute
 from skyfleet.transport.tls import ReloadableServerCredentials, TlsMaterial
 
 log = logging.getLogger("skyfleet.agent")
@@ -240,7 +241,7 @@ class Agent:
         self._router = Router(
             swim=self.swim,
             executor=self.executor,
-            channels=self._channels,
+            remote=GrpcTaskExecute(self.swim.name, self._channels),
             policy=self._keeper.adopter.current or PolicyDocument(version=0),
             clock=self._clock,
             rng=random.Random(self._rng.random()),

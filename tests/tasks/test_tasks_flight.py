@@ -9,7 +9,8 @@ import pytest
 
 from skyfleet.balancing import Balancer, Locale, PeerLoad
 from skyfleet.policy.model import PolicyDocument, parse_policy
-from skyfleet.tasks.flight import Done, Failed, Refusal, Refused, Retry, Send, TaskFlight
+from skyfleet.tasks.errors import Refusal
+from skyfleet.tasks.flight import Done, Failed, Refused, Retry, Send, TaskFlight
 from skyfleet.tasks.verdict import AttemptResult, Verdict
 
 

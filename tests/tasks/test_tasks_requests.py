@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
-from skyfleet.tasks.requests import TaskRejected, check_request
+from skyfleet.tasks.errors import Refusal, TaskRejected
+from skyfleet.tasks.requests import check_request
 
 
 def request(**fields: object) -> tasks_pb2.SubmitTaskRequest:
@@ -33,7 +33,7 @@ def request(**fields: object) -> tasks_pb2.SubmitTaskRequest:
 def test_bad_fields_are_named(req: tasks_pb2.SubmitTaskRequest, field: str) -> None:
     with pytest.raises(TaskRejected) as caught:
         check_request(req)
-    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.why is Refusal.INVALID
     assert str(caught.value).startswith(field)
 
 

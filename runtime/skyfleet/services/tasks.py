@@ -9,10 +9,10 @@ from typing import cast
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
+from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
-from skyfleet.tasks.requests import TaskRejected
 from skyfleet.tasks.router import Result, Router
 from skyfleet.transport.tls import require_role
 
@@ -20,6 +20,16 @@ STREAM_WINDOW = 256
 """Tasks of one stream in flight or awaiting delivery at once: past it, the stream reads
 no further, so a client that stops reading slows its own submissions (gRPC flow
 control) instead of growing this agent's memory."""
+
+
+STATUS = {
+    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Refusal.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+"""The gRPC status a caller sees for each refusal: the one place the tasks package's
+errors meet gRPC."""
 
 
 def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
@@ -37,12 +47,8 @@ def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
 
 def _rejection(request_id: str, exc: TaskRejected) -> tasks_pb2.SubmitTaskResponse:
     """The streamed form of a status code: the stream carries on with the other tasks."""
-    outcome = (
-        Outcome.DEADLINE_EXCEEDED
-        if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        else Outcome.REJECTED
-    )
-    error = f"{exc.code.name}: {exc}"
+    outcome = Outcome.DEADLINE_EXCEEDED if exc.why is Refusal.DEADLINE else Outcome.REJECTED
+    error = f"{STATUS[exc.why].name}: {exc}"
     return tasks_pb2.SubmitTaskResponse(
         request_id=request_id, outcome=_outcome(outcome), error=error
     )
@@ -64,7 +70,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         try:
             result = await self._router.submit(request, context.time_remaining())
         except TaskRejected as exc:
-            await context.abort(exc.code, str(exc))
+            await context.abort(STATUS[exc.why], str(exc))
         return _response(request.request_id, result)
 
     async def SubmitStream(  # noqa: N802 - gRPC method name

@@ -24,25 +24,13 @@ attempt, refuses it DEADLINE.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skyfleet.balancing.balancer import Balancer, Choice, NoEligiblePeer, TaskRequest
 from skyfleet.balancing.peers import PeerLoad
+from skyfleet.tasks.errors import Refusal
 from skyfleet.tasks.verdict import AttemptResult, Verdict
-
-
-class Refusal(enum.Enum):
-    """Why a task is refused as a whole; the services edge maps each to a gRPC status."""
-
-    INVALID = "invalid"
-    """The task itself is bad (unknown handler, bad payload, too large)."""
-    DEADLINE = "deadline"
-    UNAVAILABLE = "unavailable"
-    """No peer could take even the first attempt."""
-    EXHAUSTED = "exhausted"
-    """Every peer tried was full."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,29 +6,20 @@ still a task with exactly one outcome (rejected) in the ledger, not one that van
 
 from __future__ import annotations
 
-import grpc
-
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
+from skyfleet.tasks.errors import Refusal, TaskRejected
 
 MAX_NAME_LENGTH = 256
 """Longest handler, kind, idempotency key, request id or constraint entry accepted: they
 are map keys and log fields, never documents."""
 
 
-class TaskRejected(Exception):
-    """The task cannot run anywhere; `code` is the gRPC status for the caller."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _invalid(message: str) -> TaskRejected:
-    return TaskRejected(grpc.StatusCode.INVALID_ARGUMENT, message)
+    return TaskRejected(Refusal.INVALID, message)
 
 
 def check_request(req: tasks_pb2.SubmitTaskRequest) -> None:
-    """Raise TaskRejected (INVALID_ARGUMENT) naming the first bad field."""
+    """Raise TaskRejected (INVALID) naming the first bad field."""
     if not req.handler:
         raise _invalid("handler: required")
     for name in ("handler", "kind", "idempotency_key", "request_id"):

@@ -24,8 +24,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
-
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.balancing.balancer import Balancer
 from skyfleet.balancing.peers import Locale, PeerLoad
@@ -33,13 +31,13 @@ from skyfleet.membership.members import MemberView
 from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
-from skyfleet.tasks.attempts import Attempts
+from skyfleet.tasks.attempts import Attempts, RemoteExecute
+from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
-from skyfleet.tasks.flight import Done, Failed, Refusal, Refused, Send, TaskFlight
+from skyfleet.tasks.flight import Done, Failed, Refused, Send, TaskFlight
 from skyfleet.tasks.ledger import Ledger, Outcome
-from skyfleet.tasks.requests import TaskRejected, check_request
+from skyfleet.tasks.requests import check_request
 from skyfleet.tasks.verdict import AttemptResult, Verdict
-from skyfleet.transport.peers import PeerChannels
 
 log = logging.getLogger("skyfleet.tasks")
 
@@ -66,7 +64,7 @@ class Router:
         *,
         swim: Swim,
         executor: Executor,
-        channels: PeerChannels,
+        remote: RemoteExecute,
         policy: PolicyDocument,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -74,7 +72,7 @@ class Router:
         self.name = swim.name
         self._swim = swim
         self._executor = executor
-        self._attempts = Attempts(swim.name, executor, channels)
+        self._attempts = Attempts(swim.name, executor, remote)
         self._clock = clock
         meta = swim.meta
         self.balancer = Balancer(
@@ -135,7 +133,7 @@ class Router:
     async def submit(self, req: tasks_pb2.SubmitTaskRequest, timeout: float | None) -> Result:
         """Run a task somewhere within `timeout` seconds (None: no deadline); exactly one
         ledger outcome whatever happens. Raises TaskRejected for the outcomes a caller
-        should see as a gRPC status."""
+        should see as an error of its own (`skyfleet.tasks.errors`)."""
         self.ledger.submitted += 1
         deadline = None if timeout is None else self._clock() + timeout
         outcome = Outcome.FAILED
@@ -149,7 +147,7 @@ class Router:
         except TaskRejected as exc:
             outcome = (
                 Outcome.DEADLINE_EXCEEDED
-                if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+                if exc.why is Refusal.DEADLINE
                 else Outcome.REJECTED
             )
             raise
@@ -260,16 +258,8 @@ class Router:
         )
 
 
-_STATUS = {
-    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    Refusal.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
-    Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    Refusal.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
-
-
 def _rejection(refused: Refused) -> TaskRejected:
-    return TaskRejected(_STATUS[refused.why], refused.detail)
+    return TaskRejected(refused.why, refused.detail)
 
 
 def _peer_load(
