@@ -223,6 +223,9 @@ class PolicyCluster(SimCluster):
 
     def _start_loops(self, name: str) -> None:
         rng = self._policy_rng
+        # Joins before the loops started were news to a status not yet said: the first
+        # publication below covers them, as the agent's first one at start does.
+        self.policy[name].events_seen = len(self.nodes[name].events)
         self._publish(name)
         self._at(self.now + rng.uniform(0, self.config.status_interval), "advertise", name)
         self._at(self.now + rng.uniform(0, self.timings.poll_interval), "poll", name)
