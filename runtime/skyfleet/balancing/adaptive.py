@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from skyfleet.balancing.peers import PeerLoad
+from skyfleet.balancing.peers import Capacities, PeerLoad
 from skyfleet.balancing.strategies import sample_distinct
 
 _PRIOR_STRENGTH = 2.0
@@ -80,7 +80,7 @@ class Adaptive:
     ) -> None:
         self._rng = rng
         self._np = np.random.default_rng(rng.getrandbits(64))
-        self._weights = dict(weights)
+        self._capacities = Capacities(weights)
         self._exploration = exploration
         self._decay = decay_seconds
         self._d = choices
@@ -91,7 +91,7 @@ class Adaptive:
         self._fleet_stamp = 0.0
 
     def _capacity(self, peer: PeerLoad) -> float:
-        return peer.capacity * self._weights.get(peer.cloud, 1.0)
+        return self._capacities.of(peer)
 
     def _row(self, name: str) -> int:
         row = self._index.get(name)

@@ -32,7 +32,7 @@ from enum import StrEnum
 
 from skyfleet.balancing import locality
 from skyfleet.balancing.outlier import OutlierDetector
-from skyfleet.balancing.peers import Locale, PeerLoad
+from skyfleet.balancing.peers import Capacities, Locale, PeerLoad
 from skyfleet.balancing.retry_budget import RetryBudget
 from skyfleet.balancing.strategy_factory import make_strategy
 from skyfleet.policy.model import PolicyDocument, RoutingRule
@@ -127,12 +127,12 @@ class Balancer:
     def _apply(self, policy: PolicyDocument) -> None:
         weights = {name: c.weight for name, c in policy.clouds.items()}
         self._costs = {name: c.relative_cost for name, c in policy.clouds.items()}
-        self._capacity_weight = weights
+        self._capacities = Capacities(weights)
         self.strategy = make_strategy(policy.strategy, weights=weights, rng=self._rng)
         self._rules: dict[str, RoutingRule | None] = {}
 
     def _capacity(self, peer: PeerLoad) -> float:
-        return peer.capacity * self._capacity_weight.get(peer.cloud, 1.0)
+        return self._capacities.of(peer)
 
     def choose(
         self, task: TaskRequest, peers: Sequence[PeerLoad], now: float

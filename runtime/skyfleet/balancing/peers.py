@@ -13,6 +13,7 @@ The view stores the time of the status, not its age, so a view built once stays 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -66,3 +67,15 @@ class PeerLoad:
     def age(self, now: float) -> float:
         """Seconds since the peer measured this status."""
         return max(0.0, now - self.status_at)
+
+
+class Capacities:
+    """Effective capacity of a peer: its slots x the policy's weight for its cloud (1 for
+    a cloud the policy does not name). The one definition every strategy and the
+    balancer's locality split share."""
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        self._weights = dict(weights)
+
+    def of(self, peer: PeerLoad) -> float:
+        return peer.capacity * self._weights.get(peer.cloud, 1.0)

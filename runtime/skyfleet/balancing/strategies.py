@@ -34,7 +34,7 @@ from skyfleet.balancing.costs import (
     peak_ewma_update,
     stale_load,
 )
-from skyfleet.balancing.peers import PeerLoad
+from skyfleet.balancing.peers import Capacities, PeerLoad
 
 _REJECTIONS = 16
 """Redraws allowed when a weighted sample repeats a peer before falling back to an exact
@@ -54,16 +54,6 @@ class Strategy(Protocol):
         """Outcome of a task sent to `peer` (the view it was picked on), `latency` seconds
         after it was sent. Strategies that do not learn ignore it."""
         ...
-
-
-class _Capacities:
-    """Effective capacity of a peer: slots x the policy's weight for its cloud."""
-
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        self._weights = dict(weights)
-
-    def of(self, peer: PeerLoad) -> float:
-        return peer.capacity * self._weights.get(peer.cloud, 1.0)
 
 
 def sample_distinct(
@@ -123,7 +113,7 @@ class Weighted:
 
     def __init__(self, rng: random.Random, weights: Mapping[str, float]) -> None:
         self._rng = rng
-        self._cap = _Capacities(weights)
+        self._cap = Capacities(weights)
 
     def pick(self, peers: Sequence[PeerLoad], now: float) -> PeerLoad:
         return sample_distinct(peers, 1, self._rng, [self._cap.of(p) for p in peers])[0]
@@ -137,7 +127,7 @@ class LeastLoaded:
 
     def __init__(self, rng: random.Random, weights: Mapping[str, float]) -> None:
         self._rng = rng
-        self._cap = _Capacities(weights)
+        self._cap = Capacities(weights)
 
     def pick(self, peers: Sequence[PeerLoad], now: float) -> PeerLoad:
         # Deliberately the reported load only: this is the naive design being measured.
@@ -166,7 +156,7 @@ class P2C:
         capacity_weighted: bool,
     ) -> None:
         self._rng = rng
-        self._cap = _Capacities(weights)
+        self._cap = Capacities(weights)
         self._d = choices
         self._weighted = capacity_weighted
 
@@ -213,7 +203,7 @@ class PeakEwma:
         choices: int,
     ) -> None:
         self._rng = rng
-        self._cap = _Capacities(weights)
+        self._cap = Capacities(weights)
         self._decay = decay_seconds
         self._d = choices
         self._rtt: dict[str, tuple[float, float]] = {}
