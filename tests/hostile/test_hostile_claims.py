@@ -79,11 +79,8 @@ async def test_no_identity_but_a_nodes_own_moves_poisons_or_removes_it(fleet, ca
         async with secure_channel(n0.address, attacker.channel_credentials(), "n0") as channel:
             stub = membership_pb2_grpc.MembershipStub(channel)
             # The attacker is a fleet member and shows its certificate, as a joiner does.
-            call = stub.Stream()
-            await call.write(pb.Packet(sender="n2", sender_address=n2.address,
-                                       certificates=forger.certificates("n2")))
-            await call.done_writing()
-            await call
+            await exchange(stub, pb.Packet(sender="n2", sender_address=n2.address,
+                                           certificates=forger.certificates("n2")))
             for why, (update, *_) in forgeries.items():
                 gossip = pb.Packet(sender="n2", sender_address=n2.address, piggyback=[update])
                 table = pb.Packet(sender="n2", sender_address=n2.address)
@@ -100,23 +97,17 @@ async def test_no_identity_but_a_nodes_own_moves_poisons_or_removes_it(fleet, ca
                     record.incarnation = update.dead.incarnation
                     record.signature = update.dead.signature
                 for packet in (gossip, table):
-                    call = stub.Stream()
-                    await call.write(packet)
-                    await call.done_writing()
-                    await call
+                    await exchange(stub, packet)
                     seen = a0.swim.member("n1")
                     assert seen is not None, why
                     assert seen.state == MemberState.ALIVE, why
                     assert (seen.meta.address, seen.incarnation) == (
                         n1.address, held.incarnation), why
             # A forged claim about n0 itself is not refuted either (no spin to force).
-            call = stub.Stream()
             self_meta = pb.NodeMeta(name="n0", address="127.0.0.1:7498")
-            await call.write(pb.Packet(sender="n2", sender_address=n2.address, piggyback=[
+            await exchange(stub, pb.Packet(sender="n2", sender_address=n2.address, piggyback=[
                 pb.Update(alive=pb.Alive(node=self_meta, incarnation=a0.swim.incarnation + 3))
             ]))
-            await call.done_writing()
-            await call
         assert a0.swim.stats.refutations == 0
         verdicts = [v for _, *both in forgeries.values() for v in both]
         assert a0.swim.stats.refused_claims == verdicts.count("refused")
@@ -142,3 +133,14 @@ async def test_no_identity_but_a_nodes_own_moves_poisons_or_removes_it(fleet, ca
         # n1's own word still counts: its leave is signed, and n0 takes it.
         await a1.shutdown()
         await until(lambda: a0.swim.member("n1").state == MemberState.LEFT, "n0 to see n1 leave")
+
+
+async def exchange(stub: membership_pb2_grpc.MembershipStub, packet: pb.Packet) -> None:
+    """Send `packet` on a stream of its own and read the agent's side to its end: the
+    stream ends only once the agent has handled the packet (whatever it sends back for
+    n2, e.g. claims it asks for, is dropped here)."""
+    call = stub.Exchange()
+    await call.write(packet)
+    await call.done_writing()
+    async for _ in call:
+        pass

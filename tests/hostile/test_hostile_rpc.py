@@ -38,7 +38,7 @@ from skyfleet._generated.skyfleet.v1 import (
 from skyfleet.client import tls_files_in
 from skyfleet.config.agent import load_agent_config
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
-from skyfleet.node import Agent
+from skyfleet.node import Agent, AgentState
 from skyfleet.policy.signing import sign_policy
 from skyfleet.transport.tls import TlsMaterial, secure_channel
 
@@ -144,7 +144,8 @@ def healthy(t: Target) -> list[str]:
     statuses = t.n1.swim.statuses()
     if "n0" not in statuses:
         problems.append("n1 has no status from n0")
-    problems += [f"n0 task {task.get_name()} ended" for task in t.n0._tasks if task.done()]
+    if t.n0.state is not AgentState.RUNNING or t.n0.failure is not None:
+        problems.append(f"n0 is {t.n0.state.value}, its loops failed with {t.n0.failure!r}")
     return problems
 
 
@@ -182,7 +183,7 @@ def assert_refused_clearly(exc: grpc.aio.AioRpcError, *, names: tuple[str, ...] 
         assert any(n in details for n in names), details
 
 
-# --- Membership.Stream ------------------------------------------------------------------
+# --- Membership.Exchange ----------------------------------------------------------------
 
 names = st.sampled_from(["n0", "n1", "ghost-1", "ghost-2"]) | st.text(max_size=8)
 incarnations = st.integers(0, U64) | st.sampled_from([0, 1, U64, U64 - 1, 2**63])
@@ -275,7 +276,7 @@ def packets(draw: st.DrawFn, peer_address: str) -> membership_pb2.Packet:
 
 async def stream_packets(t: Target, batch: list[membership_pb2.Packet]) -> None:
     stub = membership_pb2_grpc.MembershipStub(t.as_peer)
-    call = stub.Stream(timeout=CALL_DEADLINE)
+    call = stub.Exchange(timeout=CALL_DEADLINE)
     write_failed = False
     try:
         for msg in batch:
@@ -284,13 +285,20 @@ async def stream_packets(t: Target, batch: list[membership_pb2.Packet]) -> None:
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
         write_failed = True  # the agent ended the stream early; the call's status says why
     try:
-        await call
+        await read_to_end(call)
     except grpc.aio.AioRpcError as exc:
         if write_failed and exc.code() == grpc.StatusCode.INTERNAL and _LOST_SEND in str(exc):
             # grpcio reports our own write racing the agent's refusal as INTERNAL, which
             # masks the agent's status; what the agent did is checked after the batch.
             return
         assert_refused_clearly(exc, names=("bad packet", "sender"))
+
+
+async def read_to_end(call: grpc.aio.StreamStreamCall) -> None:
+    """Drain what the agent sends back on the stream (its packets for an honest `n1`):
+    the call's status, a refusal raising, comes only after them."""
+    async for _ in call:
+        pass
 
 
 _LOST_SEND = 'Failed "execute_batch": (<grpc._cython.cygrpc.SendMessageOperation'
@@ -323,11 +331,11 @@ async def test_incarnation_beyond_the_wire_limit_is_refused_naming_the_field(tar
     alive or status again. Such news is refused at decoding, and the agent is unharmed."""
     incarnation = target.n0.swim.incarnation
     stub = membership_pb2_grpc.MembershipStub(target.as_peer)
-    call = stub.Stream(timeout=CALL_DEADLINE)
+    call = stub.Exchange(timeout=CALL_DEADLINE)
     await call.write(suspicion_of_n0(U64))
     await call.done_writing()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call
+        await read_to_end(call)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "piggyback[0].suspect.incarnation" in (refused.value.details() or "")
     assert target.n0.swim.incarnation == incarnation

@@ -3,6 +3,7 @@ agent drop the node that holds it and refuse its every call, on new and open str
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -46,9 +47,11 @@ async def test_a_revoked_node_is_dropped_and_refused(fleet) -> None:
         await until(lambda: a0.swim.member("n1") is not None, "n0 to see n1")
         # A membership stream n1's certificate opened before the revocation, seen to work.
         held = secure_channel(n0.address, victim.channel_credentials(), "n0")
-        stream = membership_pb2_grpc.MembershipStub(held).Stream()
+        stream = membership_pb2_grpc.MembershipStub(held).Exchange()
+        # n0 now sends its packets for n1 on it (n1's newest stream): read them all along.
+        replies = asyncio.ensure_future(read_to_end(stream))
         await stream.write(status_from_n1(a1, seq=10**6))
-        await until(lambda: a0.swim.statuses()["n1"][0].seq == 10**6, "n1's status on n0")
+        await until(lambda: status_seq(a0, "n1") == 10**6, "n1's status on n0")
         version = a0.policy.version + 1
         envelope = sign_policy(
             {**doc, "version": version, "revoked_certificates": [victim.identity.serial]},
@@ -72,23 +75,37 @@ async def test_a_revoked_node_is_dropped_and_refused(fleet) -> None:
         await stream.write(status_from_n1(a1, seq=10**6 + 1))
         await stream.done_writing()
         with pytest.raises(grpc.aio.AioRpcError) as cut:
-            await stream
+            await replies
         assert cut.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert f"serial {victim.identity.serial}" in (cut.value.details() or "")
         assert a0.swim.statuses().get("n1") is None
         join = membership_pb2.Packet(sender="n1", sender_address=n1.address)
         join.push_pull.join = True
-        retry = membership_pb2_grpc.MembershipStub(held).Stream()
+        retry = membership_pb2_grpc.MembershipStub(held).Exchange()
         await retry.write(join)
         await retry.done_writing()
         with pytest.raises(grpc.aio.AioRpcError) as refused_join:
-            await retry
+            await read_to_end(retry)
         assert refused_join.value.code() == grpc.StatusCode.PERMISSION_DENIED
         await held.close()
         assert a0.swim.member("n1") is None
         # Counted: these three, and whatever n1's own agent tried meanwhile.
         assert a0.refusals.by_reason["revoked"] >= 3
         assert set(a0.refusals.by_reason) == {"revoked"}
+
+
+async def read_to_end(call: grpc.aio.StreamStreamCall) -> None:
+    """Drain the agent's side of an `Exchange`: its status (a refusal raises) comes
+    after the packets it sent back."""
+    async for _ in call:
+        pass
+
+
+def status_seq(agent: Agent, node: str) -> int | None:
+    """The seq of `node`'s newest status on `agent`; None before its first arrives (the
+    packet written may not have been handled yet)."""
+    status = agent.swim.statuses().get(node)
+    return None if status is None else status[0].seq
 
 
 def status_from_n1(agent: Agent, seq: int) -> membership_pb2.Packet:

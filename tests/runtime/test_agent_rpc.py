@@ -46,26 +46,19 @@ async def test_rpcs_authenticate_validate_and_authorise(layout) -> None:
         async with secure_channel(n0.address, creds, "n0") as channel:
             stub = membership_pb2_grpc.MembershipStub(channel)
 
-            async def stream(*packets: membership_pb2.Packet) -> None:
-                call = stub.Stream()
-                for packet in packets:
-                    await call.write(packet)
-                await call.done_writing()
-                await call
-
             ping = membership_pb2.Packet(sender="n1", sender_address=n1.address)
             ping.ping.seq = 1
-            await stream(ping, ping)
+            await _exchange(stub, ping, ping)
 
             forged = membership_pb2.Packet(sender="n7", sender_address=n1.address)
             with pytest.raises(grpc.aio.AioRpcError) as denied:
-                await stream(ping, forged)
+                await _exchange(stub, ping, forged)
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "n7" in (denied.value.details() or "")
 
             bad = membership_pb2.Packet(sender="n1", sender_address="no-port")
             with pytest.raises(grpc.aio.AioRpcError) as invalid:
-                await stream(bad)
+                await _exchange(stub, bad)
             assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "sender_address" in (invalid.value.details() or "")
 
@@ -184,10 +177,13 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
                 assert "client" in (refused.value.details() or ""), method
 
 
-async def _exchange(stub: membership_pb2_grpc.MembershipStub,
-                    packet: membership_pb2.Packet) -> None:
+async def _exchange(
+    stub: membership_pb2_grpc.MembershipStub, *packets: membership_pb2.Packet
+) -> list[membership_pb2.Packet]:
+    """Send `packets` on one stream and read the agent's side to its end: the stream's
+    status (a refusal raises) comes only after the packets the agent sent back on it."""
     call = stub.Exchange()
-    await call.write(packet)
+    for packet in packets:
+        await call.write(packet)
     await call.done_writing()
-    async for _ in call:
-        pass
+    return [reply async for reply in call]

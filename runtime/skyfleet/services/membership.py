@@ -36,28 +36,19 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
         if refusal is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
 
-    async def Stream(  # noqa: N802 - gRPC method name
-        self,
-        request_iterator: AsyncIterator[membership_pb2.Packet],
-        context: grpc.aio.ServicerContext,
-    ) -> membership_pb2.DeliverReply:
-        caller: PeerIdentity | None = None
-        async for request in request_iterator:
-            packet = await _decode(request, context)
-            if caller is None or packet.sender != caller.name:
-                # A packet speaks only for the node whose certificate opened the stream.
-                caller = await require_sender(context, packet.sender)
-            await self._still_valid(caller, context)
-            self._loop.deliver(packet)
-        return membership_pb2.DeliverReply()
-
     async def Exchange(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[membership_pb2.Packet],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[membership_pb2.Packet]:
         """Deliver the caller's packets; once its first packet has named and placed it
-        (certificate CN, checked address), our packets for it go out on this stream."""
+        (certificate CN, checked address), our packets for it go out on this stream.
+
+        Packets are checked and delivered here, between our writes, not in a task of
+        their own: a refusal aborts the call, which makes grpc send the status at once,
+        and a status sent while one of our writes is under way fails in grpc's core (too
+        many operations), ending the call with no status: the caller would wait for its
+        deadline, or for ever."""
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None:
@@ -66,32 +57,32 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
         identity = await require_sender(context, packet.sender)
         caller = identity.name
         key = (packet.sender_address, caller)
-
-        async def receive() -> None:
-            async for request in requests:
-                packet = await _decode(request, context)
-                if packet.sender != caller:  # the certificate speaks for one node only
-                    await require_sender(context, packet.sender)
-                await self._still_valid(identity, context)
-                self._loop.deliver(packet)
-
         outbox = self._return_paths.open(key)  # before delivering: the answer may go back
-        receiver = asyncio.ensure_future(receive())
+        incoming = asyncio.ensure_future(anext(requests, None))
+        outgoing = asyncio.ensure_future(outbox.get())
         try:
             self._loop.deliver(packet)
-            while not receiver.done():
-                outgoing = asyncio.ensure_future(outbox.get())
-                await asyncio.wait({receiver, outgoing}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                await asyncio.wait({incoming, outgoing}, return_when=asyncio.FIRST_COMPLETED)
+                if incoming.done():
+                    request = incoming.result()
+                    if request is None:
+                        return  # the caller is done writing
+                    packet = await _decode(request, context)
+                    if packet.sender != caller:  # the certificate speaks for one node only
+                        await require_sender(context, packet.sender)
+                    await self._still_valid(identity, context)
+                    self._loop.deliver(packet)
+                    incoming = asyncio.ensure_future(anext(requests, None))
                 if outgoing.done():
                     yield outgoing.result()
-                else:
-                    outgoing.cancel()
-            receiver.result()  # a refused packet aborts the call with its status
+                    outgoing = asyncio.ensure_future(outbox.get())
         finally:
             self._return_paths.close(key, outbox)
-            receiver.cancel()
+            for waiting in (incoming, outgoing):
+                waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiver
+                await incoming
 
 
 async def _decode(request: membership_pb2.Packet, context: grpc.aio.ServicerContext) -> Packet:

@@ -190,7 +190,3 @@ class Packet(_message.Message):
     certificates: _containers.RepeatedScalarFieldContainer[bytes]
     want_claims: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, sender: _Optional[str] = ..., sender_address: _Optional[str] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., indirect_ping: _Optional[_Union[IndirectPing, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., push_pull: _Optional[_Union[PushPull, _Mapping]] = ..., piggyback: _Optional[_Iterable[_Union[Update, _Mapping]]] = ..., certificates: _Optional[_Iterable[bytes]] = ..., want_claims: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class DeliverReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...

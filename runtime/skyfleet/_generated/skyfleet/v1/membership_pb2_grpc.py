@@ -34,11 +34,6 @@ class MembershipStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Stream = channel.stream_unary(
-                '/skyfleet.v1.Membership/Stream',
-                request_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
-                response_deserializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
-                _registered_method=True)
         self.Exchange = channel.stream_stream(
                 '/skyfleet.v1.Membership/Exchange',
                 request_serializer=skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
@@ -49,24 +44,17 @@ class MembershipStub:
 class MembershipServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Stream(self, request_iterator, context):
-        """One long-lived stream per peer pair and direction: each packet is one message on it,
-        one-way as with memberlist's UDP (acks and push-pull answers travel as packets of
-        their own on the other direction's stream), so the protocol core stays
-        transport-blind and a packet costs a few dozen bytes of framing, not a whole call.
-        The caller's certificate is checked once per stream; every packet's `sender` must
-        equal its CN.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Exchange(self, request_iterator, context):
-        """As Stream, and the callee may send its own packets to the caller on the response
-        side, so one connection serves a pair of nodes both ways (half the TLS handshakes
-        when a fleet forms). The callee answers only on streams whose caller it has
-        authenticated by certificate; the caller accepts only packets sent from the address
-        it dialled, and, when it dialled a named node, only packets from that node.
+        """One long-lived stream per peer pair: each packet is one message on it, one-way as
+        with memberlist's UDP (acks and push-pull answers travel as packets of their own),
+        so the protocol core stays transport-blind and a packet costs a few dozen bytes of
+        framing, not a whole call. The callee may send its own packets to the caller on the
+        response side, so one connection serves a pair of nodes both ways (half the TLS
+        handshakes when a fleet forms). The caller's certificate is checked once per
+        stream; every packet's `sender` must equal its CN. The callee answers only on
+        streams whose caller it has authenticated by certificate; the caller accepts only
+        packets sent from the address it dialled, and, when it dialled a named node, only
+        packets from that node.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,11 +63,6 @@ class MembershipServicer:
 
 def add_MembershipServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Stream': grpc.stream_unary_rpc_method_handler(
-                    servicer.Stream,
-                    request_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
-                    response_serializer=skyfleet_dot_v1_dot_membership__pb2.DeliverReply.SerializeToString,
-            ),
             'Exchange': grpc.stream_stream_rpc_method_handler(
                     servicer.Exchange,
                     request_deserializer=skyfleet_dot_v1_dot_membership__pb2.Packet.FromString,
@@ -95,33 +78,6 @@ def add_MembershipServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Membership:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Stream(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/skyfleet.v1.Membership/Stream',
-            skyfleet_dot_v1_dot_membership__pb2.Packet.SerializeToString,
-            skyfleet_dot_v1_dot_membership__pb2.DeliverReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Exchange(request_iterator,
