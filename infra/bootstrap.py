@@ -15,8 +15,8 @@ data (config, certs, keys) changes only when a host's identity changes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -28,6 +28,9 @@ from infra.publication import (
     config_object,
 )
 from infra.topology import HostSpec
+from skyfleet.config.agent import AgentConfig, NodeIdentity, PolicySettings, TlsFiles
+from skyfleet.config.agent import render_agent_config as render_toml
+from skyfleet.config.membership import membership_preset
 
 CONFIG_PATH = "/etc/skyfleet/agent.toml"
 TLS_DIR = "/etc/skyfleet/tls"
@@ -57,15 +60,6 @@ class AgentFiles:
     state_dir: str = STATE_DIR
 
 
-def _toml_str(value: str) -> str:
-    # JSON string escapes are a subset of TOML basic-string escapes.
-    return json.dumps(value)
-
-
-def _toml_list(values: tuple[str, ...] | list[str]) -> str:
-    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
-
-
 def render_agent_config(
     host: HostSpec,
     seeds: tuple[str, ...],
@@ -74,41 +68,29 @@ def render_agent_config(
     profile: str,
     environment: str,
 ) -> str:
-    """The agent's TOML config, exactly in the `skyfleet.config.agent` format."""
-    bind = f"{host.address}:{host.port}"
-    return "\n".join(
-        [
-            "[node]",
-            f"name = {_toml_str(host.name)}",
-            f"cloud = {_toml_str(host.cloud)}",
-            f"region = {_toml_str(host.region)}",
-            f"zone = {_toml_str(host.zone)}",
-            f"bind = {_toml_str(bind)}",
-            f"advertise = {_toml_str(host.endpoint)}",
-            f"labels = {{ environment = {_toml_str(environment)} }}",
-            "",
-            "[join]",
-            f"seeds = {_toml_list(seeds)}",
-            "",
-            "[tls]",
-            f"ca = {_toml_str(files.ca)}",
-            f"cert = {_toml_str(files.cert)}",
-            f"key = {_toml_str(files.key)}",
-            "",
-            "[membership]",
-            f"profile = {_toml_str(profile)}",
-            "",
-            "[policy]",
-            f"trusted_keys = {_toml_list([files.trusted_key])}",
-            f"source = {_toml_str(files.policy_source)}",
-            "",
-            "[agent]",
-            f"state_dir = {_toml_str(files.state_dir)}",
-            f"metrics_bind = {_toml_str(f'{host.address}:{host.metrics_port}')}",
-            'log_level = "info"',
-            "",
-        ]
+    """The agent's TOML config, written by the agent's own renderer so that what infra
+    publishes is exactly what `skyfleet.config.agent` parses."""
+    config = AgentConfig(
+        node=NodeIdentity(
+            name=host.name,
+            cloud=host.cloud,
+            region=host.region,
+            zone=host.zone,
+            address=host.endpoint,
+            labels={"environment": environment},
+        ),
+        bind=f"{host.address}:{host.port}",
+        seeds=seeds,
+        tls=TlsFiles(ca=Path(files.ca), cert=Path(files.cert), key=Path(files.key)),
+        membership=membership_preset(profile),
+        membership_profile=profile,
+        policy=PolicySettings(
+            trusted_keys=(Path(files.trusted_key),), source=Path(files.policy_source)
+        ),
+        state_dir=Path(files.state_dir),
+        metrics_bind=f"{host.address}:{host.metrics_port}",
     )
+    return render_toml(config)
 
 
 AGENT_UNIT = f"""[Unit]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.config import StackConfig, StackConfigError, load_stack_config
-from skyfleet.config.agent import AgentConfig, ConfigError, load_agent_config, parse_agent_config
+from skyfleet.config.agent import (
+    AgentConfig,
+    ConfigError,
+    load_agent_config,
+    parse_agent_config,
+    render_agent_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -108,12 +115,16 @@ def finite_positive(config: AgentConfig) -> list[str]:
 @example([(("membership", "profile"), [])])
 def test_agent_config_values_load_or_name_their_key(changes):
     doc = with_changes(VALID_AGENT, changes)
+    base = Path("/etc/skyfleet")
     try:
-        config = parse_agent_config(doc, Path("/etc/skyfleet"))
+        config = parse_agent_config(doc, base)
     except ConfigError as exc:
         assert KEY_PREFIX.match(str(exc)), f"error does not name its key: {exc}"
         return
     assert finite_positive(config) == []
+    # Whatever loads, the renderer writes back as it loaded (infra and the local fleet
+    # write every config through it).
+    assert parse_agent_config(tomllib.loads(render_agent_config(config, base)), base) == config
 
 
 @BOUNDED

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 
 from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, policy_pb2, policy_pb2_grpc
 from skyfleet.client import AgentClient, AgentError, tls_files_in
+from skyfleet.config.agent import render_agent_config
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.localfleet.procs import LocalFleet
 from skyfleet.policy.signing import generate_signing_key, sign_policy
@@ -70,7 +72,8 @@ async def test_identities_are_checked_and_no_secret_leaves(tmp_path: Path, free_
     with LocalFleet(tmp_path / "fleet", [spec]) as fleet:
         layout = fleet.layout
         config = layout.write_agent(spec)
-        config.write_text(config.read_text() + 'log_level = "debug"\n')  # the [agent] table
+        debug = replace(layout.agent_config(spec), log_level="debug")
+        config.write_text(render_agent_config(debug, layout.agents), "utf-8")
         key = layout.signing_key.read_bytes()
         (layout.policy_source / "policy.json").write_bytes(policy(1, key))
         fleet.agents["n0"] = agent = _start_written(fleet, spec, config)

@@ -166,7 +166,7 @@ async def test_new_seeds_apply_live_and_other_changes_wait_for_a_restart(fleet,
         text = path.read_text()
         path.write_text(text.replace(f'seeds = ["{n0.address}"]',
                                      f'seeds = ["{n0.address}", "10.9.9.9:7470"]')
-                        + 'log_level = "debug"\n')
+                        .replace('log_level = "info"', 'log_level = "debug"'))
         a1.reload_credentials()
         assert a1.swim.seeds == (n0.address, "10.9.9.9:7470")
         assert a1.config.seeds == a1.swim.seeds

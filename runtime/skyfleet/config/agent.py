@@ -38,6 +38,10 @@ local fleet and `skyfleet agent run`. Example:
     log_level = "info"
 
 Every error names the offending key, e.g. `node.bind: expected host:port, got '7470'`.
+
+`render_agent_config` writes this format and is the parser's inverse: every producer of
+config files (infra's cloud hosts, the local fleet) goes through it, so none can write a
+file the agent reads differently from what was meant.
 """
 
 from __future__ import annotations
@@ -112,6 +116,9 @@ class AgentConfig:
     seeds: tuple[str, ...] = ()
     tls: TlsFiles
     membership: MembershipConfig = field(default_factory=MembershipConfig)
+    membership_profile: str = "lan"
+    """The preset `[membership]` starts from: kept so that the file can be written back
+    as the operator wrote it, a profile and the settings that differ from it."""
     policy: PolicySettings = field(default_factory=PolicySettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     state_dir: Path = Path("/var/lib/skyfleet")
@@ -240,6 +247,7 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
         seeds=tuple(seeds),
         tls=tls_files,
         membership=membership,
+        membership_profile=profile,
         policy=policy,
         tasks=tasks,
         state_dir=base_dir / _str(agent, "state_dir", "agent", "/var/lib/skyfleet"),
@@ -285,3 +293,114 @@ def load_agent_config(path: Path) -> AgentConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_agent_config(doc, base_dir=path.parent)
+
+
+def render_agent_config(config: AgentConfig, base_dir: Path = Path(".")) -> str:
+    """The TOML text (UTF-8) that `parse_agent_config(tomllib.loads(text), base_dir)`
+    reads back as `config`. Paths under `base_dir` are written relative to it, so a
+    folder of configs (a local fleet's) can move; other paths as they are. Tuning is
+    written only where it departs from its default (membership settings from the
+    profile's, [tasks], labels), so a file shows what was chosen; all else, advertise and
+    log level included, always is, as infra wrote cloud hosts' configs before sharing
+    this renderer (their text, published in the store, stays the same)."""
+
+    def path(value: Path) -> str:
+        # Lexical, like the parser's `base_dir / text`: os.path.relpath would fold `..`
+        # away, and `base_dir / "../x"` is not equal to the folded path.
+        try:
+            return str(value.relative_to(base_dir))
+        except ValueError:
+            return str(value)
+
+    node = config.node
+    lines = [
+        "[node]",
+        _entry("name", node.name),
+        _entry("cloud", node.cloud),
+        _entry("region", node.region),
+        _entry("zone", node.zone),
+        _entry("bind", config.bind),
+        _entry("advertise", node.address),
+    ]
+    if node.labels:
+        labels = ", ".join(_entry(k, v) for k, v in node.labels.items())
+        lines.append(f"labels = {{ {labels} }}")
+    lines += ["", "[join]", _entry("seeds", list(config.seeds))]
+    lines += [
+        "",
+        "[tls]",
+        _entry("ca", path(config.tls.ca)),
+        _entry("cert", path(config.tls.cert)),
+        _entry("key", path(config.tls.key)),
+    ]
+    preset = membership_preset(config.membership_profile)
+    lines += ["", "[membership]", _entry("profile", config.membership_profile)]
+    changed = sorted(  # by name, as local fleets have always listed their overrides
+        f.name for f in fields(MembershipConfig)
+        if getattr(config.membership, f.name) != getattr(preset, f.name)
+    )
+    lines += [_entry(name, getattr(config.membership, name)) for name in changed]
+    policy = config.policy
+    lines += ["", "[policy]", _entry("trusted_keys", [path(k) for k in policy.trusted_keys])]
+    if policy.source is not None:
+        lines.append(_entry("source", path(policy.source)))
+    defaults = TaskSettings()
+    tasks = [
+        _entry(f.name, getattr(config.tasks, f.name))
+        for f in fields(TaskSettings)
+        if getattr(config.tasks, f.name) != getattr(defaults, f.name)
+    ]
+    if tasks:
+        lines += ["", "[tasks]", *tasks]
+    lines += [
+        "",
+        "[agent]",
+        _entry("state_dir", path(config.state_dir)),
+        _entry("metrics_bind", config.metrics_bind),
+        _entry("log_level", config.log_level),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                  "\f": "\\f", "\r": "\\r"}
+
+
+def _entry(key: str, value: object) -> str:
+    name = key if _BARE_KEY.fullmatch(key) else _string(key)
+    return f"{name} = {_value(value)}"
+
+
+def _value(value: object) -> str:
+    """The TOML form of the value types a config holds: strings, integers, floats and
+    lists of strings (no setting is a boolean, and the parser refuses them)."""
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        # repr is the shortest text that reads back as the same float; TOML spells the
+        # infinities as Python does ("inf", "-inf"), and no valid config holds a NaN.
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _string(text: str) -> str:
+    """A TOML basic string. Printable characters stay as they are (the file is UTF-8);
+    the rest, which TOML forbids raw or a reader could not see, are escaped."""
+    out = []
+    for ch in text:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            raise ValueError(f"{text!r}: a lone surrogate is not text TOML can hold")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(f"\\U{ord(ch):08X}")
+    return '"' + "".join(out) + '"'

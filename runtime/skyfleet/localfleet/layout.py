@@ -11,10 +11,17 @@ agent (the same format cloud-init writes on cloud hosts), and an admin certifica
 from __future__ import annotations
 
 import shutil
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skyfleet.config.agent import (
+    AgentConfig,
+    NodeIdentity,
+    PolicySettings,
+    TlsFiles,
+    render_agent_config,
+)
+from skyfleet.config.membership import membership_preset
 from skyfleet.policy.signing import generate_signing_key
 from skyfleet.security.certs import (
     create_ca,
@@ -48,49 +55,6 @@ class AgentSpec:
         if not self.metrics_port:
             return ""
         return f"{self.address.rpartition(':')[0]}:{self.metrics_port}"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def render_config(spec: AgentSpec, root: Path) -> str:
-    """The agent's TOML config (paths relative to the config file's folder)."""
-    lines = [
-        "[node]",
-        f"name = {_toml_value(spec.name)}",
-        f"cloud = {_toml_value(spec.cloud)}",
-        f"region = {_toml_value(spec.region)}",
-        f"zone = {_toml_value(spec.zone)}",
-        f"bind = {_toml_value(spec.address)}",
-        "",
-        "[join]",
-        f"seeds = {_toml_value(list(spec.seeds))}",
-        "",
-        "[tls]",
-        'ca = "../tls/ca.pem"',
-        f"cert = {_toml_value(f'../tls/{spec.name}.pem')}",
-        f"key = {_toml_value(f'../tls/{spec.name}.key')}",
-        "",
-        "[policy]",
-        'trusted_keys = ["../policy/fleet.pub"]',
-        'source = "../policy/source"',
-        "",
-        "[membership]",
-        f"profile = {_toml_value(spec.profile)}",
-        *(f"{k} = {_toml_value(v)}" for k, v in sorted(spec.overrides.items())),
-        "",
-        "[agent]",
-        f"state_dir = {_toml_value(f'../state/{spec.name}')}",
-        f"metrics_bind = {_toml_value(spec.metrics_address)}",
-    ]
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)  # what we write must parse
-    return text
 
 
 class FleetLayout:
@@ -129,6 +93,35 @@ class FleetLayout:
             write_key_file(self.tls / "admin.key", key)
             write_cert_file(self.tls / "admin.pem", cert)
 
+    def agent_config(self, spec: AgentSpec) -> AgentConfig:
+        """What `write_agent` writes for `spec`. Its paths are relative to the config's
+        folder as the parser joins them (`agents/../tls/...`), so they are written
+        relative and the fleet's folder can move."""
+        here = self.agents
+        return AgentConfig(
+            node=NodeIdentity(
+                name=spec.name,
+                cloud=spec.cloud,
+                region=spec.region,
+                zone=spec.zone,
+                address=spec.address,
+            ),
+            bind=spec.address,
+            seeds=spec.seeds,
+            tls=TlsFiles(
+                ca=here / "../tls/ca.pem",
+                cert=here / f"../tls/{spec.name}.pem",
+                key=here / f"../tls/{spec.name}.key",
+            ),
+            membership=membership_preset(spec.profile).with_overrides(spec.overrides),
+            membership_profile=spec.profile,
+            policy=PolicySettings(
+                trusted_keys=(here / "../policy/fleet.pub",), source=here / "../policy/source"
+            ),
+            state_dir=here / f"../state/{spec.name}",
+            metrics_bind=spec.metrics_address,
+        )
+
     def write_agent(self, spec: AgentSpec) -> Path:
         """Certificate (CN = name, SAN = name + its IP) and config for one agent."""
         self.ensure_ca()
@@ -139,7 +132,7 @@ class FleetLayout:
         self.agents.mkdir(parents=True, exist_ok=True)
         self.state_path(spec.name).mkdir(parents=True, exist_ok=True)
         path = self.config_path(spec.name)
-        path.write_text(render_config(spec, self.root))
+        path.write_text(render_agent_config(self.agent_config(spec), self.agents), "utf-8")
         return path
 
     def state_path(self, name: str) -> Path:
