@@ -77,10 +77,6 @@ class CloudConfig:
     instance_size: str
     cidr: IPv4Network
 
-    @property
-    def host_count(self) -> int:
-        return len(self.zones) * self.hosts_per_zone
-
 
 @dataclass(frozen=True, slots=True)
 class StackConfig:

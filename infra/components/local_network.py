@@ -37,8 +37,6 @@ from skyfleet.localfleet import netns
 from skyfleet.localfleet.netplan import NetworkPlan, router_namespace
 
 Mode = Literal["netns", "loopback"]
-MODES: tuple[str, ...] = ("auto", "netns", "loopback")
-"""Values of `skyfleet:localNetwork`; `auto` is netns when this user can build one."""
 
 LOOPBACK = "127.0.0.1"
 _REPLACE_ON = ("mode", "agents", "clouds")

@@ -56,10 +56,6 @@ class PeerLoad:
             raise ValueError(f"peer {self.name!r}: capacity must be > 0, got {self.capacity}")
 
     @property
-    def locale(self) -> Locale:
-        return Locale(cloud=self.cloud, region=self.region, zone=self.zone)
-
-    @property
     def load(self) -> int:
         """Best estimate of the tasks on the peer now: reported work plus own sends since."""
         return self.inflight + self.queued + self.sent_since_status

@@ -218,11 +218,6 @@ class FleetNetwork:
                                "-j", "ACCEPT")
             self._iptables("-A", INGRESS_CHAIN, "-p", "tcp", "--dport", ports, "-j", "DROP")
 
-    def ingress_rules(self) -> list[str]:
-        """The firewall as iptables lists it (`-A SKYFLEET-INGRESS ...` lines)."""
-        out = self._iptables("-S", INGRESS_CHAIN).stdout.splitlines()
-        return [line for line in out if line.startswith("-A ")]
-
     def heal(self) -> None:
         """Remove every cut and every loss."""
         self._iptables("-F", CHAIN)
