@@ -49,29 +49,30 @@ class Attempts:
         `timeout_is_deadline` says whether that limit is the task's own deadline."""
         timeout = max(0.001, timeout)
         if peer == self._name:
-            result = await self._here(task, timeout)
+            result = await run_here(self._executor, task, timeout)
         else:
             result = await self._remote(peer, address, task, attempt, timeout)
         if result.timed_out and timeout_is_deadline:
             return AttemptResult(Verdict.DEADLINE, error=result.error, timed_out=True)
         return result
 
-    async def _here(self, task: tasks_pb2.SubmitTaskRequest, timeout: float) -> AttemptResult:
-        try:
-            async with asyncio.timeout(timeout):
-                done = await self._executor.execute(
-                    task.handler, task.payload, task.idempotency_key
-                )
-        except (UnknownHandler, BadPayload) as exc:
-            return AttemptResult(Verdict.CLIENT, error=str(exc))
-        except Overloaded as exc:
-            return AttemptResult(Verdict.FULL, error=f"full: {exc}")
-        except TimeoutError:
-            return AttemptResult(
-                Verdict.UNREACHABLE, error=f"timed out after {timeout:.3f}s", timed_out=True
-            )
-        except Exception as exc:  # the handler's own failure, whatever it raised
-            return AttemptResult(
-                Verdict.FAILED, error=f"handler failed: {type(exc).__name__}: {exc}"
-            )
-        return AttemptResult(Verdict.OK, done.output, duplicate=done.duplicate)
+
+async def run_here(
+    executor: Executor, task: tasks_pb2.SubmitTaskRequest, timeout: float
+) -> AttemptResult:
+    """Run `task` on `executor`, in this process, and say how it ended: how an attempt
+    on this node ends, and how an in-memory transport's on another."""
+    try:
+        async with asyncio.timeout(timeout):
+            done = await executor.execute(task.handler, task.payload, task.idempotency_key)
+    except (UnknownHandler, BadPayload) as exc:
+        return AttemptResult(Verdict.CLIENT, error=str(exc))
+    except Overloaded as exc:
+        return AttemptResult(Verdict.FULL, error=f"full: {exc}")
+    except TimeoutError:
+        return AttemptResult(
+            Verdict.UNREACHABLE, error=f"timed out after {timeout:.3f}s", timed_out=True
+        )
+    except Exception as exc:  # the handler's own failure, whatever it raised
+        return AttemptResult(Verdict.FAILED, error=f"handler failed: {type(exc).__name__}: {exc}")
+    return AttemptResult(Verdict.OK, done.output, duplicate=done.duplicate)

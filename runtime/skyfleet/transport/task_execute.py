@@ -1,13 +1,18 @@
-"""An attempt forwarded to a peer's `Tasks.Execute` over gRPC, the call's status read as the
-attempt's verdict: the gRPC side of the tasks package's `RemoteExecute` seam."""
+"""The two sides of the tasks package's `RemoteExecute` seam: an attempt forwarded to a
+peer's `Tasks.Execute` over gRPC, the call's status read as the attempt's verdict; and the
+same exchange in memory, with the peers' executors in this process (tests, embedding), as
+httpx's mock transport stands in for its network one."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
+from skyfleet.tasks.attempts import run_here
+from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.verdict import AttemptResult, Verdict
 from skyfleet.transport.peers import PeerChannels
 
@@ -58,3 +63,25 @@ class GrpcTaskExecute:
                 timed_out=code == grpc.StatusCode.DEADLINE_EXCEEDED,
             )
         return AttemptResult(Verdict.OK, reply.output, duplicate=reply.duplicate)
+
+
+class LocalTaskExecute:
+    """Attempts on executors of this process, by peer name. A peer in `refusing` (or not
+    in the table) refuses the connection, as a dead host does."""
+
+    def __init__(self, executors: Mapping[str, Executor]) -> None:
+        self._executors = dict(executors)
+        self.refusing: set[str] = set()
+
+    async def __call__(
+        self,
+        peer: str,
+        address: str,
+        task: tasks_pb2.SubmitTaskRequest,
+        attempt: int,
+        timeout: float,
+    ) -> AttemptResult:
+        executor = self._executors.get(peer)
+        if executor is None or peer in self.refusing:
+            return AttemptResult(Verdict.UNREACHABLE, error=f"{address}: connection refused")
+        return await run_here(executor, task, timeout)
