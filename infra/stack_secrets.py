@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pulumi
 
+from skyfleet.config.fleet_files import CA_CERT, CA_KEY
 from skyfleet.localfleet.layout import FleetLayout
 
 LOCAL_STATE_DIR = Path(".skyfleet/local")
@@ -68,6 +69,6 @@ def local_secrets(state_dir: Path = LOCAL_STATE_DIR) -> StackSecrets:
     layout.ensure_ca()
     return StackSecrets(
         signing_key_pem=pulumi.Output.secret(layout.signing_key.read_text()),
-        ca_cert_pem=pulumi.Output.from_input((layout.tls / "ca.pem").read_text()),
-        ca_key_pem=pulumi.Output.secret((layout.tls / "ca.key").read_text()),
+        ca_cert_pem=pulumi.Output.from_input((layout.tls / CA_CERT).read_text()),
+        ca_key_pem=pulumi.Output.secret((layout.tls / CA_KEY).read_text()),
     )

@@ -157,7 +157,7 @@ def _await_fleet(props: dict[str, Any]) -> None:
     from skyfleet.transport.tls import TlsMaterial
 
     agents: dict[str, dict[str, Any]] = props["agents"]
-    admin = TlsMaterial.load(tls_files_in(Path(props["state_dir"]) / "tls", "admin"))
+    admin = TlsMaterial.load(tls_files_in(FleetLayout(Path(props["state_dir"])).tls, "admin"))
     watch = FleetWatch({n: a["endpoint"] for n, a in agents.items()}, admin)
     names = sorted(agents)
     deadline = time.monotonic() + START_TIMEOUT

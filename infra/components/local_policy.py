@@ -97,13 +97,15 @@ class LocalPolicyFileProvider(ResourceProvider):
                           replaces=["path"] if olds.get("path") != news.get("path") else [])
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from skyfleet.config.fleet_files import FleetPaths
+
         write_atomically(Path(news["path"]), news["content"])
         if olds.get("endpoints") != news.get("endpoints"):
             # The agents are being replaced in this very update (a new network), and the
             # new ones start after this file is written: they read it at start.
             return UpdateResult(outs=news)
         deadline = time.monotonic() + ROLLOUT_TIMEOUT
-        tls_dir = Path(news["state_dir"]) / "tls"
+        tls_dir = FleetPaths(Path(news["state_dir"])).tls
         while behind := lagging(news["endpoints"], tls_dir, int(news["version"])):
             if time.monotonic() > deadline:
                 raise RuntimeError(

@@ -18,6 +18,7 @@ from skyfleet._generated.skyfleet.v1 import (
     tasks_pb2_grpc,
 )
 from skyfleet.config.agent import TlsFiles
+from skyfleet.config.fleet_files import CA_CERT, cert_name, key_name
 from skyfleet.membership.messages import MemberState
 from skyfleet.transport.tls import TlsMaterial, describe_rpc_error, secure_channel
 
@@ -50,11 +51,11 @@ class AgentError(Exception):
 
 
 def tls_files_in(directory: Path, identity: str) -> TlsFiles:
-    """The layout `skyfleet certs` writes: ca.pem, NAME.pem, NAME.key."""
+    """The TLS folder's files for `identity` (`skyfleet.config.fleet_files`)."""
     return TlsFiles(
-        ca=directory / "ca.pem",
-        cert=directory / f"{identity}.pem",
-        key=directory / f"{identity}.key",
+        ca=directory / CA_CERT,
+        cert=directory / cert_name(identity),
+        key=directory / key_name(identity),
     )
 
 

@@ -12,9 +12,9 @@ import argparse
 from pathlib import Path
 
 from skyfleet.cli.main import CliError
-
-_CA_CERT = "ca.pem"
-_CA_KEY = "ca.key"
+from skyfleet.config.fleet_files import CA_CERT as _CA_CERT
+from skyfleet.config.fleet_files import CA_KEY as _CA_KEY
+from skyfleet.config.fleet_files import cert_name, key_name
 
 
 def _positive_days(text: str) -> int:
@@ -134,7 +134,7 @@ def _issue(args: argparse.Namespace) -> int:
         )
     if name == Path(_CA_CERT).stem:
         raise CliError(f"NAME: {name!r} would overwrite the CA's own files; choose another")
-    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path, key_path = folder / cert_name(name), folder / key_name(name)
     if not args.force:
         _refuse_overwrite([cert_path, key_path], "pass --force to replace them")
     ca_pem, ca_key_pem = _read_ca(folder)

@@ -21,6 +21,7 @@ from skyfleet.config.agent import (
     TlsFiles,
     render_agent_config,
 )
+from skyfleet.config.fleet_files import CA_CERT, CA_KEY, FleetPaths
 from skyfleet.config.membership import membership_preset
 from skyfleet.policy.signing import generate_signing_key
 from skyfleet.security.certs import (
@@ -57,47 +58,35 @@ class AgentSpec:
         return f"{self.address.rpartition(':')[0]}:{self.metrics_port}"
 
 
-class FleetLayout:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.tls = root / "tls"
-        self.agents = root / "agents"
-        self.policy = root / "policy"
-        self.policy_source = self.policy / "source"
-        self.signing_key = self.policy / "fleet.key"
-        self.trusted_key = self.policy / "fleet.pub"
-        self.logs = root / "logs"
-
-    def config_path(self, name: str) -> Path:
-        return self.agents / f"{name}.toml"
-
-    def log_path(self, name: str) -> Path:
-        """The agent's stderr: its JSON log lines."""
-        return self.logs / f"{name}.log"
+class FleetLayout(FleetPaths):
+    """The fleet's folder (`skyfleet.config.fleet_files`), and what writes its files."""
 
     def ensure_ca(self) -> None:
         """Create the fleet CA, the admin certificate and the policy signing key once;
         later calls reuse them."""
         self.tls.mkdir(parents=True, exist_ok=True)
-        if not (self.tls / "ca.pem").exists():
+        if not (self.tls / CA_CERT).exists():
             cert, key = create_ca("skyfleet local fleet CA")
-            write_key_file(self.tls / "ca.key", key)
-            write_cert_file(self.tls / "ca.pem", cert)
+            write_key_file(self.tls / CA_KEY, key)
+            write_cert_file(self.tls / CA_CERT, cert)
         self.policy_source.mkdir(parents=True, exist_ok=True)
         if not self.signing_key.exists():
             private, public = generate_signing_key()
             write_key_file(self.signing_key, private)
             write_cert_file(self.trusted_key, public)
-        if not (self.tls / "admin.pem").exists():
+        if not self.cert_path("admin").exists():
             cert, key = issue_admin_cert(*self._ca(), "admin")
-            write_key_file(self.tls / "admin.key", key)
-            write_cert_file(self.tls / "admin.pem", cert)
+            write_key_file(self.key_path("admin"), key)
+            write_cert_file(self.cert_path("admin"), cert)
 
     def agent_config(self, spec: AgentSpec) -> AgentConfig:
         """What `write_agent` writes for `spec`. Its paths are relative to the config's
         folder as the parser joins them (`agents/../tls/...`), so they are written
         relative and the fleet's folder can move."""
-        here = self.agents
+        def here(path: Path) -> Path:
+            """`path` as the config's folder reaches it."""
+            return self.agents / ".." / path.relative_to(self.root)
+
         return AgentConfig(
             node=NodeIdentity(
                 name=spec.name,
@@ -109,16 +98,16 @@ class FleetLayout:
             bind=spec.address,
             seeds=spec.seeds,
             tls=TlsFiles(
-                ca=here / "../tls/ca.pem",
-                cert=here / f"../tls/{spec.name}.pem",
-                key=here / f"../tls/{spec.name}.key",
+                ca=here(self.tls / CA_CERT),
+                cert=here(self.cert_path(spec.name)),
+                key=here(self.key_path(spec.name)),
             ),
             membership=membership_preset(spec.profile).with_overrides(spec.overrides),
             membership_profile=spec.profile,
             policy=PolicySettings(
-                trusted_keys=(here / "../policy/fleet.pub",), source=here / "../policy/source"
+                trusted_keys=(here(self.trusted_key),), source=here(self.policy_source)
             ),
-            state_dir=here / f"../state/{spec.name}",
+            state_dir=here(self.state_path(spec.name)),
             metrics_bind=spec.metrics_address,
         )
 
@@ -127,24 +116,21 @@ class FleetLayout:
         self.ensure_ca()
         host = spec.address.rpartition(":")[0]
         cert, key = issue_node_cert(*self._ca(), spec.name, [host])
-        write_key_file(self.tls / f"{spec.name}.key", key)
-        write_cert_file(self.tls / f"{spec.name}.pem", cert)
+        write_key_file(self.key_path(spec.name), key)
+        write_cert_file(self.cert_path(spec.name), cert)
         self.agents.mkdir(parents=True, exist_ok=True)
         self.state_path(spec.name).mkdir(parents=True, exist_ok=True)
         path = self.config_path(spec.name)
         path.write_text(render_agent_config(self.agent_config(spec), self.agents), "utf-8")
         return path
 
-    def state_path(self, name: str) -> Path:
-        return self.root / "state" / name
-
     def remove_agent(self, name: str) -> None:
         """Forget an agent as a deleted host is forgotten: its config, certificate, key
         and persisted state go (a new agent of that name starts clean); its log stays for
         the post-mortem."""
-        for path in (self.config_path(name), self.tls / f"{name}.pem", self.tls / f"{name}.key"):
+        for path in (self.config_path(name), self.cert_path(name), self.key_path(name)):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.state_path(name), ignore_errors=True)
 
     def _ca(self) -> tuple[bytes, bytes]:
-        return (self.tls / "ca.pem").read_bytes(), (self.tls / "ca.key").read_bytes()
+        return (self.tls / CA_CERT).read_bytes(), (self.tls / CA_KEY).read_bytes()

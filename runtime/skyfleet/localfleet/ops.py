@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
+from skyfleet.config.fleet_files import FleetPaths
 from skyfleet.localfleet import netns
 from skyfleet.localfleet.procs import runs_agent
 from skyfleet.localfleet.stack import EngineStep, FleetOutputs, LocalStack, StackError
@@ -24,7 +25,7 @@ POLICY_TIMEOUT = 60.0
 
 def watch(outputs: FleetOutputs) -> FleetWatch:
     """The fleet's agents, watched with the stack's admin identity."""
-    admin = TlsMaterial.load(tls_files_in(outputs.state_dir / "tls", "admin"))
+    admin = TlsMaterial.load(tls_files_in(FleetPaths(outputs.state_dir).tls, "admin"))
     return FleetWatch(outputs.endpoints, admin)
 
 
@@ -75,7 +76,7 @@ def down(stack: LocalStack, say: Callable[[str], None]) -> list[str]:
 
 async def views(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
     """The member table as the first answering agent sees it."""
-    admin = TlsMaterial.load(tls_files_in(outputs.state_dir / "tls", "admin"))
+    admin = TlsMaterial.load(tls_files_in(FleetPaths(outputs.state_dir).tls, "admin"))
     errors = []
     for name, address in outputs.endpoints.items():
         async with AgentClient(address, admin, agent_name=name) as client:
