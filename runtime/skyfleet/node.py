@@ -16,7 +16,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
@@ -95,6 +95,13 @@ class AgentState(enum.Enum):
     STOPPED = "stopped"
 
 
+async def _best_effort(what: str, step: Awaitable[None]) -> None:
+    try:
+        await step
+    except Exception:
+        log.exception(f"shutdown: {what} failed; carrying on")
+
+
 def boot_incarnation() -> int:
     """Milliseconds since the epoch: every restart outbids any news about a previous life
     of the same name, without persisting a counter (memberlist#311)."""
@@ -158,6 +165,8 @@ class Agent:
         self.failure: BaseException | None = None
         """Why the loops stopped on their own (None: they did not)."""
         self._supervisor: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        """Set once `start` has finished, either way."""
         self._server: grpc.aio.Server | None = None
         self._channels: PeerChannels | None = None
         self._sender: PeerSender | None = None
@@ -218,8 +227,12 @@ class Agent:
         try:
             await self._start()
         except BaseException:
+            # Whatever was built stops with it: a failed start leaves no port open.
+            await self._stop_parts(grace=0)
             self.state = AgentState.STOPPED
             raise
+        finally:
+            self._settled.set()
         self.state = AgentState.RUNNING
 
     async def _start(self) -> None:
@@ -284,7 +297,6 @@ class Agent:
             try:
                 await self._metrics.serve(cfg.metrics_bind)
             except OSError as exc:
-                await server.stop(0)
                 raise ConfigError(
                     f"agent.metrics_bind: cannot listen on {cfg.metrics_bind}: {exc.strerror}"
                 ) from None
@@ -487,20 +499,37 @@ class Agent:
 
     async def shutdown(self) -> None:
         """Graceful leave: tell the fleet, let the news spread, drain, stop serving. Once
-        only; an agent not running has nothing to leave."""
+        only; an agent not running has nothing to leave, and one still starting leaves
+        once it has started. Each step of the leave is best-effort (the loop that failed
+        may fail again as it says goodbye); the server stops whatever happens."""
+        if self.state is AgentState.STARTING:
+            self.request_stop()
+            await self._settled.wait()
         if self.state is not AgentState.RUNNING:
             return
         self.state = AgentState.LEAVING
-        for service in ("", *_SERVICES):
-            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        supervisor = self._part(self._supervisor)
-        supervisor.cancel()
-        await asyncio.wait([supervisor])  # its failure, if any, is `failure` already
-        await self.loop.leave(self.config.membership.leave_propagate_delay)
-        await self.sender.drain()
-        await self.channels.close()
+        try:
+            for service in ("", *_SERVICES):
+                await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+            supervisor = self._part(self._supervisor)
+            supervisor.cancel()
+            await asyncio.wait([supervisor])  # its failure, if any, is `failure` already
+            await _best_effort("announcing the leave", self.loop.leave(
+                self.config.membership.leave_propagate_delay))
+            await _best_effort("draining peer streams", self.sender.drain())
+        finally:
+            await self._stop_parts(grace=_SHUTDOWN_GRACE)
+            self.state = AgentState.STOPPED
+            log.info("agent stopped")
+
+    async def _stop_parts(self, *, grace: float) -> None:
+        """Stop every part that exists, each on its own: loops, channels, metrics, server."""
+        if self._supervisor is not None and not self._supervisor.done():
+            self._supervisor.cancel()
+            await asyncio.wait([self._supervisor])
+        if self._channels is not None:
+            await _best_effort("closing peer channels", self._channels.close())
         if self._metrics is not None:
-            await self._metrics.close()
-        await self._part(self._server).stop(_SHUTDOWN_GRACE)
-        self.state = AgentState.STOPPED
-        log.info("agent stopped")
+            await _best_effort("closing the metrics endpoint", self._metrics.close())
+        if self._server is not None:
+            await self._server.stop(grace)

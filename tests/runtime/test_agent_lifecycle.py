@@ -3,6 +3,8 @@ takes the agent out of the fleet gracefully instead of leaving a half-working me
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,51 @@ async def test_a_failing_loop_stops_the_others_and_the_agent_leaves(fleet) -> No
         assert n1.state is AgentState.STOPPED
         await until(lambda: (m := n0.swim.member("n1")) is not None
                     and m.state is MemberState.LEFT, "n0 to see n1 leave")
+
+
+def listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, int(port))) == 0
+
+
+async def test_a_start_that_fails_late_leaves_no_port_open(fleet) -> None:
+    layout, (n0, _) = fleet
+    agent = Agent(load_agent_config(layout.config_path("n0")))
+
+    def broken() -> None:
+        raise RuntimeError("status could not be built")
+
+    agent.publish_status = broken  # type: ignore[method-assign]  # runs after the server is up
+    with pytest.raises(RuntimeError, match="status could not be built"):
+        await agent.start()
+    assert agent.state is AgentState.STOPPED
+    assert not listening(n0.address)
+
+
+async def test_a_leave_step_that_fails_still_stops_the_server(fleet) -> None:
+    layout, (n0, _) = fleet
+    agent = Agent(load_agent_config(layout.config_path("n0")))
+    await agent.start()
+    assert listening(n0.address)
+
+    async def broken(delay: float) -> None:
+        raise RuntimeError("core raised while leaving")
+
+    agent.loop.leave = broken  # type: ignore[method-assign]
+    await agent.shutdown()
+    assert agent.state is AgentState.STOPPED
+    assert not listening(n0.address)
+
+
+async def test_a_shutdown_while_starting_waits_and_then_leaves(fleet) -> None:
+    layout, (n0, _) = fleet
+    agent = Agent(load_agent_config(layout.config_path("n0")))
+    starting = asyncio.get_running_loop().create_task(agent.start())
+    await asyncio.sleep(0)  # start() has begun and is awaiting the server
+    assert agent.state is AgentState.STARTING
+    await agent.shutdown()
+    await starting
+    assert agent.state is AgentState.STOPPED
+    assert not listening(n0.address)

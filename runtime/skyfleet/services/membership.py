@@ -64,6 +64,9 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
             self._loop.deliver(packet)
             while True:
                 await asyncio.wait({incoming, outgoing}, return_when=asyncio.FIRST_COMPLETED)
+                if outgoing.done():  # first: a packet taken off the outbox is sent
+                    yield outgoing.result()
+                    outgoing = asyncio.ensure_future(outbox.get())
                 if incoming.done():
                     request = incoming.result()
                     if request is None:
@@ -74,9 +77,6 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
                     await self._still_valid(identity, context)
                     self._loop.deliver(packet)
                     incoming = asyncio.ensure_future(anext(requests, None))
-                if outgoing.done():
-                    yield outgoing.result()
-                    outgoing = asyncio.ensure_future(outbox.get())
         finally:
             self._return_paths.close(key, outbox)
             for waiting in (incoming, outgoing):

@@ -57,7 +57,6 @@ class PolicyKeeper:
         self._timings = timings
         self._seen_files: dict[Path, tuple[int, int]] = {}
         self._nudged = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def version(self) -> int:
@@ -88,19 +87,21 @@ class PolicyKeeper:
         self._nudged.set()
 
     async def run(self) -> None:
-        while True:
-            self._check_source()
-            plan = self._keeping.next_fetch(self._adverts(), self._clock())
-            if plan is not None:
-                task = asyncio.get_running_loop().create_task(self._fetch(plan))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            self._nudged.clear()
-            try:
-                async with asyncio.timeout(self._timings.poll_interval):
-                    await self._nudged.wait()
-            except TimeoutError:
-                pass
+        """Poll sources and adverts until cancelled. Fetches run in this loop's own task
+        group: one that fails (a full disk persisting what it fetched) fails the loop, as
+        the same failure on the file path does, and cancelling the loop cancels them."""
+        async with asyncio.TaskGroup() as fetches:
+            while True:
+                self._check_source()
+                plan = self._keeping.next_fetch(self._adverts(), self._clock())
+                if plan is not None:
+                    fetches.create_task(self._fetch(plan))
+                self._nudged.clear()
+                try:
+                    async with asyncio.timeout(self._timings.poll_interval):
+                        await self._nudged.wait()
+                except TimeoutError:
+                    pass
 
     def _adverts(self) -> list[Advert]:
         own, statuses = self._swim.name, self._swim.statuses()
