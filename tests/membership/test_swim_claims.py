@@ -55,7 +55,7 @@ def send(dst: Swim, sender: str, *news: Update, **fields: object) -> list[Outgoi
 
 def queued(swim: Swim) -> list[Update]:
     """What the core would gossip next, one item per node (newer news replaces older)."""
-    return list(swim._broadcasts.take(1 << 20, 1000))
+    return list(swim._gossip._broadcasts.take(1 << 20, 1000))
 
 
 def forged_events(swim: Swim) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ def test_a_signed_leave_is_taken_and_relayed_with_its_signature() -> None:
     assert a.member("x").state == MemberState.LEFT
     assert queued(a) == [notice]
     # The table it hands a joiner proves the leave too.
-    record = next(r for r in a._state(signed=True).members if r.meta.name == "x")
+    record = next(r for r in a._anti_entropy.table(signed=True).members if r.meta.name == "x")
     assert record.signature == notice.signature
 
 
@@ -148,7 +148,7 @@ def test_periodic_tables_carry_no_signatures_and_changed_rows_are_asked_about() 
     m = make("m", knows=("x", "y"))
     send(m, "x", alive("x", 3))
     send(m, "y", alive("y", 1))
-    table = m._state()
+    table = m._anti_entropy.table()
     assert all(r.signature == b"" for r in table.members)
     a = make("a", knows=("m", "x", "y"))
     send(a, "y", alive("y", 1))  # a already holds y as m does: nothing to ask

@@ -69,7 +69,8 @@ def _field(data: bytes) -> bytes:
 
 def alive_claim(meta: NodeMeta, incarnation: int) -> bytes:
     """The bytes a node signs to say it is alive at `incarnation` with `meta`."""
-    parts = [b"alive", meta.name, meta.address, meta.cloud, meta.region, meta.zone]
+    parts: list[bytes | str] = [b"alive", meta.name, meta.address]
+    parts += [meta.cloud, meta.region, meta.zone]
     out = [_TAG, struct.pack(">Q", incarnation)]
     out += [_field(p if isinstance(p, bytes) else p.encode()) for p in parts]
     out.append(struct.pack(">I", len(meta.labels)))
