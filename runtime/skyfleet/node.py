@@ -82,8 +82,6 @@ _SERVICES = (
     policy_pb2.DESCRIPTOR.services_by_name["Policy"].full_name,
     tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name,
 )
-_SHUTDOWN_GRACE = 1.0
-
 _Part = TypeVar("_Part")
 
 
@@ -518,7 +516,7 @@ class Agent:
                 self.config.membership.leave_propagate_delay))
             await _best_effort("draining peer streams", self.sender.drain())
         finally:
-            await self._stop_parts(grace=_SHUTDOWN_GRACE)
+            await self._stop_parts(grace=self.config.shutdown_grace)
             self.state = AgentState.STOPPED
             log.info("agent stopped")
 

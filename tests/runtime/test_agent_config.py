@@ -71,6 +71,9 @@ def test_profile_and_override() -> None:
         (with_("membership", warp=9), "warp"),
         (with_("agent", log_level="loud"), "agent.log_level"),
         (with_("agent", metrics_bind="nope"), "agent.metrics_bind"),
+        (with_("agent", shutdown_grace=-1), "agent.shutdown_grace"),
+        (with_("agent", shutdown_grace=True), "agent.shutdown_grace"),
+        (with_("agent", shutdown_grace="5s"), "agent.shutdown_grace"),
         ({"node": BASE["node"]}, "tls.ca"),
     ],
 )
@@ -166,6 +169,7 @@ def configs(draw: st.DrawFn) -> tuple[AgentConfig, Path]:
         state_dir=draw(paths),
         metrics_bind=draw(st.just("") | host_ports),
         log_level=draw(st.sampled_from(["debug", "info", "warning", "error"])),
+        shutdown_grace=draw(st.just(1.0) | st.floats(0, 3599, allow_nan=False)),
     )
     return config, base
 

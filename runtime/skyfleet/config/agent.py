@@ -36,6 +36,7 @@ local fleet and `skyfleet agent run`. Example:
     state_dir = "/var/lib/skyfleet"
     metrics_bind = "127.0.0.1:9470"                # empty string disables the endpoint
     log_level = "info"
+    shutdown_grace = 1.0         # seconds calls in flight may finish once the agent leaves
 
 Every error names the offending key, e.g. `node.bind: expected host:port, got '7470'`.
 
@@ -64,6 +65,10 @@ CREDENTIALS_POLL = 5.0
 """Seconds between checks of the TLS files and trusted policy keys: a renewed
 certificate, a new CA bundle or a new signing key is in use this soon after its file
 changes (the host's fetch timer brings them from the store every minute)."""
+SHUTDOWN_GRACE = 1.0
+"""Seconds the gRPC server lets calls in flight finish when the agent stops (after its
+leave has spread): long enough for a forwarded attempt's answer, short enough that a
+restart is not held up by a stuck caller."""
 CHANNEL_GRACE = 30.0
 """Seconds channels dialled with the old credentials keep serving their calls after a
 reload, before they close and their streams reopen with the new ones."""
@@ -126,6 +131,7 @@ class AgentConfig:
     metrics_bind: str = ""
     """host:port of the Prometheus endpoint; empty disables it."""
     log_level: str = "info"
+    shutdown_grace: float = SHUTDOWN_GRACE
 
 
 def split_host_port(value: str, key: str) -> tuple[str, int]:
@@ -234,13 +240,19 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
     tasks = _parse_tasks(_table(doc, "tasks"))
 
     agent = _table(doc, "agent")
-    _check_known(agent, "agent", {"state_dir", "metrics_bind", "log_level"})
+    _check_known(agent, "agent", {"state_dir", "metrics_bind", "log_level", "shutdown_grace"})
     metrics_bind = _str(agent, "metrics_bind", "agent", "")
     if metrics_bind:
         split_host_port(metrics_bind, "agent.metrics_bind")
     log_level = _str(agent, "log_level", "agent", "info")
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"agent.log_level: unknown level {log_level!r}")
+    grace = agent.get("shutdown_grace", SHUTDOWN_GRACE)
+    # A TOML boolean is an int to Python: `shutdown_grace = true` must not read as 1.
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 3600:
+        raise ConfigError(
+            f"agent.shutdown_grace: expected seconds from 0 to under 3600, got {grace!r}"
+        )
     return AgentConfig(
         node=identity,
         bind=bind,
@@ -253,6 +265,7 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
         state_dir=base_dir / _str(agent, "state_dir", "agent", "/var/lib/skyfleet"),
         metrics_bind=metrics_bind,
         log_level=log_level,
+        shutdown_grace=float(grace),
     )
 
 
@@ -359,6 +372,8 @@ def render_agent_config(config: AgentConfig, base_dir: Path = Path(".")) -> str:
         _entry("metrics_bind", config.metrics_bind),
         _entry("log_level", config.log_level),
     ]
+    if config.shutdown_grace != SHUTDOWN_GRACE:
+        lines.append(_entry("shutdown_grace", config.shutdown_grace))
     return "\n".join(lines) + "\n"
 
 
