@@ -68,6 +68,7 @@ from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.router import Router
 from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, PeerSender
+from skyfleet.transport.policy_fetch import GrpcPolicyFetch
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
@@ -397,7 +398,7 @@ class Agent:
             adopter=PolicyAdopter(trusted_keys=trusted, current=loaded.envelope),
             store=store,
             swim=self.swim,
-            channels=self.channels,
+            fetch=GrpcPolicyFetch(self.channels),
             sync=PolicySync(
                 random.Random(self._rng.random()),
                 retry_after=timings.retry_after,

@@ -1,6 +1,7 @@
 """Keeps an agent on the newest valid policy, from whichever source has it first: the
 watched local file or folder (how infra delivers it), a peer advertising a newer version
-(pulled, see `skyfleet.policy.sync`), or an admin's Publish call.
+(pulled through a `PolicyFetch`, see `skyfleet.transport.policy_fetch`), or an admin's
+Publish call.
 
 Every decision is the pure `PolicyKeeping`'s (which adverts count, which pull, what a
 reply means; the rollout simulator runs the same) and every offer goes through its
@@ -16,9 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from skyfleet._generated.skyfleet.v1 import policy_pb2, policy_pb2_grpc
 from skyfleet.config.policy_sync import PolicySyncTimings
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.adoption import Decision, PolicyAdopter, log_decision
@@ -26,8 +24,7 @@ from skyfleet.policy.envelope import wire_bytes
 from skyfleet.policy.keeping import PolicyKeeping, advert
 from skyfleet.policy.store import PolicyStore
 from skyfleet.policy.sync import Advert, FetchPlan, PolicySync
-from skyfleet.transport.peers import PeerChannels
-from skyfleet.transport.tls import peer_label
+from skyfleet.transport.policy_fetch import PolicyFetch
 
 log = logging.getLogger("skyfleet.policy")
 
@@ -39,7 +36,7 @@ class PolicyKeeper:
         adopter: PolicyAdopter,
         store: PolicyStore,
         swim: Swim,
-        channels: PeerChannels,
+        fetch: PolicyFetch,
         sync: PolicySync,
         clock: Callable[[], float],
         source: Path | None,
@@ -50,7 +47,7 @@ class PolicyKeeper:
         self._keeping = PolicyKeeping(adopter, sync)
         self._store = store
         self._swim = swim
-        self._channels = channels
+        self._pull = fetch
         self._clock = clock
         self._source = source
         self._on_change = on_change
@@ -111,21 +108,12 @@ class PolicyKeeper:
 
     async def _fetch(self, plan: FetchPlan) -> None:
         member = self._swim.member(plan.node)
-        if member is None:
+        envelope = None if member is None else await self._pull(
+            plan.node, member.meta.address, plan.version, self._timings.fetch_timeout)
+        if envelope is None:
             self._keeping.fetch_failed(plan, self._clock())
             return
-        peer = peer_label(member.meta.address, plan.node)
-        stub = policy_pb2_grpc.PolicyStub(self._channels.get(member.meta.address, plan.node))
-        try:
-            reply = await stub.Fetch(
-                policy_pb2.FetchPolicyRequest(version=plan.version),
-                timeout=self._timings.fetch_timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            self._channels.log_failure(exc, peer, "policy fetch")
-            self._keeping.fetch_failed(plan, self._clock())
-            return
-        decision = self._keeping.served(plan, reply.envelope, self._clock())
+        decision = self._keeping.served(plan, envelope, self._clock())
         if decision is not None:
             self._took(decision)
 
