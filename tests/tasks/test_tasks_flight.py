@@ -70,7 +70,7 @@ def test_each_verdict_leads_to_its_row(result, step, ejected, avoided):
             assert retry.choice.peer.cloud != peer.cloud and retry.failover
 
 
-def test_a_retry_after_a_timeout_avoids_the_cloud_but_pays_the_budget():
+def test_a_retry_after_a_timeout_is_charged_to_the_retry_budget():
     b = balancer(budget_min=1)
     flight = TaskFlight(b, "t")
     first = send(flight)

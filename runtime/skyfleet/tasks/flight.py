@@ -6,15 +6,16 @@ it around real attempts, the task simulator around simulated ones, so the strate
 benchmarks measure exactly the retries the fleet makes. Pure: no clock (callers pass
 `now`), no I/O; the `Balancer` it is given is the only state it touches besides its own.
 
-| attempt ended     | flight                       | balancer told            |
-|-------------------|------------------------------|--------------------------|
-| OK                | `Done`                       | success                  |
-| CLIENT            | `Refused(INVALID)`           | success (not the peer's) |
-| DEADLINE          | `Refused(DEADLINE)`          | nothing (slot released)  |
-| FULL              | `Retry`, elsewhere           | success (not the peer's) |
-| FAILED            | `Retry`, elsewhere           | failure                  |
-| UNREACHABLE       | `Retry`, avoiding that cloud | failure; ejected at once |
-|                   | (budget-free if never reached) | if never reached       |
+| attempt ended | flight                        | balancer told                        |
+|---------------|-------------------------------|--------------------------------------|
+| OK            | `Done`                        | success                              |
+| CLIENT        | `Refused(INVALID)`            | success (not the peer's fault)       |
+| DEADLINE      | `Refused(DEADLINE)`           | nothing (its slot released)          |
+| FULL          | `Retry` elsewhere             | success (not the peer's fault)       |
+| FAILED        | `Retry` elsewhere             | failure                              |
+| UNREACHABLE   | `Retry` avoiding that cloud;  | failure; if never reached, ejected   |
+|               | free of the retry budget if   | at once                              |
+|               | never reached                 |                                      |
 
 When the balancer finds no peer for the next attempt: a first attempt is refused
 UNAVAILABLE, a retry after only FULL peers EXHAUSTED (the caller should back off), any
