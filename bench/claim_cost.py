@@ -61,7 +61,8 @@ def meta(i: int) -> NodeMeta:
 
 
 def wire(packet: Packet) -> bytes:
-    return packet_to_proto(packet).SerializeToString()
+    """Encoded at clock 0.0: the packets carry claims only, no status ages."""
+    return packet_to_proto(packet, 0.0).SerializeToString()
 
 
 def receive_cost(keys: object, signer: CertificateKeys | None, packets: int) -> float:
@@ -76,7 +77,7 @@ def receive_cost(keys: object, signer: CertificateKeys | None, packets: int) -> 
         frames.append(wire(Packet("x", "10.0.0.9:7400", None, (Alive(target, inc, signature),))))
     start = time.perf_counter()
     for frame in frames:
-        core.handle(packet_from_proto(pb.Packet.FromString(frame)), 1.0)
+        core.handle(packet_from_proto(pb.Packet.FromString(frame), 1.0), 1.0)
     elapsed = time.perf_counter() - start
     member = core.member(target.name)
     assert member is not None and member.incarnation == packets + 1, "claims did not apply"

@@ -244,6 +244,7 @@ class Agent:
             send_timeout=max(1.0, cfg.membership.probe_interval),
             deliver=self._deliver,
             return_paths=return_paths,
+            clock=self._clock,
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._loop.add_listener(self._on_member_event)

@@ -54,7 +54,17 @@ reports = st.builds(
     latency_ms=st.floats(0, 1e9),
     error_rate=st.floats(0, 1),
 )
-statuses = st.builds(NodeStatus, names, incarnations, u64, reports)
+NOW = 64.0
+"""The clock both ends of a round trip read. Statuses are measured eighths of a second
+before it: their ages (whole milliseconds) and measured_at survive the trip exactly."""
+statuses = st.builds(
+    NodeStatus,
+    names,
+    incarnations,
+    u64,
+    reports,
+    measured_at=st.integers(0, int(NOW * 8)).map(lambda eighths: eighths / 8),
+)
 signatures = st.binary(max_size=MAX_SIGNATURE)
 updates = st.one_of(
     st.builds(Alive, metas, incarnations, signatures),
@@ -92,8 +102,8 @@ packets = st.builds(
 
 @given(packets)
 def test_round_trip(packet: Packet) -> None:
-    wire = packet_to_proto(packet).SerializeToString()
-    assert packet_from_proto(pb.Packet.FromString(wire)) == packet
+    wire = packet_to_proto(packet, NOW).SerializeToString()
+    assert packet_from_proto(pb.Packet.FromString(wire), NOW) == packet
 
 
 def good() -> pb.Packet:
@@ -159,5 +169,5 @@ def test_malformed_packets_name_the_field(mutate, field: str) -> None:
     msg = good()
     mutate(msg)
     with pytest.raises(MalformedPacket) as info:
-        packet_from_proto(msg)
+        packet_from_proto(msg, NOW)
     assert str(info.value).startswith(field)

@@ -5,6 +5,7 @@ node it dialled."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def material(layout: FleetLayout, identity: str) -> TlsMaterial:
 
 
 def ping(sender: AgentSpec, seq: int) -> membership_pb2.Packet:
-    return packet_to_proto(Packet(sender.name, sender.address, Ping(seq, "")))
+    return packet_to_proto(Packet(sender.name, sender.address, Ping(seq, "")), time.monotonic())
 
 
 async def test_the_callee_answers_on_the_callers_stream(layout) -> None:
@@ -51,7 +52,7 @@ async def test_the_callee_answers_on_the_callers_stream(layout) -> None:
             call = membership_pb2_grpc.MembershipStub(channel).Exchange()
             await call.write(ping(n1, 7))
             async with asyncio.timeout(5):
-                answer = packet_from_proto(await call.read())
+                answer = packet_from_proto(await call.read(), time.monotonic())
             # n0 never dialled n1 (nothing listens there): the ack came back on our stream.
             assert (answer.sender, answer.body) == ("n0", Ack(7))
             forged = membership_pb2.Packet(sender="n7", sender_address=n1.address)
@@ -77,7 +78,7 @@ class _Impostor(membership_pb2_grpc.MembershipServicer):
         async for request in request_iterator:
             for name in ("n9", "n1"):
                 reply = Packet(name, self._address, Ack(request.ping.seq))
-                yield packet_to_proto(reply)
+                yield packet_to_proto(reply, time.monotonic())
 
 
 async def test_the_caller_drops_packets_not_from_the_node_it_dialled(layout) -> None:
@@ -89,7 +90,11 @@ async def test_the_caller_drops_packets_not_from_the_node_it_dialled(layout) -> 
     delivered: list[Packet] = []
     channels = PeerChannels(material(layout, "n0").channel_credentials())
     sender = PeerSender(
-        channels, send_timeout=2.0, deliver=delivered.append, return_paths=ReturnPaths(8)
+        channels,
+        send_timeout=2.0,
+        deliver=delivered.append,
+        return_paths=ReturnPaths(8),
+        clock=time.monotonic,
     )
     try:
         packet = Packet(n0.name, n0.address, Ping(3, "n1"))
@@ -123,7 +128,11 @@ async def test_the_stream_dialled_to_a_seed_address_also_serves_the_seed_by_name
         delivered: list[Packet] = []
         channels = _CountingChannels(material(layout, "n1").channel_credentials())
         sender = PeerSender(
-            channels, send_timeout=2.0, deliver=delivered.append, return_paths=ReturnPaths(8)
+            channels,
+            send_timeout=2.0,
+            deliver=delivered.append,
+            return_paths=ReturnPaths(8),
+            clock=time.monotonic,
         )
         try:
             assert not sender.connected(n0.address, "n0")
@@ -150,7 +159,13 @@ async def test_a_stream_the_peer_opened_to_us_counts_as_a_connection(layout) -> 
     layout, (n0, _) = layout
     paths = ReturnPaths(8)
     channels = PeerChannels(material(layout, "n1").channel_credentials())
-    sender = PeerSender(channels, send_timeout=2.0, deliver=lambda p: None, return_paths=paths)
+    sender = PeerSender(
+        channels,
+        send_timeout=2.0,
+        deliver=lambda p: None,
+        return_paths=paths,
+        clock=time.monotonic,
+    )
     assert not sender.connected(n0.address, "n0")
     queue = paths.open((n0.address, "n0"))
     assert sender.connected(n0.address, "n0")

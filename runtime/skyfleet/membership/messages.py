@@ -8,7 +8,7 @@ the simulator pushes millions of them through thousands of cores.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class MemberState(enum.IntEnum):
@@ -82,6 +82,11 @@ class NodeStatus:
     incarnation: int
     seq: int
     report: StatusReport
+    measured_at: float = field(default=0.0, compare=False)
+    """When the origin measured the report, on the clock of the node holding this object:
+    the origin's own when it publishes, a receiver's once decoded (the wire carries the
+    age, added to hop by hop, so no two nodes' clocks are ever compared). Not part of the
+    status's identity: relays of one status carry the same (incarnation, seq)."""
 
     def supersedes(self, other: NodeStatus | None) -> bool:
         return other is None or (self.incarnation, self.seq) > (other.incarnation, other.seq)
@@ -180,7 +185,10 @@ MIN_UPDATE_SIZE = 4 * _FIELD + _VARINT + 2
 
 
 def status_size(status: NodeStatus) -> int:
-    return 10 * _FIELD + 6 * _VARINT + 16 + len(status.node) + len(status.report.policy_hash)
+    """11 fields: two strings, two doubles (8 bytes each) and seven varints, `age_ms`
+    among them at its longest: each hop re-encodes it with the age as of its sending,
+    so the budget must not depend on it."""
+    return 11 * _FIELD + 7 * _VARINT + 16 + len(status.node) + len(status.report.policy_hash)
 
 
 def update_size(update: Update) -> int:

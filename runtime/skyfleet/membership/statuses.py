@@ -31,7 +31,7 @@ class Statuses:
 
     def publish(self, report: StatusReport, incarnation: int, now: float) -> None:
         self._seq += 1
-        status = NodeStatus(self._me, incarnation, self._seq, report)
+        status = NodeStatus(self._me, incarnation, self._seq, report, measured_at=now)
         previous = self.by_node.get(self._me)
         self.by_node[self._me] = (status, now)
         policy_changed = previous is None or _policy(previous[0]) != _policy(status)

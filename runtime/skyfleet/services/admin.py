@@ -50,7 +50,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             )
             if m.name in statuses:
                 status, received = statuses[m.name]
-                member.status.CopyFrom(status_to_proto(status))
+                # Its age_ms: how long ago its origin measured it, as of this answer.
+                member.status.CopyFrom(status_to_proto(status, now))
                 member.status_age_seconds = max(0.0, now - received)
             members.append(member)
         return admin_pb2.ListMembersResponse(

@@ -53,7 +53,7 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
         first = await anext(requests, None)
         if first is None:
             return
-        packet = await _decode(first, context)
+        packet = await _decode(first, self._loop.now(), context)
         identity = await require_sender(context, packet.sender)
         caller = identity.name
         key = (packet.sender_address, caller)
@@ -71,7 +71,7 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
                     request = incoming.result()
                     if request is None:
                         return  # the caller is done writing
-                    packet = await _decode(request, context)
+                    packet = await _decode(request, self._loop.now(), context)
                     if packet.sender != caller:  # the certificate speaks for one node only
                         await require_sender(context, packet.sender)
                     await self._still_valid(identity, context)
@@ -85,9 +85,13 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
                 await incoming
 
 
-async def _decode(request: membership_pb2.Packet, context: grpc.aio.ServicerContext) -> Packet:
+async def _decode(
+    request: membership_pb2.Packet, now: float, context: grpc.aio.ServicerContext
+) -> Packet:
+    """`now`: the protocol loop's clock at arrival (the statuses' ages are taken back
+    from it)."""
     try:
-        return packet_from_proto(request)
+        return packet_from_proto(request, now)
     except MalformedPacket as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad packet: {exc}")
         raise  # unreachable: abort raises

@@ -2,6 +2,12 @@
 
 Decoding is where a peer's mistakes are caught: anything the core could not act on
 raises `MalformedPacket` naming the field, which the server maps to INVALID_ARGUMENT.
+
+Both directions take `now`, the node's protocol clock (the one its Swim core runs on): a
+status travels with its age, not its origin's timestamp, so encoding turns the holder's
+`measured_at` into an age and decoding turns the age back into a `measured_at` on the
+receiver's clock. Each hop thus adds the time it held the status, and no two nodes'
+clocks are ever compared.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ MAX_INCARNATION = 2**63 - 1
 above it, and the wire field is a uint64: news at 2**64 - 1 would make the refutation
 unencodable and silence the node for good. Boot incarnations are milliseconds since the
 epoch (~2**41), so the cap leaves 2**62 refutations of headroom."""
+MAX_AGE_MS = 2**32 - 1
+"""`NodeStatus.age_ms` is a uint32 (~49 days): older ages are sent as this."""
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
 
 
@@ -62,8 +70,13 @@ def meta_to_proto(meta: NodeMeta) -> pb.NodeMeta:
     )
 
 
-def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
+def status_to_proto(status: NodeStatus, now: float) -> pb.NodeStatus:
+    """`now` on the clock `status.measured_at` is on; the age sent is the time since.
+    The age is clamped, not refused: a `measured_at` ahead of `now` (a reading taken
+    before the status arrived) goes out as 0, as fresh as can be told, and one older
+    than the uint32 allows as `MAX_AGE_MS`; sending never fails on a status."""
     r = status.report
+    age_ms = min(max(round((now - status.measured_at) * 1000), 0), MAX_AGE_MS)
     return pb.NodeStatus(
         node=status.node,
         incarnation=status.incarnation,
@@ -75,12 +88,13 @@ def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
         capacity=r.capacity,
         latency_ms=r.latency_ms,
         error_rate=r.error_rate,
+        age_ms=age_ms,
     )
 
 
-def _update_to_proto(update: Update) -> pb.Update:
+def _update_to_proto(update: Update, now: float) -> pb.Update:
     if isinstance(update, NodeStatus):
-        return pb.Update(status=status_to_proto(update))
+        return pb.Update(status=status_to_proto(update, now))
     if isinstance(update, Alive):
         return pb.Update(
             alive=pb.Alive(
@@ -105,7 +119,8 @@ def _update_to_proto(update: Update) -> pb.Update:
     )
 
 
-def packet_to_proto(packet: Packet) -> pb.Packet:
+def packet_to_proto(packet: Packet, now: float) -> pb.Packet:
+    """`now`: the sender's protocol clock, which the statuses' ages are taken against."""
     msg = pb.Packet(sender=packet.sender, sender_address=packet.sender_address)
     body = packet.body
     if isinstance(body, Ping):
@@ -137,10 +152,10 @@ def packet_to_proto(packet: Packet) -> pb.Packet:
                     )
                     for r in body.members
                 ],
-                statuses=[status_to_proto(st) for st in body.statuses],
+                statuses=[status_to_proto(st, now) for st in body.statuses],
             )
         )
-    msg.piggyback.extend(_update_to_proto(u) for u in packet.piggyback)
+    msg.piggyback.extend(_update_to_proto(u, now) for u in packet.piggyback)
     msg.certificates.extend(packet.certificates)
     msg.want_claims.extend(packet.want_claims)
     return msg
@@ -185,7 +200,8 @@ def meta_from_proto(msg: pb.NodeMeta, field: str) -> NodeMeta:
     )
 
 
-def status_from_proto(msg: pb.NodeStatus, field: str) -> NodeStatus:
+def status_from_proto(msg: pb.NodeStatus, field: str, now: float) -> NodeStatus:
+    """`now`: the receiver's protocol clock, which `measured_at` is put on."""
     if not _HASH.fullmatch(msg.policy_hash):
         raise MalformedPacket(f"{field}.policy_hash: expected 64 lowercase hex digits or empty")
     for name in ("latency_ms", "error_rate"):
@@ -204,13 +220,18 @@ def status_from_proto(msg: pb.NodeStatus, field: str) -> NodeStatus:
         error_rate=msg.error_rate,
     )
     incarnation = _incarnation(msg.incarnation, f"{field}.incarnation")
-    return NodeStatus(_name(msg.node, f"{field}.node"), incarnation, msg.seq, report)
+    # Agents older than the field send no age (0): their statuses count as measured on
+    # arrival, which is how every status was taken before ages were sent.
+    measured_at = now - msg.age_ms / 1000
+    return NodeStatus(
+        _name(msg.node, f"{field}.node"), incarnation, msg.seq, report, measured_at
+    )
 
 
-def _update_from_proto(msg: pb.Update, field: str) -> Update:
+def _update_from_proto(msg: pb.Update, field: str, now: float) -> Update:
     kind = msg.WhichOneof("kind")
     if kind == "status":
-        return status_from_proto(msg.status, f"{field}.status")
+        return status_from_proto(msg.status, f"{field}.status", now)
     if kind == "alive":
         return Alive(
             meta_from_proto(msg.alive.node, f"{field}.alive.node"),
@@ -235,7 +256,7 @@ def _update_from_proto(msg: pb.Update, field: str) -> Update:
     raise MalformedPacket(f"{field}: empty update")
 
 
-def _body_from_proto(msg: pb.Packet) -> Body:
+def _body_from_proto(msg: pb.Packet, now: float) -> Body:
     kind = msg.WhichOneof("body")
     if kind is None:
         return None
@@ -274,17 +295,21 @@ def _body_from_proto(msg: pb.Packet) -> Body:
             )
         )
     statuses = tuple(
-        status_from_proto(st, f"push_pull.statuses[{i}]") for i, st in enumerate(pp.statuses)
+        status_from_proto(st, f"push_pull.statuses[{i}]", now)
+        for i, st in enumerate(pp.statuses)
     )
     return PushPull(tuple(records), join=pp.join, is_reply=pp.is_reply, statuses=statuses)
 
 
-def packet_from_proto(msg: pb.Packet) -> Packet:
-    """Decode and validate a received packet (MalformedPacket names the bad field)."""
+def packet_from_proto(msg: pb.Packet, now: float) -> Packet:
+    """Decode and validate a received packet (MalformedPacket names the bad field).
+    `now`: the receiver's protocol clock, which the statuses' ages are taken back from."""
     sender = _name(msg.sender, "sender")
     address = _address(msg.sender_address, "sender_address")
-    body = _body_from_proto(msg)
-    news = tuple(_update_from_proto(u, f"piggyback[{i}]") for i, u in enumerate(msg.piggyback))
+    body = _body_from_proto(msg, now)
+    news = tuple(
+        _update_from_proto(u, f"piggyback[{i}]", now) for i, u in enumerate(msg.piggyback)
+    )
     if len(msg.certificates) > MAX_MEMBERS:
         raise MalformedPacket(f"certificates: more than {MAX_MEMBERS}")
     for i, cert in enumerate(msg.certificates):

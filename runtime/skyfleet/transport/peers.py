@@ -167,7 +167,7 @@ class _PeerStream:
         try:
             async for msg in call:
                 try:
-                    packet = packet_from_proto(msg)
+                    packet = packet_from_proto(msg, self._sender.clock())
                 except MalformedPacket as exc:
                     self._sender.channels.log_refusal(label, f"sent a bad packet back: {exc}")
                     return
@@ -227,8 +227,12 @@ class PeerSender:
         *,
         deliver: Callable[[Packet], None],
         return_paths: ReturnPaths,
+        clock: Callable[[], float],
     ) -> None:
+        """`clock`: the protocol loop's (the one its Swim core runs on). Statuses travel
+        with their age, taken against it when a packet is encoded and decoded."""
         self.channels = channels
+        self.clock = clock
         self.send_timeout = send_timeout
         self.deliver = deliver
         """Where packets a peer sends back on our streams go (the protocol loop)."""
@@ -239,8 +243,9 @@ class PeerSender:
         self.send_failures = 0
 
     def send(self, outgoing: list[Outgoing]) -> None:
+        now = self.clock()
         for o in outgoing:
-            msg = packet_to_proto(o.packet)
+            msg = packet_to_proto(o.packet, now)
             key = (o.address, o.to_name)
             stream = self._streams.get(key)
             queue = stream.queue if stream is not None else self._return_path(key)

@@ -52,6 +52,11 @@ class SwimLoop:
         """Called after a step in which newer statuses of other nodes arrived."""
         self._status_listeners.append(listener)
 
+    def now(self) -> float:
+        """The protocol's clock reading: packets are decoded against it, so the statuses
+        they carry land on the clock the core compares their `measured_at` with."""
+        return self._clock()
+
     def start(self, seeds: tuple[str, ...]) -> None:
         self._emit(self.swim.start(self._clock(), seeds))
 
