@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.balancing.balancer import Balancer
 from skyfleet.balancing.peers import Locale, PeerLoad
-from skyfleet.membership.members import MemberView
-from skyfleet.membership.messages import MemberState, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.tasks.attempts import Attempts, RemoteExecute
@@ -36,6 +34,7 @@ from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.flight import Done, Failed, Refused, Send, TaskFlight
 from skyfleet.tasks.ledger import Ledger, Outcome
+from skyfleet.tasks.peer_views import PeerViews
 from skyfleet.tasks.requests import check_request
 from skyfleet.tasks.verdict import AttemptResult, Verdict
 
@@ -81,8 +80,7 @@ class Router:
             rng=rng or random.Random(),
         )
         self.ledger = Ledger()
-        self._sent: dict[str, tuple[int, int]] = {}
-        """Per peer: (status seq counted from, tasks sent since that status)."""
+        self._views = PeerViews(swim.name)
         self._flights: dict[str, set[asyncio.Task[Result]]] = {}
         """Routing tasks in progress by idempotency key, for Cancel."""
         self.on_result: Callable[[Result], None] | None = None
@@ -94,39 +92,11 @@ class Router:
     # ------------------------------------------------------------------ view
 
     def peers(self) -> list[PeerLoad]:
-        """The balancer's view: every live member with a status, ourselves exact."""
-        statuses = self._swim.statuses()
-        views = []
-        for m in self._swim.members():
-            if not m.is_up:
-                continue
-            if m.name == self._swim.name:
-                views.append(_peer_load(m, self._executor.report(0, ""), self._clock()))
-                continue
-            known = statuses.get(m.name)
-            if known is None or known[0].report.capacity == 0:
-                continue  # no executor advertised yet
-            status, received = known
-            seq, sent = self._sent.get(m.name, (status.seq, 0))
-            if seq != status.seq:
-                sent = 0  # a fresher status already includes our earlier sends
-            views.append(
-                _peer_load(
-                    m,
-                    status.report,
-                    received,
-                    sent_since_status=sent,
-                    healthy=m.state == MemberState.ALIVE,
-                )
-            )
-        return views
-
-    def _count_send(self, peer: str) -> None:
-        known = self._swim.statuses().get(peer)
-        if known is None:
-            return
-        seq, sent = self._sent.get(peer, (known[0].seq, 0))
-        self._sent[peer] = (known[0].seq, sent + 1 if seq == known[0].seq else 1)
+        """The balancer's view (`skyfleet.tasks.peer_views`), ourselves exact."""
+        return self._views.views(
+            self._swim.members(), self._swim.statuses(), self._executor.report(0, ""),
+            self._clock(),
+        )
 
     # ------------------------------------------------------------------ submit
 
@@ -251,7 +221,7 @@ class Router:
             if member is None:
                 return AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
             address = member.meta.address
-            self._count_send(peer.name)
+            self._views.sent(peer.name, self._clock())
         return await self._attempts.run(
             peer.name, address, task, send.choice.attempt, send.timeout,
             timeout_is_deadline=send.timeout_is_deadline,
@@ -260,28 +230,3 @@ class Router:
 
 def _rejection(refused: Refused) -> TaskRejected:
     return TaskRejected(refused.why, refused.detail)
-
-
-def _peer_load(
-    member: MemberView,
-    report: StatusReport,
-    status_at: float,
-    *,
-    sent_since_status: int = 0,
-    healthy: bool = True,
-) -> PeerLoad:
-    """The balancer's view of a member from its status report."""
-    return PeerLoad(
-        name=member.name,
-        cloud=member.meta.cloud,
-        region=member.meta.region,
-        zone=member.meta.zone,
-        capacity=report.capacity,
-        inflight=report.inflight,
-        queued=report.queued,
-        latency_ewma=report.latency_ms / 1000.0,
-        error_rate=report.error_rate,
-        status_at=status_at,
-        sent_since_status=sent_since_status,
-        healthy=healthy,
-    )

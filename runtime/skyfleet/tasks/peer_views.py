@@ -1,0 +1,104 @@
+"""What a router's balancer sees of its peers: membership's verdict, each peer's last
+gossiped status, and the router's own sends since that status was measured.
+
+One rule for the agent's router and the task simulator alike. A status is dated by when
+its origin measured it (`NodeStatus.measured_at`, on this node's clock: the wire carries
+its age hop by hop), not by when it arrived: a status that spent half a second in gossip
+describes the peer half a second ago. The sends this router made since then are not in it
+— they were on the wire, queued or running when the peer measured — so they are added
+(`PeerLoad.sent_since_status`); sends made before the measurement are in the report, and
+forgetting them is what keeps the estimate from counting a task twice. Counting by time
+rather than by "sends since the last status arrived" is what matters under lag: a status
+that arrives after ten more sends must not wipe those ten from the view.
+
+Sends still on the wire when the peer measured (sent less than a one-way delay before)
+are in neither: the estimate is off by them, milliseconds' worth.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+
+from skyfleet.balancing.peers import PeerLoad
+from skyfleet.membership.members import MemberView
+from skyfleet.membership.messages import MemberState, NodeStatus, StatusReport
+
+
+class PeerViews:
+    def __init__(self, me: str) -> None:
+        self._me = me
+        self._sends: dict[str, list[float]] = {}
+        """Per peer: times of our sends to it not yet covered by a status, oldest first."""
+
+    def sent(self, peer: str, now: float) -> None:
+        """We sent `peer` a task attempt at `now` (not called for ourselves)."""
+        self._sends.setdefault(peer, []).append(now)
+
+    def since(self, peer: str, measured_at: float) -> int:
+        """Our sends to `peer` at or after `measured_at`; older ones are forgotten, since
+        every status we will see from now on is at least that new."""
+        times = self._sends.get(peer)
+        if not times:
+            return 0
+        covered = bisect_left(times, measured_at)
+        if covered:
+            del times[:covered]
+        return len(times)
+
+    def views(
+        self,
+        members: Iterable[MemberView],
+        statuses: Mapping[str, tuple[NodeStatus, float]],
+        own: StatusReport,
+        now: float,
+    ) -> list[PeerLoad]:
+        """Every member that is up and has advertised an executor, ourselves from `own`
+        (exact, measured now). A suspect member stays a candidate but unhealthy: the
+        balancer's panic threshold decides whether to use it."""
+        views = []
+        for m in members:
+            if not m.is_up:
+                continue
+            if m.name == self._me:
+                views.append(peer_load(m, own, now))
+                continue
+            known = statuses.get(m.name)
+            if known is None or known[0].report.capacity == 0:
+                continue  # no executor advertised yet
+            status = known[0]
+            views.append(
+                peer_load(
+                    m,
+                    status.report,
+                    status.measured_at,
+                    sent_since_status=self.since(m.name, status.measured_at),
+                    healthy=m.state == MemberState.ALIVE,
+                )
+            )
+        return views
+
+
+def peer_load(
+    member: MemberView,
+    report: StatusReport,
+    status_at: float,
+    *,
+    sent_since_status: int = 0,
+    healthy: bool = True,
+) -> PeerLoad:
+    """The balancer's view of a member from a status report (latency in seconds)."""
+    return PeerLoad(
+        name=member.name,
+        cloud=member.meta.cloud,
+        region=member.meta.region,
+        zone=member.meta.zone,
+        capacity=report.capacity,
+        inflight=report.inflight,
+        queued=report.queued,
+        latency_ewma=report.latency_ms / 1000.0,
+        error_rate=report.error_rate,
+        status_at=status_at,
+        sent_since_status=sent_since_status,
+        healthy=healthy,
+    )
