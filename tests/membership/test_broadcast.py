@@ -100,3 +100,19 @@ def test_extra_transmissions_come_on_top_of_the_limit_and_go_first() -> None:
     assert queue.take(budget=5, limit=1) == ["fresh"]  # room for one: the fresh one
     sends = 1 + sum(queue.take(budget=5, limit=1).count("fresh") for _ in range(5))
     assert sends == 3  # the limit of 1, plus 2 extra
+
+
+def test_a_share_of_the_limit_but_at_least_the_floor() -> None:
+    # (limit, share, least) -> times sent before the item leaves the queue.
+    for limit, share, least, sent in [
+        (4, 0.25, 1, 1),
+        (4, 0.25, 3, 3),  # a small fleet: the floor rules
+        (16, 0.25, 3, 4),  # a large one: the share does
+        (4, 1.0, 3, 4),
+    ]:
+        queue: BroadcastQueue[str] = BroadcastQueue(len)
+        queue.queue("s", "S", share=share, least=least)
+        times = 0
+        while queue.take(BIG, limit):
+            times += 1
+        assert times == sent, (limit, share, least)

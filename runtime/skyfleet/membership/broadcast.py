@@ -22,6 +22,7 @@ class _Item(Generic[T]):
     transmits: int
     size: int
     share: float
+    least: int
 
 
 class BroadcastQueue(Generic[T]):
@@ -39,12 +40,14 @@ class BroadcastQueue(Generic[T]):
     def __contains__(self, key: str) -> bool:
         return key in self._where
 
-    def queue(self, key: str, value: T, *, share: float = 1.0, extra: int = 0) -> None:
+    def queue(
+        self, key: str, value: T, *, share: float = 1.0, least: int = 1, extra: int = 0
+    ) -> None:
         """Queue `value` as the news about `key`, replacing any older news about it. It
-        is sent `share` of the usual number of times (at least once), plus `extra` times
-        (its count starts below zero, so those go first)."""
+        is sent `share` of the usual number of times (at least `least` times), plus
+        `extra` times (its count starts below zero, so those go first)."""
         self._discard(key)
-        item = _Item(value, -extra, self._size_of(value), share)
+        item = _Item(value, -extra, self._size_of(value), share, least)
         self._buckets.setdefault(-extra, {})[key] = item
         self._where[key] = -extra
 
@@ -66,7 +69,7 @@ class BroadcastQueue(Generic[T]):
         for key, item in reversed(taken):
             self._discard(key)
             item.transmits += 1
-            if item.transmits < max(1, math.ceil(limit * item.share)):
+            if item.transmits < max(item.least, math.ceil(limit * item.share)):
                 self._buckets.setdefault(item.transmits, {})[key] = item
                 self._where[key] = item.transmits
         return [item.value for _, item in taken]  # newest first, as taken

@@ -88,10 +88,10 @@ class Gossip:
     def queued(self, key: str) -> bool:
         return key in self._broadcasts
 
-    def queue(self, key: str, update: Update, *, share: float = 1.0) -> None:
+    def queue(self, key: str, update: Update, *, share: float = 1.0, least: int = 1) -> None:
         """Queue news that is no reason for an early round (it goes with the next one) at
-        `share` of the usual retransmits."""
-        self._broadcasts.queue(key, update, share=share)
+        `share` of the usual retransmits, and at least `least` times."""
+        self._broadcasts.queue(key, update, share=share, least=least)
 
     def news(self, key: str, update: Update, now: float, *, joining: bool = False) -> None:
         """Queue fresh news and pull a round forward to now (at most one early round per
