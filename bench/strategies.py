@@ -1,7 +1,11 @@
 """Balancing strategies compared in the task simulator, against the pooled-queue limit.
 
 Every run drives the real `skyfleet.balancing.Balancer` (one per simulated host, as in
-the agent) through `skyfleet.sim.tasks.TaskSim`. References per scenario:
+the agent) through `skyfleet.sim.tasks.TaskSim`, whose hosts run the agent's membership
+core: statuses reach the balancers by SWIM gossip, dated by their measurement, with the
+router's own bookkeeping of sends since (`skyfleet.tasks.peer_views`). Besides response
+times, the tables give the waiting time (response less service) against the pooled
+queue's: the sojourn ratio hides it under the service time. References per scenario:
 
 - pooled: one FIFO queue over every slot — exact Erlang C for exponential service
   without events, simulated otherwise (`skyfleet.sim.task_pooled`);
@@ -14,6 +18,7 @@ Run from the repository root:
     .venv/bin/python bench/strategies.py --quick        # < 1 minute
     .venv/bin/python bench/strategies.py                # default grid, ~10 min on 2 cores
     .venv/bin/python bench/strategies.py --full         # the issue's whole grid (hours)
+    .venv/bin/python bench/strategies.py --quick --seed 2   # the same cases, other draws
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import multiprocessing
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,12 @@ from strategies_grid import EVENT_END, EVENT_START, Case, default_grid, full_gri
 from strategies_report import bars, tables, wins
 
 from skyfleet.sim.task_pooled import simulate_pooled
-from skyfleet.sim.task_reference import mmc_mean_response, mmc_response_quantile
+from skyfleet.sim.task_reference import (
+    mmc_mean_response,
+    mmc_mean_wait,
+    mmc_response_quantile,
+    mmc_wait_quantile,
+)
 from skyfleet.sim.task_stats import series, summarise
 from skyfleet.sim.tasks import TaskSim
 
@@ -45,8 +56,9 @@ def exact_pooled(case: Case) -> dict[str, Any]:
     p50, p99, p999 = (mmc_response_quantile(q, c, lam) for q in (0.5, 0.99, 0.999))
     mean = mmc_mean_response(c, lam)
     return {
-        "tasks": 0, "mean": mean, "p50": p50, "p99": p99, "p999": p999, "failed": 0,
-        "unfinished": 0, "retries": 0, "drift": 1.0, "stable": True,
+        "tasks": 0, "mean": mean, "p50": p50, "p99": p99, "p999": p999,
+        "wait_mean": mmc_mean_wait(c, lam), "wait_p99": mmc_wait_quantile(0.99, c, lam),
+        "failed": 0, "unfinished": 0, "retries": 0, "drift": 1.0, "stable": True,
     }  # fmt: skip
 
 
@@ -79,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="under a minute")
     mode.add_argument("--full", action="store_true", help="the issue's whole grid (hours)")
     ap.add_argument("--scale", type=float, default=1.0, help="run length multiplier (default)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of every case (default 1)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out/strategies.json")
     ap.add_argument("--img", type=Path, default=ROOT / "docs/img")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
     cases = quick_grid() if args.quick else full_grid() if args.full else default_grid(args.scale)
+    cases = [replace(c, scenario=replace(c.scenario, seed=args.seed)) for c in cases]
     # Longest first, so the pool does not end on one straggler.
     order = sorted(range(len(cases)), key=lambda i: -cases[i].scenario.arrival_rate)
     started = time.perf_counter()
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "mode": "quick" if args.quick else "full" if args.full else "default",
+        "seed": args.seed,
         "wall_seconds": wall,
         "bars": [{"bar": b, "met": m, "figures": f} for b, m, f in checked],
         "records": records,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from skyfleet.config.membership import MembershipConfig
@@ -83,10 +83,11 @@ class SimCluster:
         zone: str = "",
         incarnation: int = 0,
         known: frozenset[str] = frozenset(),
+        region: str = "",
     ) -> Swim:
         """Start a node at the current time. Addresses are `sim://<name>`. `known`: nodes
         whose certificates it holds from the start."""
-        meta = NodeMeta(name, self.address(name), cloud=cloud, zone=zone)
+        meta = NodeMeta(name, self.address(name), cloud=cloud, region=region, zone=zone)
         self._disconnect(name)
         node = SimNode(
             Swim(
@@ -105,19 +106,33 @@ class SimCluster:
         self._schedule_wake(name)
         return swim
 
-    def add_converged(self, names: list[str], *, cloud: str = "", zone: str = "") -> None:
+    def add_converged(
+        self,
+        names: list[str],
+        *,
+        cloud: str = "",
+        zone: str = "",
+        placement: Mapping[str, tuple[str, str, str]] | None = None,
+    ) -> None:
         """Start `names` as a fleet that has long converged: every node knows every
         other alive at incarnation 0, nothing left to gossip. It skips the join (whose
         figures come from `add_node` runs at smaller N) so that N = 10,000 fits in memory:
-        the nodes share one set of immutable member entries."""
-        metas = [NodeMeta(n, self.address(n), cloud=cloud, zone=zone) for n in names]
+        the nodes share one set of immutable member entries. `placement`: (cloud, region,
+        zone) per node, instead of one `cloud` and `zone` for all."""
+        where = placement or {}
+        metas = [
+            NodeMeta(n, self.address(n), *where.get(n, (cloud, "", zone))) for n in names
+        ]
         entries = [
             MemberView(m, MemberState.ALIVE, 0, self.now, self.keys.sign(m.name, alive_claim(m, 0)))
             for m in metas
         ]
         known = frozenset(names)
         for entry in entries:
-            swim = self.add_node(entry.name, cloud=cloud, zone=zone, known=known)
+            m = entry.meta
+            swim = self.add_node(
+                m.name, cloud=m.cloud, region=m.region, zone=m.zone, known=known
+            )
             swim.adopt_members(entries, self.now)
         self._converged.update(names)
 
@@ -133,11 +148,13 @@ class SimCluster:
 
     def restart(self, name: str, *, seeds: tuple[str, ...], incarnation: int) -> Swim:
         """A new process under the same name and address (fresh state)."""
+        meta = self.nodes[name].swim.meta
         return self.add_node(
             name,
             seeds=seeds,
-            cloud=self.nodes[name].swim.meta.cloud,
-            zone=self.nodes[name].swim.meta.zone,
+            cloud=meta.cloud,
+            region=meta.region,
+            zone=meta.zone,
             incarnation=incarnation,
         )
 

@@ -4,7 +4,7 @@ loss (overall or between chosen groups) and directed blocks for partitions."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class SimNetwork:
@@ -15,8 +15,11 @@ class SimNetwork:
         delay: float = 0.0005,
         jitter: float = 0.0002,
         loss: float = 0.0,
+        link_delay: Callable[[str, str], float] | None = None,
     ) -> None:
+        """`link_delay`: extra one-way seconds between two nodes (another cloud's)."""
         self._rng = rng
+        self._link_delay = link_delay
         self.delay = delay
         self.jitter = jitter
         self.loss = loss
@@ -51,4 +54,5 @@ class SimNetwork:
         loss = self._lossy.get((src, dst), self.loss)
         if loss and self._rng.random() < loss:
             return None
-        return self.delay + self._rng.uniform(0.0, self.jitter)
+        extra = self._link_delay(src, dst) if self._link_delay is not None else 0.0
+        return self.delay + extra + self._rng.uniform(0.0, self.jitter)

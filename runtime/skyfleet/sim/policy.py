@@ -131,11 +131,18 @@ class PolicyCluster(SimCluster):
         zone: str = "",
         incarnation: int = 0,
         known: frozenset[str] = frozenset(),
+        region: str = "",
     ) -> Swim:
         """Start a node with the policy in force at boot (the persisted one); its advert
         and poll loops start with `start_advertising`, or at once if already started."""
         swim = super().add_node(
-            name, seeds=seeds, cloud=cloud, zone=zone, incarnation=incarnation, known=known
+            name,
+            seeds=seeds,
+            cloud=cloud,
+            zone=zone,
+            incarnation=incarnation,
+            known=known,
+            region=region,
         )
         rng = random.Random(self._policy_rng.random())
         old = self.policy.get(name)

@@ -34,8 +34,9 @@ def simulate_pooled(scenario: Scenario) -> TaskRun:
         return next((e.factor for e in slow if e.cloud == cloud and e.start <= t < e.end), 1.0)
 
     waiting: deque[float] = deque()
-    done: list[tuple[float, str, float]] = []  # (finish time, cloud, created)
+    done: list[tuple[float, str, float, float]] = []  # (finish, cloud, created, service)
     latency: list[float] = []
+    served: list[float] = []
     created: list[float] = []
     finished: list[float] = []
     measured = 0
@@ -44,14 +45,16 @@ def simulate_pooled(scenario: Scenario) -> TaskRun:
     def start(created_at: float, now: float) -> None:
         cloud = min((c for c in names if free[c] > 0), key=lambda c: speed(c, now))
         free[cloud] -= 1
-        heapq.heappush(done, (now + service.next() * speed(cloud, now), cloud, created_at))
+        took = service.next() * speed(cloud, now)
+        heapq.heappush(done, (now + took, cloud, created_at, took))
 
     while t_next <= s.duration or done:
         if done and (t_next > s.duration or done[0][0] <= t_next):
-            now, cloud, born = heapq.heappop(done)
+            now, cloud, born, took = heapq.heappop(done)
             free[cloud] += 1
             if born >= s.warmup:
                 latency.append(now - born)
+                served.append(took)
                 created.append(born)
                 finished.append(now)
             if waiting:
@@ -66,6 +69,7 @@ def simulate_pooled(scenario: Scenario) -> TaskRun:
             waiting.append(now)
     return TaskRun(
         latency=np.asarray(latency),
+        service=np.asarray(served),
         created=np.asarray(created),
         finished=np.asarray(finished),
         failed=0,

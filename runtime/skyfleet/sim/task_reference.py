@@ -31,7 +31,23 @@ def erlang_c(c: int, offered: float) -> float:
 
 def mmc_mean_response(c: int, lam: float, mu: float = 1.0) -> float:
     """Mean time in system (wait + service)."""
-    return erlang_c(c, lam / mu) / (c * mu - lam) + 1.0 / mu
+    return mmc_mean_wait(c, lam, mu) + 1.0 / mu
+
+
+def mmc_mean_wait(c: int, lam: float, mu: float = 1.0) -> float:
+    """Mean time in the queue, before service."""
+    return erlang_c(c, lam / mu) / (c * mu - lam)
+
+
+def mmc_wait_quantile(q: float, c: int, lam: float, mu: float = 1.0) -> float:
+    """The q-quantile of the wait: 0 with probability 1 - C, else Exp(c mu - lam), so
+    P(W > t) = C exp(-(c mu - lam) t)."""
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    wait_prob = erlang_c(c, lam / mu)
+    if wait_prob <= 1.0 - q:
+        return 0.0
+    return math.log(wait_prob / (1.0 - q)) / (c * mu - lam)
 
 
 def mmc_response_survival(t: float, c: int, lam: float, mu: float = 1.0) -> float:

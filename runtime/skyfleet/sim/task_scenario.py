@@ -2,13 +2,16 @@
 trouble injected. Plain frozen data, so a scenario can be logged and replayed.
 
 Units: time in mean service times (every service distribution has mean 1), so a gossip
-period of 10 is ten average tasks long. Capacity is slots: a host of capacity c runs c
+period of 10 is ten average tasks long; the simulator converts to the seconds membership
+runs in (`skyfleet.sim.tasks`). Capacity is slots: a host of capacity c runs c
 tasks at once, each at rate 1 (times its cloud's speed factor during a slow event).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from skyfleet.config.membership import MembershipConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,15 +38,12 @@ class SlowCloud:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudFailure:
     """Every host of `cloud` dies at `start` (running and queued tasks fail, new
-    connections are refused) and comes back at `end`. Membership drops the dead hosts
-    `detect_seconds` after the failure (SWIM takes seconds), and re-adds them
-    `rejoin_seconds` after they are back."""
+    connections are refused) and restarts at `end`. Membership finds out as the agents'
+    does: the simulated fleet runs it."""
 
     cloud: str
     start: float
     end: float
-    detect_seconds: float = 8.0
-    rejoin_seconds: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +53,11 @@ class Scenario:
     """Arrival rate as a share of the fleet's nominal capacity (total slots)."""
     service: str = "exponential"
     gossip_period: float = 1.0
-    """Each host publishes its status this often (random phase); peers see it at once."""
+    """The agents' `membership.status_interval` (how often a host checks whether its
+    status is worth gossiping) in mean service times: 10 means tasks ten times shorter
+    than the interval. Statuses then take SWIM's rounds to spread, in seconds."""
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    """The agents' membership settings (the shipped defaults unless a scenario says)."""
     cross_cloud_delay: float = 0.0
     """One-way network delay between clouds, paid on the way there and back."""
     duration: float = 2000.0

@@ -22,6 +22,10 @@ class Summary:
     p50: float
     p99: float
     p999: float
+    wait_mean: float
+    """Mean waiting: response time less the successful attempt's service (queues, the
+    network, failed attempts). The sojourn hides it under the service time."""
+    wait_p99: float
     failed: int
     unfinished: int
     retries: int
@@ -44,13 +48,15 @@ def drift(created: np.ndarray, latency: np.ndarray) -> float:
 def summarise(run: TaskRun, created_between: tuple[float, float] | None = None) -> Summary:
     """Latency figures of the measured tasks, or of those created inside a window (the
     failure count stays the whole run's)."""
-    lat, created = run.latency, run.created
+    lat, created, wait = run.latency, run.created, run.latency - run.service
     if created_between is not None:
         inside = (created >= created_between[0]) & (created < created_between[1])
-        lat, created = lat[inside], created[inside]
+        lat, created, wait = lat[inside], created[inside], wait[inside]
     if len(lat) == 0:
         nan = float("nan")
-        return Summary(0, nan, nan, nan, nan, run.failed, run.unfinished, run.retries, nan, False)
+        return Summary(
+            0, nan, nan, nan, nan, nan, nan, run.failed, run.unfinished, run.retries, nan, False
+        )
     p50, p99, p999 = (float(x) for x in np.quantile(lat, [0.5, 0.99, 0.999]))
     d = drift(created, lat)
     stable = run.unfinished == 0 and d < STABLE_DRIFT
@@ -60,6 +66,8 @@ def summarise(run: TaskRun, created_between: tuple[float, float] | None = None) 
         p50=p50,
         p99=p99,
         p999=p999,
+        wait_mean=float(wait.mean()),
+        wait_p99=float(np.quantile(wait, 0.99)),
         failed=run.failed,
         unfinished=run.unfinished,
         retries=run.retries,
