@@ -63,6 +63,7 @@ AGENT_KEYS = [
             "profile", "probe_interval", "probe_timeout", "indirect_checks", "gossip_interval",
             "gossip_nodes", "suspicion_mult", "push_pull_interval", "status_interval",
             "packet_budget", "leave_propagate_delay", "awareness_max_multiplier",
+            "status_min_transmits",
         ],
         "policy": ["trusted_keys", "source"],
         "tasks": ["capacity", "queue_limit", "handlers", "idempotency_ttl", "latency_decay",
@@ -112,6 +113,7 @@ def finite_positive(config: AgentConfig) -> list[str]:
 @example([(("tasks", "sleep_mean"), 0)])
 @example([(("tasks", "sleep_mean"), False)])
 @example([(("membership", "indirect_checks"), True)])
+@example([(("membership", "status_min_transmits"), 0)])
 @example([(("membership", "profile"), [])])
 def test_agent_config_values_load_or_name_their_key(changes):
     doc = with_changes(VALID_AGENT, changes)

@@ -112,6 +112,12 @@ class MembershipConfig:
     supersedes it anyway, and push-pull repairs what gossip missed. Keeps a busy fleet's
     load reports from crowding out membership news."""
 
+    status_min_transmits: int = 3
+    """...but each holder sends a status at least this often: in a small fleet the share
+    leaves one transmit (4 x ceil(log10 10) x 0.25 at N = 9), a chain rather than an
+    epidemic, and balancers routed on statuses seconds old (bench/status_age.py). Large
+    fleets are unaffected: the share gives more there."""
+
     packet_budget: int = 1400
     """Bytes of piggybacked news per packet (memberlist's UDP-safe size). gRPC has no such
     limit, but bounded packets keep probe latency flat while a large join is gossiped."""
@@ -158,7 +164,13 @@ class MembershipConfig:
                 "membership.probe_timeout: must be shorter than probe_interval "
                 f"({self.probe_timeout} >= {self.probe_interval})"
             )
-        for name in ("indirect_checks", "gossip_nodes", "retransmit_mult", "suspicion_mult"):
+        for name in (
+            "indirect_checks",
+            "gossip_nodes",
+            "retransmit_mult",
+            "suspicion_mult",
+            "status_min_transmits",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"membership.{name}: must be >= 1, got {getattr(self, name)}")
         if self.suspicion_max_timeout_mult < 1:

@@ -2,13 +2,10 @@
 
 A node stamps its own reports (incarnation, seq) and is the only authority on them;
 every other node keeps the newest it heard per node and passes it on. Load reports go
-out at a share of the usual retransmits, but at least `gossip_nodes` times: in a small
-fleet the share leaves one transmit per holder (4 x ceil(log10 10) x 0.25 at N = 9), a
-chain rather than an epidemic, and balancers there routed on statuses 2.9 s old on
-average with a 1 s status interval (the task simulator, which runs this core); each
-holder passing it to a round's worth of members cut that to 0.8 s. A policy version
-above any advertised so far, or our own adoption of a new one, is news like membership
-news: full retransmits, and an early gossip round (`Gossip.news`).
+out at a share of the usual retransmits, but at least `status_min_transmits` times (why:
+its docstring). A policy version above any advertised so far, or our own adoption of a
+new one, is news like membership news: full retransmits, and an early gossip round
+(`Gossip.news`).
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ class Statuses:
                 f"status:{status.node}",
                 status,
                 share=cfg.status_retransmit_share,
-                least=cfg.gossip_nodes,
+                least=cfg.status_min_transmits,
             )
 
 

@@ -78,4 +78,5 @@ def simulate_pooled(scenario: Scenario) -> TaskRun:
         retries=0,
         sends=np.zeros((0, 2)),
         clouds=tuple(names),
+        pick_age=np.zeros(0),
     )

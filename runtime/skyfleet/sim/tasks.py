@@ -129,6 +129,9 @@ class TaskRun:
     sends: np.ndarray
     """(time, cloud index) of every attempt sent: the traffic share over time."""
     clouds: tuple[str, ...]
+    pick_age: np.ndarray
+    """Seconds: for every attempt sent to another host, how old the status it was chosen
+    on was (from its measurement): what gossip's delivery costs the balancer."""
 
 
 class _Fleet(SimCluster):
@@ -205,6 +208,7 @@ class TaskSim:
         self._created: list[float] = []
         self._finished: list[float] = []
         self._sends: list[tuple[float, int]] = []
+        self._pick_age: list[float] = []
         self.failed = 0
         self.retries = 0
         self._measured = 0
@@ -357,6 +361,7 @@ class TaskSim:
         task.host = h
         if h != o:
             self._views[o].sent(self.hosts[h].name, self.now)
+            self._pick_age.append(self.now - step.choice.peer.status_at)
         self.hosts[h].incoming += 1
         if self.s.series_bin > 0:
             self._sends.append((self.now / self.unit, self._cloud_index[self.hosts[h].cloud]))
@@ -472,4 +477,5 @@ class TaskSim:
             retries=self.retries,
             sends=np.asarray(self._sends).reshape(-1, 2),
             clouds=self.cloud_names,
+            pick_age=np.asarray(self._pick_age),
         )
