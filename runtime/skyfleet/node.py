@@ -41,9 +41,9 @@ from skyfleet.config.agent import (
     CHANNEL_GRACE,
     CREDENTIALS_POLL,
     AgentConfig,
-    ConfigError,
     load_agent_config,
 )
+from skyfleet.config.errors import ConfigError
 from skyfleet.config.policy_sync import policy_sync_timings
 from skyfleet.membership.members import EventKind, MemberEvent
 from skyfleet.membership.messages import NodeMeta, Packet, StatusReport

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from infra.config import StackConfig, StackConfigError, load_stack_config
 from skyfleet.config.agent import (
     AgentConfig,
-    ConfigError,
     load_agent_config,
     parse_agent_config,
     render_agent_config,
 )
+from skyfleet.config.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

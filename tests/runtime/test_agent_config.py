@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import fields, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -19,7 +20,6 @@ from infra.topology import HostSpec
 from skyfleet.config.agent import (
     NODE_NAME,
     AgentConfig,
-    ConfigError,
     NodeIdentity,
     PolicySettings,
     TlsFiles,
@@ -27,6 +27,7 @@ from skyfleet.config.agent import (
     parse_agent_config,
     render_agent_config,
 )
+from skyfleet.config.errors import ConfigError
 from skyfleet.config.membership import MembershipConfig, membership_preset
 from skyfleet.config.tasks import TaskSettings
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
@@ -273,3 +274,19 @@ def test_cloud_hosts_and_local_fleets_write_through_the_one_renderer(tmp_path: P
     assert local == LOCAL_TOML
     assert local == render_agent_config(layout.agent_config(SPEC), path.parent)
     assert load_agent_config(path) == layout.agent_config(SPEC)
+
+
+@pytest.mark.parametrize(
+    ("check", "key"),
+    [
+        (lambda: MembershipConfig().with_overrides({"probe_timeout": 5.0}), "probe_timeout"),
+        (lambda: MembershipConfig(status_min_transmits=0).validate(), "status_min_transmits"),
+        (lambda: TaskSettings(capacity=0).validate(), "capacity"),
+    ],
+)
+def test_every_settings_class_raises_the_config_error_naming_its_key(
+    check: Callable[[], object], key: str
+) -> None:
+    """The package's one error (config/errors.py), whichever class validates."""
+    with pytest.raises(ConfigError, match=rf"^(membership|tasks)\.{key}: "):
+        check()

@@ -15,7 +15,8 @@ from skyfleet._generated.skyfleet.v1 import (
     membership_pb2_grpc,
 )
 from skyfleet.client import AgentClient, tls_files_in
-from skyfleet.config.agent import ConfigError, load_agent_config
+from skyfleet.config.agent import load_agent_config
+from skyfleet.config.errors import ConfigError
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.node import Agent
 from skyfleet.transport.tls import TlsMaterial, secure_channel

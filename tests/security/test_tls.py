@@ -14,7 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from skyfleet.config.agent import ConfigError, TlsFiles
+from skyfleet.config.agent import TlsFiles
+from skyfleet.config.errors import ConfigError
 from skyfleet.security.certs import (
     create_ca,
     issue_admin_cert,

@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 
 from skyfleet.cli.main import CliError
-from skyfleet.config.agent import AgentConfig, ConfigError, load_agent_config
+from skyfleet.config.agent import AgentConfig, load_agent_config
+from skyfleet.config.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skyfleet.cli.main import CliError
-from skyfleet.config.agent import ConfigError
+from skyfleet.config.errors import ConfigError
 
 if TYPE_CHECKING:
     from skyfleet.client import AgentClient

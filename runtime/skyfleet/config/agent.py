@@ -53,6 +53,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from skyfleet.config.errors import ConfigError
 from skyfleet.config.membership import MembershipConfig, membership_preset
 from skyfleet.config.tasks import TaskSettings
 
@@ -76,10 +77,6 @@ reload, before they close and their streams reopen with the new ones."""
 
 NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
 """What a node name may be: it is the CN and a DNS SAN of the node's certificate."""
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message starts with its dotted key."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

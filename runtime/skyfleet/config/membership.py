@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from skyfleet.config.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MembershipConfig:
@@ -130,7 +132,7 @@ class MembershipConfig:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"membership: unknown setting(s) {', '.join(unknown)}")
+            raise ConfigError(f"membership: unknown setting(s) {', '.join(unknown)}")
         for name, value in overrides.items():
             _check_type(name, value, getattr(self, name))
         cfg = replace(self, **overrides)
@@ -154,13 +156,13 @@ class MembershipConfig:
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"membership.{name}: must be a finite number > 0, got {value}")
+                raise ConfigError(f"membership.{name}: must be a finite number > 0, got {value}")
         for f in fields(self):
             value = getattr(self, f.name)
             if math.isnan(value) or value < 0:
-                raise ValueError(f"membership.{f.name}: must be a number >= 0, got {value}")
+                raise ConfigError(f"membership.{f.name}: must be a number >= 0, got {value}")
         if self.probe_timeout >= self.probe_interval:
-            raise ValueError(
+            raise ConfigError(
                 "membership.probe_timeout: must be shorter than probe_interval "
                 f"({self.probe_timeout} >= {self.probe_interval})"
             )
@@ -172,22 +174,22 @@ class MembershipConfig:
             "status_min_transmits",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"membership.{name}: must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"membership.{name}: must be >= 1, got {getattr(self, name)}")
         if self.suspicion_max_timeout_mult < 1:
-            raise ValueError("membership.suspicion_max_timeout_mult: must be >= 1")
+            raise ConfigError("membership.suspicion_max_timeout_mult: must be >= 1")
         if not 0 < self.status_retransmit_share <= 1:
-            raise ValueError("membership.status_retransmit_share: must be in (0, 1]")
+            raise ConfigError("membership.status_retransmit_share: must be in (0, 1]")
         if self.awareness_max_multiplier < 1:
-            raise ValueError("membership.awareness_max_multiplier: must be >= 1")
+            raise ConfigError("membership.awareness_max_multiplier: must be >= 1")
 
 
 def _check_type(name: str, value: object, default: int | float) -> None:
     """Config files are typed by hand: a string or a boolean where a number belongs is
     named here, before it could fail as a bare comparison error deep in `validate`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"membership.{name}: expected a number, got {type(value).__name__}")
+        raise ConfigError(f"membership.{name}: expected a number, got {type(value).__name__}")
     if isinstance(default, int) and not isinstance(value, int):
-        raise ValueError(f"membership.{name}: expected an integer, got {value!r}")
+        raise ConfigError(f"membership.{name}: expected an integer, got {value!r}")
 
 
 _PRESETS: dict[str, MembershipConfig] = {
@@ -219,6 +221,6 @@ def membership_preset(name: str) -> MembershipConfig:
     try:
         return _PRESETS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"membership.profile: unknown profile {name!r} (known: {', '.join(_PRESETS)})"
         ) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from skyfleet.config.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSettings:
@@ -38,18 +40,18 @@ class TaskSettings:
 
     def validate(self) -> None:
         if self.capacity < 1:
-            raise ValueError(f"tasks.capacity: must be >= 1, got {self.capacity}")
+            raise ConfigError(f"tasks.capacity: must be >= 1, got {self.capacity}")
         if self.queue_limit < 0:
-            raise ValueError(f"tasks.queue_limit: must be >= 0, got {self.queue_limit}")
+            raise ConfigError(f"tasks.queue_limit: must be >= 0, got {self.queue_limit}")
         if self.sleep_distribution not in ("fixed", "exponential", "lognormal", "bimodal"):
-            raise ValueError(
+            raise ConfigError(
                 f"tasks.sleep_distribution: unknown distribution {self.sleep_distribution!r}"
             )
         for name in ("idempotency_ttl", "latency_decay"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"tasks.{name}: must be a finite number > 0, got {value}")
+                raise ConfigError(f"tasks.{name}: must be a finite number > 0, got {value}")
         for name in ("sleep_mean", "sleep_scv"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"tasks.{name}: must be a finite number >= 0, got {value}")
+                raise ConfigError(f"tasks.{name}: must be a finite number >= 0, got {value}")

@@ -10,7 +10,8 @@ from typing import cast
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import admin_pb2, admin_pb2_grpc, membership_pb2
-from skyfleet.config.agent import ConfigError, split_host_port
+from skyfleet.config.agent import split_host_port
+from skyfleet.config.errors import ConfigError
 from skyfleet.observability.refusals import Refusals
 from skyfleet.transport.codec import meta_to_proto, status_to_proto
 from skyfleet.transport.swim_loop import SwimLoop

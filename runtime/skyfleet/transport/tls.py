@@ -47,7 +47,8 @@ from typing import Any
 
 import grpc
 
-from skyfleet.config.agent import ConfigError, TlsFiles
+from skyfleet.config.agent import TlsFiles
+from skyfleet.config.errors import ConfigError
 from skyfleet.security.certs import (
     CertificateError,
     PeerIdentity,
