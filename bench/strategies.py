@@ -19,6 +19,7 @@ Run from the repository root:
     .venv/bin/python bench/strategies.py                # default grid, ~10 min on 2 cores
     .venv/bin/python bench/strategies.py --full         # the issue's whole grid (hours)
     .venv/bin/python bench/strategies.py --quick --seed 2   # the same cases, other draws
+    .venv/bin/python bench/strategies.py --where fleet=3x3 --where gossip=10.0 --seed 2
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="the issue's whole grid (hours)")
     ap.add_argument("--scale", type=float, default=1.0, help="run length multiplier (default)")
     ap.add_argument("--seed", type=int, default=1, help="seed of every case (default 1)")
+    ap.add_argument(
+        "--where", action="append", default=[], metavar="LABEL=VALUE",
+        help="only the cases whose scenario has this label (repeatable): fleet=3x3, gossip=10.0",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out/strategies.json")
     ap.add_argument("--img", type=Path, default=ROOT / "docs/img")
@@ -99,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = quick_grid() if args.quick else full_grid() if args.full else default_grid(args.scale)
     cases = [replace(c, scenario=replace(c.scenario, seed=args.seed)) for c in cases]
+    for condition in args.where:
+        label, sep, value = condition.partition("=")
+        if not sep:
+            ap.error(f"--where {condition!r}: expected LABEL=VALUE")
+        cases = [c for c in cases if c.scenario.labels.get(label) == value]
+    if not cases:
+        ap.error("--where: no case matches")
     # Longest first, so the pool does not end on one straggler.
     order = sorted(range(len(cases)), key=lambda i: -cases[i].scenario.arrival_rate)
     started = time.perf_counter()
