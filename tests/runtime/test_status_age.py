@@ -14,11 +14,11 @@ import pytest
 from skyfleet._generated.skyfleet.v1 import admin_pb2
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
 from skyfleet.config.membership import MembershipConfig
-from skyfleet.membership.claims import Verdict
 from skyfleet.membership.messages import NodeMeta, NodeStatus, Packet, PushPull, StatusReport
 from skyfleet.membership.swim import Swim
 from skyfleet.observability.refusals import Refusals
 from skyfleet.services.admin import AdminService
+from skyfleet.sim.claim_keys import SimClaimKeys, SimKeyRegistry
 from skyfleet.transport.codec import (
     MAX_AGE_MS,
     packet_from_proto,
@@ -107,30 +107,14 @@ def test_an_old_agents_status_counts_as_measured_on_arrival() -> None:
     assert status_from_proto(pb.NodeStatus(node="old"), "status", 42.0).measured_at == 42.0
 
 
-class _Unsigned:
-    """Claim keys for a lone core: it signs nothing and checks nothing."""
-
-    def sign(self, claim: bytes) -> bytes:
-        return b""
-
-    def verify(self, node: str, claim: bytes, signature: bytes) -> Verdict:
-        return Verdict.AUTHENTIC
-
-    def learn(self, certificate: bytes) -> str | None:
-        return None
-
-    def certificates(self, node: str) -> tuple[bytes, ...]:
-        return ()
-
-
 async def test_the_admin_answer_carries_the_status_age() -> None:
     clock = [10.0]
 
     def now() -> float:
         return clock[0]
 
-    swim = Swim(NodeMeta("a", "10.0.0.1:7400"), MembershipConfig(), random.Random(1),
-                keys=_Unsigned())
+    keys = SimClaimKeys("a", SimKeyRegistry(1))
+    swim = Swim(NodeMeta("a", "10.0.0.1:7400"), MembershipConfig(), random.Random(1), keys=keys)
     loop = SwimLoop(swim, send=lambda out: None, clock=now)
     loop.publish_status(StatusReport(capacity=4))
     clock[0] = 12.5
