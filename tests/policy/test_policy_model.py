@@ -15,6 +15,7 @@ from skyfleet.policy.model import (
     PeakEwmaParams,
     PolicyDocument,
     RoutingRule,
+    Sessions,
     parse_policy,
 )
 
@@ -38,6 +39,8 @@ def test_minimal_document_gets_every_default() -> None:
     assert doc.outlier_detection.max_ejection_percent == d.OUTLIER_MAX_EJECTION_PERCENT
     assert set(doc.clouds) == set(d.KNOWN_CLOUDS)
     assert doc.clouds["gcp"].weight == d.CLOUD_WEIGHT
+    assert doc.sessions == Sessions(affinity="none")
+    assert doc.sessions.load_factor == d.SESSION_LOAD_FACTOR
 
 
 def test_partial_section_keeps_defaults_of_the_rest() -> None:
@@ -54,9 +57,15 @@ def test_to_dict_round_trips() -> None:
         "clouds": {"aws": {"weight": 2}},
         "drained_clouds": ["gcp"],
         "routing": {"rules": [{"task_kind": "eu.*", "allowed_regions": ["eu-west-1"]}]},
+        "sessions": {"affinity": "bounded_hash", "load_factor": 1.5},
     }
     doc = parse_policy(data)
     plain = doc.to_dict()
+    assert plain["sessions"] == {
+        "affinity": "bounded_hash",
+        "load_factor": 1.5,
+        "virtual_nodes": d.SESSION_VIRTUAL_NODES,
+    }
     assert plain["strategy"] == {
         "name": "peak_ewma",
         "params": {"decay_seconds": 5.0, "choices": 2},
@@ -196,6 +205,23 @@ INVALID_CASES = [
         "unknown key",
     ),
     ({"routing": []}, "routing", "expected an object, got array"),
+    (
+        {"sessions": {"affinity": "sticky"}},
+        "sessions.affinity",
+        "must be one of none, hash, bounded_hash, got 'sticky'",
+    ),
+    (
+        {"sessions": {"load_factor": 1}},
+        "sessions.load_factor",
+        "must be greater than 1 and at most 10, got 1",
+    ),
+    ({"sessions": {"load_factor": "1.5"}}, "sessions.load_factor", "expected a number"),
+    (
+        {"sessions": {"virtual_nodes": 0}},
+        "sessions.virtual_nodes",
+        "must be between 1 and 1000, got 0",
+    ),
+    ({"sessions": {"factor": 2}}, "sessions.factor", "unknown key (known: affinity,"),
     ({"description": 5}, "description", "expected a string"),
 ]
 

@@ -81,6 +81,8 @@ SCHEMA_REJECTS = [
     {"version": 1, "clouds": {"oracle": {}}},
     {"version": 1, "drained_clouds": ["aws", "aws"]},
     {"version": 1, "routing": {"rules": [{"task_kind": "a*b", "allowed_clouds": ["aws"]}]}},
+    {"version": 1, "sessions": {"load_factor": 1}},
+    {"version": 1, "sessions": {"affinity": "sticky"}},
     {"strategy": {"name": "p2c"}},
 ]
 

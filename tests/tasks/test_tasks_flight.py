@@ -8,7 +8,8 @@ import random
 import pytest
 
 from skyfleet.balancing import Balancer, Locale, PeerLoad
-from skyfleet.policy.model import PolicyDocument, parse_policy
+from skyfleet.balancing.affinity import HashRing
+from skyfleet.policy.model import PolicyDocument, Sessions, parse_policy
 from skyfleet.tasks.errors import Refusal
 from skyfleet.tasks.flight import Done, Failed, Refused, Retry, Send, TaskFlight
 from skyfleet.tasks.verdict import AttemptResult, Verdict
@@ -146,3 +147,15 @@ def test_an_abandoned_attempt_frees_its_slot_and_blames_nobody():
     flight.abandon(step)
     assert b.retry_budget.active == 0
     assert not b.outliers.is_ejected(step.choice.peer.name, step.choice.peer.cloud, 0.0)
+
+
+def test_a_session_goes_to_its_peer_and_fails_over_along_its_ring():
+    doc = PolicyDocument(version=1, sessions=Sessions(affinity="bounded_hash"))
+    b = Balancer(local=Locale(cloud="aws"), policy=doc, rng=random.Random(7))
+    home = {p.name: p.capacity for p in fleet() if p.cloud == "aws"}  # locality keeps to aws
+    order = list(HashRing(home, Sessions().virtual_nodes).walk("user-1"))
+    flight = TaskFlight(b, "t", session="user-1")
+    for n, expected in enumerate(order):
+        step = send(flight, float(n))
+        assert step.choice.peer.name == expected
+        assert isinstance(flight.settle(step, AttemptResult(Verdict.FAILED, error="e"), n), Retry)

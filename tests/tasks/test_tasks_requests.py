@@ -26,6 +26,7 @@ def request(**fields: object) -> tasks_pb2.SubmitTaskRequest:
         (request(kind="k" * 257), "kind: over 256"),
         (request(idempotency_key="k" * 257), "idempotency_key: over 256"),
         (request(request_id="r" * 257), "request_id: over 256"),
+        (request(session="s" * 257), "session: over 256"),
         (request(constraints={"clouds": ["aws", ""]}), "constraints.clouds[1]"),
         (request(constraints={"regions": ["x" * 257]}), "constraints.regions[0]"),
     ],
@@ -43,6 +44,7 @@ def test_a_full_request_passes() -> None:
             idempotency_key="k" * 256,
             kind="batch",
             request_id="r1",
+            session="s" * 256,
             constraints={"clouds": ["aws", "gcp"], "regions": ["eu-west-1"]},
         )
     )

@@ -5,11 +5,15 @@ proves end to end (tests/realproc), this proves without a socket, deterministica
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+
+import pytest
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
+from skyfleet.balancing.affinity import HashRing
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.config.tasks import TaskSettings
-from skyfleet.policy.model import Locality, PolicyDocument
+from skyfleet.policy.model import Locality, PolicyDocument, Sessions
 from skyfleet.sim.cluster import SimCluster
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, echo
@@ -20,7 +24,22 @@ from skyfleet.transport.task_execute import LocalTaskExecute
 CLOUDS = {"aws": ["a0", "a1"], "gcp": ["g0", "g1"]}
 
 
-def fleet() -> tuple[SimCluster, dict[str, Router], LocalTaskExecute]:
+@dataclass
+class Fleet:
+    cluster: SimCluster
+    routers: dict[str, Router]
+    remote: LocalTaskExecute
+    executors: dict[str, Executor]
+
+    def gossip_statuses(self, seconds: float = 5.0) -> None:
+        """Every executor publishes its status and gossip carries it to every router."""
+        for name, executor in self.executors.items():
+            swim = self.cluster.nodes[name].swim
+            self.cluster.emit(name, swim.publish_status(executor.report(1, "h"), self.cluster.now))
+        self.cluster.run_for(seconds)
+
+
+def fleet(policy: PolicyDocument | None = None) -> Fleet:
     cluster = SimCluster(MembershipConfig(), seed=3)
     for cloud, names in CLOUDS.items():
         for name in names:
@@ -32,33 +51,31 @@ def fleet() -> tuple[SimCluster, dict[str, Router], LocalTaskExecute]:
         for names in CLOUDS.values() for name in names
     }
     remote = LocalTaskExecute(executors)
-    policy = PolicyDocument(version=1, locality=Locality(prefer="none"))
+    policy = policy or PolicyDocument(version=1, locality=Locality(prefer="none"))
     routers = {
         name: Router(swim=cluster.nodes[name].swim, executor=executors[name], remote=remote,
                      policy=policy, clock=lambda: cluster.now, rng=random.Random(i))
         for i, name in enumerate(executors)
     }
-    for name, executor in executors.items():
-        cluster.emit(name, cluster.nodes[name].swim.publish_status(executor.report(1, "h"),
-                                                                   cluster.now))
-    cluster.run_for(5.0)
-    return cluster, routers, remote
+    made = Fleet(cluster, routers, remote, executors)
+    made.gossip_statuses()
+    return made
 
 
-def task(n: int) -> tasks_pb2.SubmitTaskRequest:
+def task(n: int, session: str = "") -> tasks_pb2.SubmitTaskRequest:
     return tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"%d" % n,
-                                       idempotency_key=f"k{n}")
+                                       idempotency_key=f"k{n}", session=session)
 
 
 async def test_tasks_spread_over_every_peer_that_advertised_a_status() -> None:
-    _, routers, _ = fleet()
+    routers = fleet().routers
     ran = {(await routers["a0"].submit(task(n), timeout=5.0)).executed_by for n in range(40)}
     assert ran == {name for names in CLOUDS.values() for name in names}
 
 
 async def test_a_peer_that_refuses_is_failed_over_and_ejected_at_once() -> None:
-    _, routers, remote = fleet()
-    router = routers["a0"]
+    f = fleet()
+    router, remote = f.routers["a0"], f.remote
     remote.refusing = {"g0", "g1"}  # gcp is gone; membership has not noticed yet
     results = [await router.submit(task(n), timeout=5.0) for n in range(20)]
     assert all(r.outcome is Outcome.SUCCEEDED for r in results)
@@ -67,3 +84,44 @@ async def test_a_peer_that_refuses_is_failed_over_and_ejected_at_once() -> None:
     # Each gcp peer is tried once at most: the refusal ejects it for the next tasks.
     assert 1 <= len(retried) <= 2 and router.ledger.failed_over >= 1
     assert router.ledger.submitted == router.ledger.succeeded == 20
+
+
+@pytest.mark.parametrize("affinity", ["hash", "bounded_hash"])
+async def test_a_session_sticks_to_its_peer_and_moves_on_when_that_peer_refuses(
+    affinity: str,
+) -> None:
+    f = fleet(PolicyDocument(version=1, locality=Locality(prefer="none"),
+                             sessions=Sessions(affinity=affinity)))
+    router = f.routers["a0"]
+    sessions = [f"user-{i}" for i in range(12)]
+    n = iter(range(1000))
+
+    async def round_of_tasks() -> dict[str, tuple[str, int]]:
+        """Each session's next task, one at a time: (where it ran, attempts). Statuses are
+        measured after each task and gossiped (in a second: the victim's 30 s ejection
+        outlasts the test), so the bound sees every executor idle again."""
+        out = {}
+        for s in sessions:
+            result = await router.submit(task(next(n), session=s), timeout=5.0)
+            assert result.outcome is Outcome.SUCCEEDED
+            out[s] = (result.executed_by, result.attempts)
+            f.cluster.run_for(0.1)  # a status measured at the send's instant would not cover it
+            f.gossip_statuses(1.0)
+        return out
+
+    first = await round_of_tasks()
+    owner = {s: ran for s, (ran, _) in first.items()}
+    assert len(set(owner.values())) >= 3
+    assert await round_of_tasks() == first
+    victim = next(ran for ran in owner.values() if ran != "a0")  # a0 runs its own locally
+    f.remote.refusing = {victim}  # it died; membership has not noticed yet
+    ring = HashRing(dict.fromkeys(f.executors, 1.0), Sessions().virtual_nodes)
+    after = await round_of_tasks()
+    for s in sessions:
+        order = list(ring.walk(s))
+        assert order[0] == owner[s]
+        assert after[s][0] == (order[1] if owner[s] == victim else owner[s])
+    # The first of its sessions found it refusing and retried; that ejected it, so its other
+    # sessions went straight to their next peer.
+    assert sorted(attempts for _, attempts in after.values())[-2:] == [1, 2]
+    assert await round_of_tasks() == {s: (ran, 1) for s, (ran, _) in after.items()}

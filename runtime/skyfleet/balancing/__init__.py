@@ -7,6 +7,7 @@ clock (`now`) and randomness (`random.Random`) are injected; no I/O.
     adaptive          the experimental Thompson-sampling contextual bandit
     strategy_factory  the strategy a policy names
     locality          tiers, health-based shares (Envoy), spill by utilisation
+    affinity          sessions: consistent hashing with bounded loads over the pool
     outlier           consecutive-failure ejection of peers and whole clouds
     retry_budget      Envoy's retry budget
     balancer          Balancer: the facade the router and the simulator drive

@@ -16,7 +16,11 @@ each step with its own reason when nothing is left:
    ignores health, rather than crushing the few peers left (Envoy).
 5. Locality (`skyfleet.balancing.locality`): the narrowest tier by health share, widened
    while busier than the spill threshold.
-6. The strategy picks among what is left.
+6. The strategy picks among what is left; but a task that names a session, under a policy
+   whose `sessions.affinity` is on, goes to its session's peer on the hash ring of what is
+   left (`skyfleet.balancing.affinity`), and a retry to the next peer on that ring. Such a
+   task's locality draw (step 5) comes from its session too, so that while tiers split
+   traffic by health each session stays in one.
 
 `record(choice, ok=..., now=...)` closes the attempt: it frees the retry-budget slot,
 feeds outlier detection and lets learning strategies observe the latency.
@@ -30,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from skyfleet.balancing import locality
+from skyfleet.balancing import affinity, locality
 from skyfleet.balancing.outlier import OutlierDetector
 from skyfleet.balancing.peers import Capacities, Locale, PeerLoad
 from skyfleet.balancing.retry_budget import RetryBudget
@@ -54,6 +58,9 @@ class TaskRequest:
     """Clouds where earlier attempts failed; a retry avoids them while it can."""
     first_cloud: str = ""
     """Cloud of the first attempt: retries stay there when cross-cloud failover is off."""
+    session: str = ""
+    """Tasks naming the same session go to the same peer while the policy asks for
+    affinity (`sessions.affinity`); empty: none."""
     never_reached: bool = False
     """The previous attempt never reached its peer (connection refused, no route). Such a
     retry is not charged to the retry budget: the budget exists to stop retries from
@@ -122,6 +129,8 @@ class Balancer:
         self._budget.reconfigure(policy.failover.retry_budget)
         if policy.strategy != old.strategy or policy.clouds != old.clouds:
             self._apply(policy)
+        elif policy.sessions != old.sessions:
+            self._affinity = affinity.for_policy(policy.sessions, self._capacities)
         self._rules.clear()
 
     def _apply(self, policy: PolicyDocument) -> None:
@@ -129,6 +138,7 @@ class Balancer:
         self._costs = {name: c.relative_cost for name, c in policy.clouds.items()}
         self._capacities = Capacities(weights)
         self.strategy = make_strategy(policy.strategy, weights=weights, rng=self._rng)
+        self._affinity = affinity.for_policy(policy.sessions, self._capacities)
         self._rules: dict[str, RoutingRule | None] = {}
 
     def _capacity(self, peer: PeerLoad) -> float:
@@ -172,8 +182,12 @@ class Balancer:
                 f"task {task.kind!r}: all {len(eligible)} eligible peers are ejected or "
                 "suspect, and the panic threshold is 0",
             )
-        pool, tier = self._locality(eligible, healthy)
-        peer = self.strategy.pick(pool, now)
+        sticky = self._affinity if task.session else None
+        pool, tier = self._locality(eligible, healthy, task.session if sticky else "")
+        if sticky is None:
+            peer = self.strategy.pick(pool, now)
+        else:
+            peer = sticky.pick(task.session, pool)
         self._budget.started(retry=budgeted)
         return Choice(
             peer=peer, attempt=task.attempt, sent_at=now, tier=tier, panic=panic, budgeted=budgeted
@@ -241,15 +255,15 @@ class Balancer:
         return f"task {task.kind!r}: no eligible peer among {clouds}: " + "; ".join(limits)
 
     def _locality(
-        self, eligible: list[PeerLoad], healthy: list[PeerLoad]
+        self, eligible: list[PeerLoad], healthy: list[PeerLoad], session: str
     ) -> tuple[list[PeerLoad], int]:
+        """The pool and its tier; the tier drawn from `session` if it is not empty."""
         loc = self._policy.locality
         if loc.prefer == "none":
             return healthy, 0
         all_tiers = locality.tiers(self._local, eligible, loc.prefer, self._costs)
         ok = {p.name for p in healthy}
         healthy_tiers = [[p for p in t if p.name in ok] for t in all_tiers]
-        pool, tier = locality.select(
-            all_tiers, healthy_tiers, loc, self._capacity, self._rng.random()
-        )
+        u = affinity.tier_draw(session) if session else self._rng.random()
+        pool, tier = locality.select(all_tiers, healthy_tiers, loc, self._capacity, u)
         return pool, tier

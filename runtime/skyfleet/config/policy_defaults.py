@@ -104,6 +104,30 @@ against ejecting everything."""
 OUTLIER_CONSECUTIVE_FAILURES: Final = 5
 """Envoy: consecutive failed attempts that eject a host."""
 
+SESSION_AFFINITIES: Final = ("none", "hash", "bounded_hash")
+"""Allowed values of `sessions.affinity`: ignore sessions, plain consistent hashing, or
+consistent hashing with bounded loads (Mirrokni, Thorup and Zadimoghaddam)."""
+
+SESSION_AFFINITY: Final = "none"
+"""A session is only a hint until a policy asks for affinity: pinning a session's tasks to
+one host trades balance for the host's warm state, an operator's choice per fleet."""
+
+SESSION_LOAD_FACTOR: Final = 1.25
+"""c of bounded loads: a host takes no more session tasks once its load reaches c x its
+capacity's share of the load, the task being placed counted (brpc's default too). The
+paper moves O(1/(c-1)^2) sessions per change in expectation, so a factor near 1 buys
+balance with churn, the more so the larger the fleet; bench/session_affinity.py measures
+both sides for 1.25 and 1.5."""
+
+SESSION_VIRTUAL_NODES: Final = 160
+"""Ring points of a host of average capacity (libketama's 160). A host's share of the ring
+strays by about 1/sqrt(points) (~8 %): more points balance plain hashing better, and each
+one is paid for when the ring is rebuilt on a change of the candidate set."""
+
+SESSION_VIRTUAL_NODES_LIMIT: Final = 1000
+"""Most points per host a document may ask for: 1000 x 100 hosts is already a 100,000
+point ring to hash and sort at each membership change."""
+
 CLOUD_WEIGHT: Final = 1.0
 """Share multiplier of a cloud's capacity; equal weights route by capacity alone."""
 

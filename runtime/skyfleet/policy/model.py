@@ -109,6 +109,15 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Sessions:
+    affinity: str = d.SESSION_AFFINITY
+    """none, hash or bounded_hash (`skyfleet.balancing.affinity`)."""
+    load_factor: float = d.SESSION_LOAD_FACTOR
+    """The bound of bounded_hash; hash and none ignore it."""
+    virtual_nodes: int = d.SESSION_VIRTUAL_NODES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingRule:
     task_kind: str
     """An exact kind, or a prefix ending in `*` (`*` alone matches every kind)."""
@@ -154,6 +163,7 @@ class PolicyDocument:
     failover: Failover = field(default_factory=Failover)
     outlier_detection: OutlierDetection = field(default_factory=OutlierDetection)
     routing: Routing = field(default_factory=Routing)
+    sessions: Sessions = field(default_factory=Sessions)
 
     def allows(self, task_kind: str, cloud: str, region: str) -> bool:
         """May a task of `task_kind` run on a node in (cloud, region)? Drained clouds and
@@ -209,6 +219,7 @@ def _build(n: dict[str, Any]) -> PolicyDocument:
                 for r in n["routing"]["rules"]
             )
         ),
+        sessions=Sessions(**n["sessions"]),
     )
 
 

@@ -195,6 +195,28 @@ OUTLIER_DETECTION: Final = Record(
     }
 )
 
+SESSIONS: Final = Record(
+    {
+        "affinity": Prop(
+            Choice(d.SESSION_AFFINITIES),
+            "Tasks naming a session: none (ignored), hash (consistent hashing) or "
+            "bounded_hash (consistent hashing with bounded loads).",
+            d.SESSION_AFFINITY,
+        ),
+        "load_factor": Prop(
+            Number(1.0, 10.0, exclusive_minimum=True),
+            "bounded_hash: a host takes no session task once its load reaches this "
+            "multiple of its capacity's share of the load.",
+            d.SESSION_LOAD_FACTOR,
+        ),
+        "virtual_nodes": Prop(
+            Integer(1, d.SESSION_VIRTUAL_NODES_LIMIT),
+            "Ring points of a host of average capacity; others get points in proportion.",
+            d.SESSION_VIRTUAL_NODES,
+        ),
+    }
+)
+
 ROUTING_RULE: Final = Record(
     {
         "task_kind": Prop(_TASK_KIND, "Task kind, or a prefix ending in '*'."),
@@ -261,6 +283,12 @@ POLICY_SPEC: Final = Record(
                 }
             ),
             "Where tasks of each kind may run; kinds matching no rule run anywhere.",
+            {},
+        ),
+        "sessions": Prop(
+            SESSIONS,
+            "Session affinity: a session's tasks go to the host that owns it on a hash ring "
+            "of the peers the other rules leave.",
             {},
         ),
     }

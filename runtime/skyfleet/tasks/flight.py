@@ -86,12 +86,14 @@ class TaskFlight:
         *,
         clouds: Sequence[str] = (),
         regions: Sequence[str] = (),
+        session: str = "",
         deadline: float | None = None,
     ) -> None:
         self._balancer = balancer
         self._kind = kind
         self._clouds = tuple(clouds)
         self._regions = tuple(regions)
+        self._session = session
         self._deadline = deadline
         self.attempt = 0
         """Attempts sent so far."""
@@ -118,6 +120,7 @@ class TaskFlight:
             tried=tuple(self._tried),
             failed_clouds=tuple(self._failed_clouds),
             first_cloud=self._first_cloud,
+            session=self._session,
             never_reached=self._never_reached,
         )
         choice = self._balancer.choose(request, peers, now)

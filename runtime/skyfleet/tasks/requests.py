@@ -10,8 +10,8 @@ from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.tasks.errors import Refusal, TaskRejected
 
 MAX_NAME_LENGTH = 256
-"""Longest handler, kind, idempotency key, request id or constraint entry accepted: they
-are map keys and log fields, never documents."""
+"""Longest handler, kind, idempotency key, request id, session or constraint entry
+accepted: they are map keys, hash keys and log fields, never documents."""
 
 
 def _invalid(message: str) -> TaskRejected:
@@ -22,7 +22,7 @@ def check_request(req: tasks_pb2.SubmitTaskRequest) -> None:
     """Raise TaskRejected (INVALID) naming the first bad field."""
     if not req.handler:
         raise _invalid("handler: required")
-    for name in ("handler", "kind", "idempotency_key", "request_id"):
+    for name in ("handler", "kind", "idempotency_key", "request_id", "session"):
         if len(getattr(req, name)) > MAX_NAME_LENGTH:
             raise _invalid(f"{name}: over {MAX_NAME_LENGTH} characters")
     for name in ("clouds", "regions"):

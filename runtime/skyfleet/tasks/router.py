@@ -173,6 +173,7 @@ class Router:
             req.kind or req.handler,
             clouds=req.constraints.clouds,
             regions=req.constraints.regions,
+            session=req.session,
             deadline=deadline,
         )
         while True:

@@ -29,20 +29,22 @@ class Constraints(_message.Message):
     def __init__(self, clouds: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("handler", "payload", "idempotency_key", "constraints", "kind", "request_id")
+    __slots__ = ("handler", "payload", "idempotency_key", "constraints", "kind", "request_id", "session")
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     handler: str
     payload: bytes
     idempotency_key: str
     constraints: Constraints
     kind: str
     request_id: str
-    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    session: str
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("request_id", "outcome", "output", "error", "executed_by", "attempts", "latency_ms", "duplicate")
