@@ -47,7 +47,12 @@ class MemberRow:
 
 
 class AgentError(Exception):
-    """An RPC to an agent failed; the message names the agent and why."""
+    """An RPC to an agent failed; the message names the agent and why, `code` is the
+    call's gRPC status (a task refused by the fleet and an agent out of reach differ)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def tls_files_in(directory: Path, identity: str) -> TlsFiles:
@@ -69,6 +74,9 @@ class AgentClient:
         self.tasks = tasks_pb2_grpc.TasksStub(self._channel)
         """Raw task stub, for callers that handle gRPC status codes themselves."""
 
+    def _failed(self, exc: grpc.aio.AioRpcError) -> AgentError:
+        return AgentError(describe_rpc_error(exc, self._label), exc.code())
+
     async def __aenter__(self) -> AgentClient:
         return self
 
@@ -85,7 +93,7 @@ class AgentClient:
         try:
             resp = await self._admin.ListMembers(admin_pb2.ListMembersRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentError(describe_rpc_error(exc, self._label)) from None
+            raise self._failed(exc) from None
         rows = [
             MemberRow(
                 name=m.node.name,
@@ -118,7 +126,7 @@ class AgentClient:
         try:
             return await self._policy.Publish(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentError(describe_rpc_error(exc, self._label)) from None
+            raise self._failed(exc) from None
 
     async def submit(
         self,
@@ -127,25 +135,28 @@ class AgentClient:
         *,
         timeout: float = 30.0,
         idempotency_key: str = "",
+        kind: str = "",
         clouds: tuple[str, ...] = (),
+        regions: tuple[str, ...] = (),
     ) -> tasks_pb2.SubmitTaskResponse:
-        """Run one task in the fleet through this agent."""
+        """Run one task in the fleet through this agent; `timeout` is its deadline."""
         request = tasks_pb2.SubmitTaskRequest(
             handler=handler,
             payload=payload,
             idempotency_key=idempotency_key,
-            constraints=tasks_pb2.Constraints(clouds=list(clouds)),
+            kind=kind,
+            constraints=tasks_pb2.Constraints(clouds=list(clouds), regions=list(regions)),
         )
         try:
             return await self.tasks.Submit(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentError(describe_rpc_error(exc, self._label)) from None
+            raise self._failed(exc) from None
 
     async def leave(self, timeout: float = 5.0) -> None:
         try:
             await self._admin.Leave(admin_pb2.LeaveRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentError(describe_rpc_error(exc, self._label)) from None
+            raise self._failed(exc) from None
 
     async def join(self, seeds: list[str], timeout: float = 15.0) -> int:
         """Have the agent join a fleet through `seeds` (admin identity); the number of
@@ -153,5 +164,5 @@ class AgentClient:
         try:
             reply = await self._admin.Join(admin_pb2.JoinRequest(seeds=seeds), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentError(describe_rpc_error(exc, self._label)) from None
+            raise self._failed(exc) from None
         return reply.members_up

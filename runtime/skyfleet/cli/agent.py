@@ -29,8 +29,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config = load_agent_config(args.config)
-    except (ConfigError, OSError) as exc:
+    except ConfigError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{args.config}: cannot read ({exc.strerror})") from None
     logs.configure(config.node.name, config.log_level)
     try:
         asyncio.run(_serve(config, args.config))

@@ -75,8 +75,20 @@ def _refuse_overwrite(paths: list[Path], hint: str) -> None:
         raise CliError(f"{', '.join(existing)} already {verb}; {hint}")
 
 
+def _write_pair(folder: Path, cert_path: Path, cert_pem: bytes, key_path: Path,
+                key_pem: bytes) -> None:
+    """The key (mode 0600) then the certificate, each written whole or not at all."""
+    from skyfleet.security.certs import write_cert_file, write_key_file
+
+    try:
+        write_key_file(key_path, key_pem)
+        write_cert_file(cert_path, cert_pem)
+    except OSError as exc:
+        raise CliError(f"--dir {folder}: cannot write there ({exc.strerror})") from None
+
+
 def _init(args: argparse.Namespace) -> int:
-    from skyfleet.security.certs import create_ca, write_cert_file, write_key_file
+    from skyfleet.security.certs import create_ca
 
     folder: Path = args.dir
     cert_path, key_path = folder / _CA_CERT, folder / _CA_KEY
@@ -90,8 +102,7 @@ def _init(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--dir: cannot create {folder}: {exc.strerror}") from None
     cert_pem, key_pem = create_ca(args.name, valid_days=args.days)
-    write_key_file(key_path, key_pem)
-    write_cert_file(cert_path, cert_pem)
+    _write_pair(folder, cert_path, cert_pem, key_path, key_pem)
     print(f"created fleet CA {args.name!r}: {cert_path}, {key_path} (mode 0600)")
     print(f"keep {key_path} off agent hosts; they need only {cert_path}")
     return 0
@@ -120,8 +131,6 @@ def _issue(args: argparse.Namespace) -> int:
         issue_node_cert,
         load_certificate,
         serial_hex,
-        write_cert_file,
-        write_key_file,
     )
 
     folder: Path = args.dir
@@ -150,8 +159,7 @@ def _issue(args: argparse.Namespace) -> int:
     except CertificateError as exc:
         culprit = {"ca": f"{folder / _CA_CERT}: ", "key": f"{folder / _CA_KEY}: "}
         raise CliError(f"{culprit.get(exc.part, '')}{exc}") from None
-    write_key_file(key_path, key_pem)
-    write_cert_file(cert_path, cert_pem)
+    _write_pair(folder, cert_path, cert_pem, key_path, key_pem)
     hosts = f", hosts {', '.join(args.host)}" if args.host else ""
     cert = load_certificate(cert_pem)
     expiry = cert.not_valid_after_utc

@@ -11,9 +11,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skyfleet.cli.main import CliError
+from skyfleet.cli.members import MEMBERS_SHAPE, members_json
+from skyfleet.cli.output import JSON, add_output_arg, print_json
+from skyfleet.cli.table import print_table
 
 if TYPE_CHECKING:
-    from skyfleet.localfleet.stack import LocalStack
+    from skyfleet.client import MemberRow
+    from skyfleet.localfleet.stack import FleetOutputs, LocalStack
+
+
+def add_project_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", type=Path,
+                        help="folder with Pulumi.yaml and Pulumi.local.yaml (found upward)")
+
+
+def add_fleet_output_arg(parser: argparse.ArgumentParser) -> None:
+    add_output_arg(parser, shape=MEMBERS_SHAPE + "\n(the member table of the first agent "
+                   "of the stack that answers)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
         parser = local_sub.add_parser(name, help=help)
-        parser.add_argument("--project", type=Path,
-                            help="folder with Pulumi.yaml and Pulumi.local.yaml (found upward)")
+        add_project_arg(parser)
         return parser
 
     demo = action("demo", "the whole walk-through through the engine: pulumi up, load, a "
@@ -35,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
     action("up", "pulumi up the local stack and wait until the fleet has settled").set_defaults(
         func=_up)
-    action("status", "the running local fleet as a table").set_defaults(func=_status)
+    status = action("status", "the running local fleet as a table")
+    add_fleet_output_arg(status)
+    status.set_defaults(func=_status)
     action("down", "pulumi destroy the local stack; checks nothing is left").set_defaults(
         func=_down)
     action("env", "print the exports that point `pulumi` at the local stack").set_defaults(
@@ -46,15 +61,56 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def _stack(args: argparse.Namespace, *, stream: bool = False) -> LocalStack:
-    from skyfleet.localfleet.stack import LocalStack, StackError, find_project
+def local_stack(args: argparse.Namespace, *, stream: bool = False) -> LocalStack:
+    """The local stack of `--project`, else of the project found upward from here."""
+    from skyfleet.localfleet.stack import LocalStack
+
+    return LocalStack(_project(args.project),
+                      on_output=(lambda line: print(line, flush=True)) if stream else None)
+
+
+def _project(given: Path | None) -> Path:
+    """A `--project` that is no project folder is refused here, before the engine
+    creates its own folders in it."""
+    from skyfleet.localfleet.stack import STACK, StackError, find_project
+
+    if given is None:
+        try:
+            return find_project(Path.cwd())
+        except StackError as exc:
+            raise CliError(str(exc)) from None
+    folder = given.absolute()
+    try:
+        if find_project(folder) == folder:
+            return folder
+    except StackError:
+        pass
+    raise CliError(f"--project {given}: no Pulumi.yaml with a Pulumi.{STACK}.yaml in this "
+                   "folder")
+
+
+async def fleet_view(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
+    """The member table of the first agent of the stack that answers; CliError if none
+    does or the stack's admin certificate cannot be read."""
+    from skyfleet.config.errors import ConfigError
+    from skyfleet.localfleet import ops
+    from skyfleet.localfleet.stack import StackError
 
     try:
-        project = args.project or find_project(Path.cwd())
-    except StackError as exc:
-        raise CliError(str(exc)) from None
-    return LocalStack(project, on_output=(lambda line: print(line, flush=True)) if stream
-                      else None)
+        return await ops.views(outputs)
+    except (StackError, ConfigError) as exc:
+        raise CliError(f"local stack: {exc}") from None
+
+
+def print_fleet(observer: str, rows: list[MemberRow], output: str) -> None:
+    from skyfleet.localfleet.view import fleet_table
+
+    if output == JSON:
+        print_json(members_json(observer, rows))
+        return
+    table = fleet_table(observer, rows)
+    print_table(table.headers, table.rows, right=table.right)
+    print(table.footnote)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -62,7 +118,7 @@ def _up(args: argparse.Namespace) -> int:
     from skyfleet.localfleet.stack import StackError
     from skyfleet.localfleet.watch import FleetTimeout
 
-    stack = _stack(args, stream=True)
+    stack = local_stack(args, stream=True)
     try:
         ops.up(stack, say)
     except (StackError, FleetTimeout) as exc:
@@ -73,15 +129,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from skyfleet.localfleet import ops
     from skyfleet.localfleet.stack import StackError
-    from skyfleet.localfleet.view import fleet_table
 
     try:
-        observer, rows = asyncio.run(ops.views(_stack(args).outputs()))
+        outputs = local_stack(args).outputs()
     except StackError as exc:
         raise CliError(f"local stack: {exc}") from None
-    print("\n".join(fleet_table(observer, rows)))
+    print_fleet(*asyncio.run(fleet_view(outputs)), args.output)
     return 0
 
 
@@ -90,7 +144,7 @@ def _down(args: argparse.Namespace) -> int:
     from skyfleet.localfleet.stack import StackError
 
     try:
-        left = ops.down(_stack(args, stream=True), say)
+        left = ops.down(local_stack(args, stream=True), say)
     except StackError as exc:
         raise CliError(f"local stack: {exc}") from None
     if left:
@@ -102,7 +156,7 @@ def _down(args: argparse.Namespace) -> int:
 def _env(args: argparse.Namespace) -> int:
     from skyfleet.localfleet.stack import env_lines
 
-    stack = _stack(args)
+    stack = local_stack(args)
     print("\n".join(env_lines(stack.project)))
     print(f"# then, in {stack.project}: pulumi preview|up|refresh|destroy -s local")
     return 0
@@ -114,7 +168,7 @@ def _demo(args: argparse.Namespace) -> int:
     from skyfleet.localfleet.stack import StackError
     from skyfleet.localfleet.watch import FleetTimeout
 
-    stack = _stack(args)
+    stack = local_stack(args)
     settings = DemoSettings(loss=args.loss)
     if args.quick:
         settings = DemoSettings(phase_seconds=4.0, rate=25.0, loss=args.loss)

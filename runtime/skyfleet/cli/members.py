@@ -1,95 +1,79 @@
-"""`skyfleet members --agent ADDR`: an agent's member table, as a table or JSON;
-`skyfleet join --agent ADDR SEED...`: have a running agent join a fleet."""
+"""The membership commands, as Serf names them: `skyfleet members` (an agent's member
+table), `skyfleet join SEED...` (have a running agent join a fleet) and `skyfleet leave`
+(have it leave gracefully and stop)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from skyfleet.cli.main import CliError
-from skyfleet.config.errors import ConfigError
+from skyfleet.cli.connection import Connection, add_connection_args
+from skyfleet.cli.output import JSON, add_output_arg, print_json
+from skyfleet.cli.table import print_table
 
 if TYPE_CHECKING:
-    from skyfleet.client import AgentClient
+    from collections.abc import Iterable
 
-DEFAULT_TLS_DIR = Path(".skyfleet/local/tls")
+    from skyfleet.client import MemberRow
 
-
-def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    """--agent/--tls-dir/--identity, shared by every command that calls an agent."""
-    parser.add_argument("--agent", required=True, metavar="HOST:PORT", help="agent address")
-    parser.add_argument(
-        "--tls-dir",
-        type=Path,
-        default=DEFAULT_TLS_DIR,
-        help=f"folder with ca.pem and IDENTITY.pem/.key (default {DEFAULT_TLS_DIR})",
-    )
-    parser.add_argument("--identity", default="admin", help="certificate name to use (admin)")
+MEMBERS_SHAPE = """\
+  {"local_node": NAME of the answering agent,
+   "members": [{"name", "cloud", "region", "zone", "address",
+                "state": alive|suspect|dead|left, "incarnation", "state_age" (s),
+                "policy_version" (0: none yet), "policy_hash",
+                "status_age" (s since its status arrived, null: none yet),
+                "inflight", "queued", "capacity", "latency_ms",
+                "refusals" (its calls and claims this agent refused)}, ...]}"""
+"""The JSON of a member table: `members`, and the fleet views of `local status`, `top`."""
 
 
-def client_from_args(args: argparse.Namespace) -> AgentClient:
-    """An AgentClient for `--agent` with the `--identity` certificate from `--tls-dir`."""
-    from skyfleet.client import AgentClient, tls_files_in
-    from skyfleet.transport.tls import TlsMaterial
-
-    try:
-        tls = TlsMaterial.load(tls_files_in(args.tls_dir, args.identity))
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-    return AgentClient(args.agent, tls)
+def members_json(local: str, rows: Iterable[MemberRow]) -> dict[str, Any]:
+    return {"local_node": local, "members": [asdict(r) for r in rows]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     members = sub.add_parser("members", help="list an agent's view of the fleet")
-    add_connection_args(members)
-    members.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_connection_args(members, timeout=5.0)
+    add_output_arg(members, shape=MEMBERS_SHAPE, json_alias=True)
     members.set_defaults(func=_members)
-    join = sub.add_parser("join", help="have a running agent join a fleet through seeds")
-    add_connection_args(join)
+
+    join = sub.add_parser("join", help="have a running agent join a fleet through seeds "
+                          "(admin identity)")
     join.add_argument("seeds", nargs="+", metavar="SEED", help="host:port of a fleet member")
+    # The agent waits up to 10 s for a seed before it answers; wait a little longer.
+    add_connection_args(join, timeout=15.0, role="admin")
     join.set_defaults(func=_join)
+
+    leave = sub.add_parser("leave", help="have an agent leave the fleet gracefully, then "
+                           "stop (admin identity)")
+    add_connection_args(leave, timeout=5.0, role="admin")
+    leave.set_defaults(func=_leave)
 
 
 def _join(args: argparse.Namespace) -> int:
-    from skyfleet.client import AgentError
+    conn = Connection.of(args)
+    up = conn.call(lambda client: client.join(args.seeds, timeout=conn.timeout))
+    print(f"joined: {conn.agent} now knows {up} member(s) up")
+    return 0
 
-    async def call() -> int:
-        async with client_from_args(args) as client:
-            return await client.join(args.seeds)
 
-    try:
-        up = asyncio.run(call())
-    except AgentError as exc:
-        raise CliError(str(exc)) from None
-    print(f"joined: {args.agent} now knows {up} member(s) up")
+def _leave(args: argparse.Namespace) -> int:
+    conn = Connection.of(args)
+    conn.call(lambda client: client.leave(timeout=conn.timeout))
+    print(f"leaving: {conn.agent} tells the fleet it leaves, then stops")
     return 0
 
 
 def _members(args: argparse.Namespace) -> int:
-    from skyfleet.client import AgentError, MemberRow
-
-    async def fetch() -> tuple[str, list[MemberRow]]:
-        async with client_from_args(args) as client:
-            return await client.list_members()
-
-    try:
-        local, rows = asyncio.run(fetch())
-    except AgentError as exc:
-        raise CliError(str(exc)) from None
-    if args.json:
-        print(json.dumps({"local_node": local, "members": [asdict(r) for r in rows]}, indent=2))
+    conn = Connection.of(args)
+    local, rows = conn.call(lambda client: client.list_members(timeout=conn.timeout))
+    if args.output == JSON:
+        print_json(members_json(local, rows))
         return 0
-    headers = ("NAME", "CLOUD", "REGION", "ZONE", "ADDRESS", "STATE", "INCARNATION", "REFUSED")
-    table = [headers] + [
-        (r.name, r.cloud, r.region, r.zone, r.address, r.state, str(r.incarnation),
-         str(r.refusals))
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(
+        ("NAME", "CLOUD", "REGION", "ZONE", "ADDRESS", "STATE", "INCARNATION", "REFUSED"),
+        [(r.name, r.cloud, r.region, r.zone, r.address, r.state, str(r.incarnation),
+          str(r.refusals)) for r in rows],
+    )
     return 0

@@ -115,10 +115,13 @@ def _signed_path(path: Path) -> Path:
 
 def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
@@ -181,7 +184,10 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         raise CliError(f"{private_path}: cannot create ({exc.strerror})") from None
     with os.fdopen(fd, "wb") as f:
         f.write(private)
-    public_path.write_bytes(public)
+    try:
+        public_path.write_bytes(public)
+    except OSError as exc:
+        raise CliError(f"{public_path}: cannot write ({exc.strerror})") from None
     print(f"key {key_id(public)}: private {private_path} (keep secret), public {public_path}")
     return 0
 

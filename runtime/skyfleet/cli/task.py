@@ -1,0 +1,160 @@
+"""`skyfleet task submit HANDLER`: run one task in the fleet through one agent (a unary
+`Tasks.Submit`) and print its output, as `pulumi` or `kubectl run` would: the bytes as
+they are by default, or one JSON document with `-o json`; exit 0 only if it succeeded.
+
+It calls with a client certificate: the role made to submit tasks and read, nothing
+more, so a script that submits tasks holds no key that could make an agent leave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skyfleet.cli.connection import Connection, add_connection_args
+from skyfleet.cli.main import CliError
+from skyfleet.cli.output import JSON, add_output_arg, print_json
+
+if TYPE_CHECKING:
+    from skyfleet._generated.skyfleet.v1.tasks_pb2 import SubmitTaskResponse
+    from skyfleet.client import AgentClient, AgentError
+
+SUCCEEDED = "succeeded"
+
+SUBMIT_SHAPE = """\
+  {"outcome": succeeded|failed|deadline_exceeded|rejected,
+   "executed_by": NAME of the agent that ran it ("" if none did),
+   "attempts": executors tried (more than 1: it failed over),
+   "latency_ms": as the routing agent measured it (null: no agent answered with one),
+   "duplicate": true if the executor had run this --key before (its first output),
+   "output": the output, "output_encoding": "text" (it is UTF-8) or "base64",
+   "error": why it did not succeed ("" if it did)}
+The call's own failures are outcomes too: its deadline, deadline_exceeded; any other
+status (no eligible peer, fleet full, invalid task, agent out of reach), rejected."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    task = sub.add_parser("task", help="run tasks in the fleet")
+    actions = task.add_subparsers(dest="task_command", required=True, metavar="ACTION")
+    submit = actions.add_parser(
+        "submit",
+        help="run one task through an agent and print its output (client identity)",
+        description="Run one task through an agent and print its output.\n--timeout is "
+        "the task's deadline: the agent forwards the time left with the task.",
+    )
+    submit.add_argument("handler", metavar="HANDLER", help="a handler the agents serve: echo")
+    payload = submit.add_mutually_exclusive_group()
+    payload.add_argument("--payload", metavar="TEXT", help="the payload, as text")
+    payload.add_argument("--payload-file", type=Path, metavar="PATH",
+                         help="the payload, the file's bytes; - reads standard input")
+    submit.add_argument("--kind", default="", metavar="K",
+                        help="the policy's routing rule to follow (default: HANDLER)")
+    submit.add_argument("--key", default="", metavar="IDEMPOTENCY_KEY",
+                        help="runs at most once per executor with this key, however often "
+                        "it is submitted (default: a new key)")
+    submit.add_argument("--cloud", action="append", default=[], metavar="C",
+                        help="run it only in this cloud (repeatable; default: any the "
+                        "policy allows)")
+    submit.add_argument("--region", action="append", default=[], metavar="R",
+                        help="run it only in this region (repeatable)")
+    add_connection_args(submit, timeout=30.0, role="client")
+    add_output_arg(submit, shape=SUBMIT_SHAPE, human="raw")
+    submit.set_defaults(func=_submit)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A task's one outcome as this command reports it (`SUBMIT_SHAPE`)."""
+
+    outcome: str
+    output: bytes = b""
+    error: str = ""
+    executed_by: str = ""
+    attempts: int = 0
+    latency_ms: float | None = None
+    duplicate: bool = False
+
+    @classmethod
+    def of_reply(cls, reply: SubmitTaskResponse) -> TaskResult:
+        from skyfleet._generated.skyfleet.v1 import tasks_pb2
+
+        name = tasks_pb2.TaskOutcome.Name(reply.outcome)
+        return cls(
+            outcome=name.removeprefix("TASK_OUTCOME_").lower(),
+            output=reply.output,
+            error=reply.error,
+            executed_by=reply.executed_by,
+            attempts=reply.attempts,
+            latency_ms=reply.latency_ms,
+            duplicate=reply.duplicate,
+        )
+
+    @classmethod
+    def of_status(cls, exc: AgentError) -> TaskResult:
+        """The outcome of a call that ended with a status instead of an answer."""
+        import grpc
+
+        deadline = exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        return cls(outcome="deadline_exceeded" if deadline else "rejected", error=str(exc))
+
+    def json(self) -> dict[str, Any]:
+        try:
+            output, encoding = self.output.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            output, encoding = base64.b64encode(self.output).decode("ascii"), "base64"
+        return {
+            "outcome": self.outcome,
+            "executed_by": self.executed_by,
+            "attempts": self.attempts,
+            "latency_ms": self.latency_ms,
+            "duplicate": self.duplicate,
+            "output": output,
+            "output_encoding": encoding,
+            "error": self.error,
+        }
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.payload is not None:
+        return os.fsencode(args.payload)  # the argument's own bytes, whatever their encoding
+    path: Path | None = args.payload_file
+    if path is None:
+        return b""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"--payload-file {path}: cannot read ({exc.strerror})") from None
+
+
+def _submit(args: argparse.Namespace) -> int:
+    conn = Connection.of(args)
+    payload = _payload(args)
+
+    async def rpc(client: AgentClient) -> TaskResult:
+        from skyfleet.client import AgentError
+
+        try:
+            reply = await client.submit(
+                args.handler, payload, timeout=conn.timeout, idempotency_key=args.key,
+                kind=args.kind, clouds=tuple(args.cloud), regions=tuple(args.region))
+        except AgentError as exc:
+            return TaskResult.of_status(exc)
+        return TaskResult.of_reply(reply)
+
+    result = conn.call(rpc)
+    if args.output == JSON:
+        print_json(result.json())
+    elif result.outcome == SUCCEEDED:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(result.output)
+        sys.stdout.buffer.flush()
+    if result.outcome != SUCCEEDED:
+        raise CliError(f"task {result.outcome}: {' '.join(result.error.splitlines())}")
+    return 0

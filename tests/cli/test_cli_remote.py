@@ -1,0 +1,174 @@
+"""The commands that call an agent, run as processes against in-process agents over
+mTLS: where they find the agent and the certificate, what they print (tables and each
+command's JSON shape), and what `task submit` makes of every outcome."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from skyfleet.config.agent import load_agent_config
+from skyfleet.localfleet.layout import AgentSpec, FleetLayout
+from skyfleet.node import Agent
+from skyfleet.security.certs import issue_client_cert, write_cert_file, write_key_file
+from tests.cli.cli_run import skyfleet
+
+MEMBER_KEYS = {"name", "cloud", "region", "zone", "address", "state", "incarnation",
+               "state_age", "policy_version", "policy_hash", "status_age", "inflight",
+               "queued", "capacity", "latency_ms", "refusals"}
+SUBMIT_KEYS = {"outcome", "executed_by", "attempts", "latency_ms", "duplicate", "output",
+               "output_encoding", "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class OneAgent:
+    agent: Agent
+    address: str
+    layout: FleetLayout
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an operator exports once instead of passing --agent and --tls-dir."""
+        return {"SKYFLEET_AGENT": self.address, "SKYFLEET_TLS_DIR": str(self.layout.tls)}
+
+
+def add_client(layout: FleetLayout, name: str) -> None:
+    ca = (layout.tls / "ca.pem").read_bytes(), (layout.tls / "ca.key").read_bytes()
+    cert, key = issue_client_cert(*ca, name)
+    write_key_file(layout.key_path(name), key)
+    write_cert_file(layout.cert_path(name), cert)
+
+
+@pytest.fixture
+async def n0(tmp_path: Path, free_ports) -> AsyncIterator[OneAgent]:
+    (port,) = free_ports(1)
+    layout = FleetLayout(tmp_path)
+    spec = AgentSpec(name="n0", cloud="aws", zone="z", address=f"127.0.0.1:{port}")
+    layout.write_agent(spec)
+    add_client(layout, "client")
+    async with Agent(load_agent_config(layout.config_path("n0"))) as agent:
+        yield OneAgent(agent, spec.address, layout)
+
+
+async def test_members_finds_agent_and_folder_in_the_environment(n0: OneAgent) -> None:
+    table = await skyfleet("members", env=n0.env)
+    assert table.code == 0, table.err
+    header, row = table.text.splitlines()
+    assert header.split() == ["NAME", "CLOUD", "REGION", "ZONE", "ADDRESS", "STATE",
+                              "INCARNATION", "REFUSED"]
+    assert row.split()[:6] == ["n0", "aws", "local", "z", n0.address, "alive"]
+    assert header.index("ADDRESS") == row.index(n0.address)  # one column, one position
+
+    for form in (["-o", "json"], ["--json"]):
+        shown = await skyfleet("members", *form, env=n0.env)
+        doc = json.loads(shown.out)
+        assert doc["local_node"] == "n0"
+        (member,) = doc["members"]
+        assert set(member) == MEMBER_KEYS
+        assert (member["name"], member["state"], member["address"]) == ("n0", "alive",
+                                                                         n0.address)
+
+
+async def test_flags_win_over_the_environment(n0: OneAgent, tmp_path: Path) -> None:
+    elsewhere = {"SKYFLEET_AGENT": "127.0.0.1:1", "SKYFLEET_TLS_DIR": str(tmp_path / "none")}
+    run = await skyfleet("members", "--agent", n0.address, "--tls-dir", str(n0.layout.tls),
+                         "-o", "json", env=elsewhere)
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["local_node"] == "n0"
+
+
+async def test_policy_status_json_shape(n0: OneAgent) -> None:
+    run = await skyfleet("policy", "status", "-o", "json", env=n0.env)
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert set(doc) == {"observer", "newest_version", "live_members", "on_newest",
+                        "share_on_newest", "members"}
+    assert doc["observer"] == "n0" and doc["live_members"] == 1
+    assert set(doc["members"][0]) == {"name", "state", "version", "hash", "status_age"}
+
+
+async def test_submit_prints_the_output_bytes_as_they_are(n0: OneAgent, tmp_path: Path) -> None:
+    text = await skyfleet("task", "submit", "echo", "--payload", "hello", env=n0.env)
+    assert (text.code, text.out, text.err) == (0, b"hello", "")
+
+    binary = bytes(range(256))
+    (tmp_path / "payload.bin").write_bytes(binary)
+    from_file = await skyfleet("task", "submit", "echo", "--payload-file",
+                               str(tmp_path / "payload.bin"), env=n0.env)
+    assert (from_file.code, from_file.out) == (0, binary)
+    from_stdin = await skyfleet("task", "submit", "echo", "--payload-file", "-",
+                                env=n0.env, stdin=b"piped")
+    assert (from_stdin.code, from_stdin.out) == (0, b"piped")
+
+
+async def test_submit_json_names_the_executor_and_encodes_binary_output(n0: OneAgent) -> None:
+    run = await skyfleet("task", "submit", "echo", "--payload-file", "-", "-o", "json",
+                         env=n0.env, stdin=b"\xff\x00")
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert set(doc) == SUBMIT_KEYS
+    assert doc["outcome"] == "succeeded" and doc["executed_by"] == "n0"
+    assert doc["attempts"] == 1 and doc["latency_ms"] >= 0 and doc["error"] == ""
+    assert doc["output_encoding"] == "base64" and base64.b64decode(doc["output"]) == b"\xff\x00"
+
+
+async def test_submit_with_the_same_key_runs_once(n0: OneAgent) -> None:
+    first = await skyfleet("task", "submit", "echo", "--key", "k-1", "--payload", "first",
+                           "-o", "json", env=n0.env)
+    again = await skyfleet("task", "submit", "echo", "--key", "k-1", "--payload", "second",
+                           "-o", "json", env=n0.env)
+    assert json.loads(first.out)["duplicate"] is False
+    doc = json.loads(again.out)
+    assert (doc["output"], doc["output_encoding"], doc["duplicate"]) == ("first", "text", True)
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome", "said"),
+    [
+        (["nope"], "rejected", "unknown handler 'nope'"),
+        (["sleep", "--payload", "not json"], "rejected", "payload: not JSON"),
+        (["echo", "--cloud", "gcp"], "rejected", "no eligible peer"),
+        (["sleep", "--payload", '{"mean": 2, "dist": "fixed"}', "--timeout", "0.3"],
+         "deadline_exceeded", "DEADLINE_EXCEEDED"),
+    ],
+)
+async def test_submit_that_does_not_succeed_exits_1_with_its_outcome(
+    n0: OneAgent, args: list[str], outcome: str, said: str
+) -> None:
+    raw = await skyfleet("task", "submit", *args, env=n0.env)
+    shown = await skyfleet("task", "submit", *args, "-o", "json", env=n0.env)
+    assert (raw.code, raw.out, shown.code) == (1, b"", 1)
+    for run in (raw, shown):
+        # (a deadline is the agent's or the client's own, whichever ends first)
+        assert run.err.startswith(f"skyfleet: task {outcome}: ") and said in run.err
+        assert len(run.err.splitlines()) == 1
+    doc = json.loads(shown.out)
+    assert set(doc) == SUBMIT_KEYS
+    assert doc["outcome"] == outcome and said in doc["error"] and doc["latency_ms"] is None
+
+
+async def test_leave_stops_the_agent(n0: OneAgent) -> None:
+    run = await skyfleet("leave", env=n0.env)
+    assert run.code == 0, run.err
+    assert n0.address in run.text
+    await n0.agent.stopped()  # it left, then stopped: nothing else would end this wait
+
+
+async def test_join_through_a_seed(tmp_path: Path, free_ports) -> None:
+    ports = free_ports(2)
+    layout = FleetLayout(tmp_path)
+    specs = [AgentSpec(name=f"n{i}", cloud="aws", zone="z", address=f"127.0.0.1:{p}")
+             for i, p in enumerate(ports)]
+    for spec in specs:
+        layout.write_agent(spec)
+    env = {"SKYFLEET_TLS_DIR": str(layout.tls)}
+    async with Agent(load_agent_config(layout.config_path("n0"))), \
+            Agent(load_agent_config(layout.config_path("n1"))):
+        run = await skyfleet("join", "--agent", specs[1].address, specs[0].address, env=env)
+        assert run.code == 0, run.err
+        assert run.text == f"joined: {specs[1].address} now knows 2 member(s) up\n"
