@@ -56,6 +56,20 @@ def test_a_newer_status_forgets_the_sends_it_covers_and_keeps_the_rest() -> None
     assert views.since("q", 0.0) == 0
 
 
+def test_a_send_that_came_back_is_on_the_peer_no_more() -> None:
+    """A quiet fleet re-sends an unchanged status only every 30 s: fifty short tasks
+    sent and answered since must not look like fifty queued."""
+    views = PeerViews("me")
+    tokens = [views.sent("p", 10.0 + i) for i in range(50)]
+    running = views.sent("p", 70.0)
+    for token in tokens:
+        views.returned("p", token)
+    assert views.since("p", 5.0) == 1
+    views.returned("p", running)
+    views.returned("p", running)  # twice, or after a newer status covered it: harmless
+    assert views.since("p", 5.0) == 0
+
+
 def test_candidates_are_the_members_up_with_an_executor_advertised() -> None:
     views = PeerViews("me")
     members = [

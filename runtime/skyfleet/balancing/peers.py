@@ -3,7 +3,8 @@
 A view mixes two sources of different freshness. `inflight`, `queued`, `latency_ewma` and
 `error_rate` come from the peer's last gossiped status, measured at `status_at` and
 getting older every second. `sent_since_status` is the picking node's own, exact
-knowledge: tasks it sent to that peer since that status was measured. Adding the two is
+knowledge: tasks it sent to that peer since that status was measured and still in
+flight (`skyfleet.tasks.peer_views` keeps the count). Adding the two is
 what keeps a node from herding onto a peer that looked idle one gossip period ago (the
 classic failure of "send to the least loaded" on stale data).
 
@@ -47,7 +48,8 @@ class PeerLoad:
     status_at: float = 0.0
     """Clock time at which the peer measured this status."""
     sent_since_status: int = 0
-    """Tasks the picking node sent to this peer since `status_at` (exact, local)."""
+    """Tasks the picking node sent to this peer since `status_at`, still in flight
+    (exact, local)."""
     healthy: bool = True
     """Membership says alive (False while suspected)."""
 

@@ -13,7 +13,8 @@ membership core (`Swim`, on `skyfleet.sim.cluster`'s virtual network, with the s
 every `status_interval`), and the status reaches the others by SWIM's own dissemination
 — piggybacked, a share of the retransmits, hop by hop — dated by when it was measured.
 The origin's view is `skyfleet.tasks.peer_views`, the router's: the members membership
-says are up, their statuses, and the origin's own sends since each was measured. The
+says are up, their statuses, and the origin's own sends since each was measured that are
+still in flight. The
 origin always sees itself fresh. With `fresh_status` every view is the truth (the
 JSQ-with-fresh-information reference); membership still decides who is a member.
 
@@ -87,6 +88,8 @@ class _Task:
     """Incarnation of `host` when the task reached it; a crash makes it stale."""
     service: float = 0.0
     """Service time of the attempt running (seconds)."""
+    token: int = -1
+    """The origin's `PeerViews` token of the attempt in flight to another host."""
 
 
 @dataclass(slots=True)
@@ -359,8 +362,9 @@ class TaskSim:
         h = self._index[step.choice.peer.name]
         task.send = step
         task.host = h
+        task.token = -1
         if h != o:
-            self._views[o].sent(self.hosts[h].name, self.now)
+            task.token = self._views[o].sent(self.hosts[h].name, self.now)
             self._pick_age.append(self.now - step.choice.peer.status_at)
         self.hosts[h].incoming += 1
         if self.s.series_bin > 0:
@@ -401,6 +405,8 @@ class TaskSim:
     def _reply(self, payload: tuple[_Task, AttemptResult]) -> None:
         task, result = payload
         assert task.send is not None
+        if task.token >= 0 and task.origin_epoch == self.hosts[task.origin].epoch:
+            self._views[task.origin].returned(self.hosts[task.host].name, task.token)
         end = task.flight.settle(task.send, result, self.now)
         if isinstance(end, Done):
             if task.created >= self._warmup:

@@ -4,20 +4,23 @@ gossiped status, and the router's own sends since that status was measured.
 One rule for the agent's router and the task simulator alike. A status is dated by when
 its origin measured it (`NodeStatus.measured_at`, on this node's clock: the wire carries
 its age hop by hop), not by when it arrived: a status that spent half a second in gossip
-describes the peer half a second ago. The sends this router made since then are not in it
-— they were on the wire, queued or running when the peer measured — so they are added
-(`PeerLoad.sent_since_status`); sends made before the measurement are in the report, and
-forgetting them is what keeps the estimate from counting a task twice. Counting by time
-rather than by "sends since the last status arrived" is what matters under lag: a status
-that arrives after ten more sends must not wipe those ten from the view.
+describes the peer half a second ago. The sends this router made since then are not in it,
+so those still in flight are added (`PeerLoad.sent_since_status`): sends made before the
+measurement are in the report, and forgetting them is what keeps the estimate from
+counting a task twice; sends that have come back are on the peer no more. Counting by
+time rather than by "sends since the last status arrived" is what matters under lag: a
+status that arrives after ten more sends must not wipe those ten from the view; and
+leaving out what came back is what matters on a quiet fleet, whose statuses are re-sent
+only every 30 s: a peer that ran fifty short tasks since is idle, not fifty deep.
 
 Sends still on the wire when the peer measured (sent less than a one-way delay before)
-are in neither: the estimate is off by them, milliseconds' worth.
+are in neither; tasks that finished but whose answer is still on its way back count: the
+estimate is off by those, milliseconds' worth.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import itertools
 from collections.abc import Iterable, Mapping
 
 from skyfleet.balancing.peers import PeerLoad
@@ -28,22 +31,34 @@ from skyfleet.membership.messages import MemberState, NodeStatus, StatusReport
 class PeerViews:
     def __init__(self, me: str) -> None:
         self._me = me
-        self._sends: dict[str, list[float]] = {}
-        """Per peer: times of our sends to it not yet covered by a status, oldest first."""
+        self._sends: dict[str, dict[int, float]] = {}
+        """Per peer: our attempts to it in flight and not yet covered by a status (by
+        token), with their send times, oldest first."""
+        self._tokens = itertools.count()
 
-    def sent(self, peer: str, now: float) -> None:
-        """We sent `peer` a task attempt at `now` (not called for ourselves)."""
-        self._sends.setdefault(peer, []).append(now)
+    def sent(self, peer: str, now: float) -> int:
+        """We sent `peer` a task attempt at `now` (not called for ourselves); hand the
+        token back to `returned` when the attempt ends, however it ends."""
+        token = next(self._tokens)
+        self._sends.setdefault(peer, {})[token] = now
+        return token
+
+    def returned(self, peer: str, token: int) -> None:
+        times = self._sends.get(peer)
+        if times is not None:
+            times.pop(token, None)
+            if not times:
+                del self._sends[peer]
 
     def since(self, peer: str, measured_at: float) -> int:
-        """Our sends to `peer` at or after `measured_at`; older ones are forgotten, since
-        every status we will see from now on is at least that new."""
+        """Our attempts to `peer` in flight sent at or after `measured_at`; older ones
+        are forgotten, since every status we will see from now on is at least that new."""
         times = self._sends.get(peer)
         if not times:
             return 0
-        covered = bisect_left(times, measured_at)
-        if covered:
-            del times[:covered]
+        covered = [token for token, at in times.items() if at < measured_at]
+        for token in covered:
+            del times[token]
         return len(times)
 
     def views(

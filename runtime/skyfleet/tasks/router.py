@@ -216,17 +216,21 @@ class Router:
     async def _attempt(self, send: Send, task: tasks_pb2.SubmitTaskRequest) -> AttemptResult:
         peer = send.choice.peer
         if peer.name == self.name:
-            address = ""
-        else:
-            member = self._swim.member(peer.name)
-            if member is None:
-                return AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
-            address = member.meta.address
-            self._views.sent(peer.name, self._clock())
-        return await self._attempts.run(
-            peer.name, address, task, send.choice.attempt, send.timeout,
-            timeout_is_deadline=send.timeout_is_deadline,
-        )
+            return await self._attempts.run(
+                peer.name, "", task, send.choice.attempt, send.timeout,
+                timeout_is_deadline=send.timeout_is_deadline,
+            )
+        member = self._swim.member(peer.name)
+        if member is None:
+            return AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
+        token = self._views.sent(peer.name, self._clock())
+        try:
+            return await self._attempts.run(
+                peer.name, member.meta.address, task, send.choice.attempt, send.timeout,
+                timeout_is_deadline=send.timeout_is_deadline,
+            )
+        finally:
+            self._views.returned(peer.name, token)
 
 
 def _rejection(refused: Refused) -> TaskRejected:
