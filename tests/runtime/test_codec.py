@@ -23,7 +23,10 @@ from skyfleet.membership.messages import (
     PushPull,
     StatusReport,
     Suspect,
+    status_size,
 )
+from skyfleet.tasks.handlers import MAX_HANDLERS
+from skyfleet.tasks.requests import MAX_NAME_LENGTH
 from skyfleet.transport.codec import (
     MAX_CERTIFICATE,
     MAX_INCARNATION,
@@ -31,6 +34,8 @@ from skyfleet.transport.codec import (
     MalformedPacket,
     packet_from_proto,
     packet_to_proto,
+    status_from_proto,
+    status_to_proto,
 )
 
 names = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True)
@@ -53,6 +58,7 @@ reports = st.builds(
     capacity=st.integers(0, 2**32 - 1),
     latency_ms=st.floats(0, 1e9),
     error_rate=st.floats(0, 1),
+    handlers=st.lists(names, max_size=4, unique=True).map(lambda h: tuple(sorted(h))),
 )
 NOW = 64.0
 """The clock both ends of a round trip read. Statuses are measured eighths of a second
@@ -163,6 +169,26 @@ def good() -> pb.Packet:
         (lambda p: p.certificates.append(bytes(MAX_CERTIFICATE + 1)), "certificates[0]"),
         (lambda p: p.certificates.append(b""), "certificates[0]"),
         (lambda p: p.want_claims.append("two words"), "want_claims[0]"),
+        (
+            lambda p: p.piggyback.add().status.CopyFrom(
+                pb.NodeStatus(node="b", handlers=["echo", "gp u"])
+            ),
+            "piggyback[0].status.handlers[1]",
+        ),
+        (
+            lambda p: p.piggyback.add().status.CopyFrom(pb.NodeStatus(node="b", handlers=[""])),
+            "piggyback[0].status.handlers[0]",
+        ),
+        (
+            lambda p: p.push_pull.statuses.add(node="b", handlers=["h" * (MAX_NAME_LENGTH + 1)]),
+            "push_pull.statuses[0].handlers[0]",
+        ),
+        (
+            lambda p: p.piggyback.add().status.CopyFrom(
+                pb.NodeStatus(node="b", handlers=[f"h{i}" for i in range(MAX_HANDLERS + 1)])
+            ),
+            "piggyback[0].status.handlers",
+        ),
     ],
 )
 def test_malformed_packets_name_the_field(mutate, field: str) -> None:
@@ -171,3 +197,23 @@ def test_malformed_packets_name_the_field(mutate, field: str) -> None:
     with pytest.raises(MalformedPacket) as info:
         packet_from_proto(msg, NOW)
     assert str(info.value).startswith(field)
+
+
+def test_handlers_at_the_limits_decode_sorted_and_once_whatever_the_senders_order() -> None:
+    longest = "h" * MAX_NAME_LENGTH
+    many = [f"h{i:03}" for i in range(MAX_HANDLERS - 3)] + [longest, "echo"]
+    msg = pb.NodeStatus(node="b", capacity=1, handlers=[*reversed(many), "echo"])  # 256
+    status = status_from_proto(msg, "status", NOW)
+    assert status.report.handlers == tuple(sorted(many))
+
+
+def test_status_size_counts_each_handler_as_encoded() -> None:
+    bare = NodeStatus("b", 1, 2, StatusReport(capacity=4), measured_at=NOW)
+    serving = NodeStatus(
+        "b", 1, 2, StatusReport(capacity=4, handlers=("cpu", "echo", "gpu")), measured_at=NOW
+    )
+
+    def encoded(status: NodeStatus) -> int:
+        return len(status_to_proto(status, NOW).SerializeToString())
+
+    assert status_size(serving) - status_size(bare) == encoded(serving) - encoded(bare) == 16

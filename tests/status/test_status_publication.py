@@ -23,6 +23,7 @@ BASE = StatusReport(
         (BASE, 30.0, True),  # refresh due
         (replace(BASE, policy_version=4, policy_hash="b" * 64), 1.0, True),
         (replace(BASE, capacity=8), 1.0, True),
+        (replace(BASE, handlers=("echo", "gpu")), 1.0, True),  # routers must know at once
         (replace(BASE, inflight=3), 1.0, True),
         (replace(BASE, inflight=3, queued=0), 1.0, False),  # same load, reshuffled
         (replace(BASE, latency_ms=47.0), 1.0, False),  # within 20 %

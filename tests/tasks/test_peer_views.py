@@ -3,6 +3,8 @@ candidates, how a status is dated, and which of our own sends it does not includ
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from skyfleet.membership.members import MemberView
@@ -94,3 +96,48 @@ def test_candidates_are_the_members_up_with_an_executor_advertised() -> None:
     assert got["me"].latency_ewma == pytest.approx(0.1)
     assert got["alive"].healthy and not got["suspect"].healthy
     assert (got["alive"].cloud, got["alive"].zone, got["alive"].capacity) == ("aws", "z1", 4)
+
+
+def test_each_view_carries_the_handlers_its_status_lists_and_none_means_every_handler() -> None:
+    views = PeerViews("me")
+    members = [member("me"), member("gpu"), member("old")]
+    statuses = {
+        "gpu": (status("gpu", 5.0, replace(LOAD, handlers=("echo", "gpu"))), 5.0),
+        "old": (status("old", 5.0, LOAD), 5.0),  # an agent from before the list
+    }
+    own = replace(LOAD, handlers=("echo",))
+    got = {v.name: v for v in views.views(members, statuses, own, now=7.0)}
+    assert got["gpu"].handlers == frozenset({"echo", "gpu"})
+    assert got["me"].handlers == frozenset({"echo"})
+    assert got["old"].handlers is None
+    assert [n for n, v in got.items() if v.serves("gpu")] == ["gpu", "old"]
+
+
+def test_we_are_no_candidate_when_our_executor_serves_nothing() -> None:
+    views = PeerViews("me")
+    own = StatusReport(capacity=0)  # what `Executor.report` says with no handler
+    assert views.views([member("me")], {}, own, now=1.0) == []
+
+
+def test_the_advertisers_of_a_handler_are_members_in_any_state_by_their_last_status() -> None:
+    views = PeerViews("me")
+    members = [
+        member("me"),
+        member("dead", MemberState.DEAD),
+        member("left", MemberState.LEFT),
+        member("cpu-only"),
+        member("no-executor"),
+        member("silent"),
+    ]
+    gpu = replace(LOAD, handlers=("gpu",))
+    statuses = {
+        "dead": (status("dead", 5.0, gpu), 5.0),
+        "left": (status("left", 5.0, LOAD), 5.0),  # before the list: every handler
+        "cpu-only": (status("cpu-only", 5.0, replace(LOAD, handlers=("cpu",))), 5.0),
+        "no-executor": (status("no-executor", 5.0, StatusReport(handlers=("gpu",))), 5.0),
+        "me": (status("me", 1.0, gpu), 1.0),  # our own gossip is not asked: `own` is
+    }
+    own = replace(LOAD, handlers=("cpu",))
+    assert views.advertisers("gpu", members, statuses, own) == ["dead", "left"]
+    assert views.advertisers("cpu", members, statuses, own) == ["me", "left", "cpu-only"]
+    assert views.advertisers("nope", members, statuses, own) == ["left"]

@@ -178,3 +178,15 @@ async def test_report_carries_latency_and_error_rate() -> None:
         await e.execute("h", b"boom", "")
     # One failure right after a success: the rate moves towards 1 by (1 - exp(-0.2/10)).
     assert e.report(7, "abc").error_rate == pytest.approx(1 - math.exp(-0.02))
+
+
+def test_the_report_lists_the_handlers_served_and_no_handler_means_no_capacity() -> None:
+    """An empty list with capacity is what agents before the list send ("serves every
+    handler"): an executor that serves nothing must not look like one."""
+    settings = TaskSettings(capacity=3)
+    gates = Gates()
+    registry = HandlerRegistry({"gpu": gates.handler("g"), "echo": gates.handler("e")})
+    serving = Executor(registry, settings).report(1, "h")
+    assert (serving.handlers, serving.capacity) == (("echo", "gpu"), 3)
+    idle = Executor(HandlerRegistry({}), settings).report(1, "h")
+    assert (idle.handlers, idle.capacity) == ((), 0)

@@ -159,3 +159,59 @@ def test_a_session_goes_to_its_peer_and_fails_over_along_its_ring():
         step = send(flight, float(n))
         assert step.choice.peer.name == expected
         assert isinstance(flight.settle(step, AttemptResult(Verdict.FAILED, error="e"), n), Retry)
+
+
+def gpu_fleet() -> list[PeerLoad]:
+    """The live peers: each serves only echo."""
+    return [
+        PeerLoad(name=f"aws-{i}", cloud="aws", capacity=4, handlers=frozenset({"echo"}))
+        for i in range(3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("advertised", "why", "detail"),
+    [
+        # Advertised by members now down: the fleet has it, not now.
+        (("gcp-0", "gcp-1"), Refusal.UNAVAILABLE,
+         "handler 'gpu': no live agent serves it (last served by gcp-0, gcp-1)"),
+        # Nobody ever advertised it: a typo or a handler not deployed.
+        ((), Refusal.INVALID, "handler 'gpu': served by no agent of the fleet"),
+    ],
+)
+def test_a_handler_no_live_peer_serves_is_told_apart_by_who_served_it(
+    advertised: tuple[str, ...], why: Refusal, detail: str
+) -> None:
+    asked: list[str] = []
+
+    def advertisers(handler: str) -> tuple[str, ...]:
+        asked.append(handler)
+        return advertised
+
+    flight = TaskFlight(balancer(), "train", handler="gpu", advertisers=advertisers)
+    assert flight.next(gpu_fleet(), 0.0) == Refused(why, detail)
+    assert asked == ["gpu"]
+
+
+def test_the_fleet_history_is_asked_only_when_no_live_peer_serves_the_handler() -> None:
+    def advertisers(handler: str) -> tuple[str, ...]:
+        raise AssertionError("asked although a live peer serves it")
+
+    flight = TaskFlight(balancer(), "t", handler="echo", advertisers=advertisers)
+    assert isinstance(flight.next(gpu_fleet(), 0.0), Send)
+    excluded = TaskFlight(balancer(), "t", handler="echo", advertisers=advertisers,
+                          clouds=("gcp",))
+    end = excluded.next(gpu_fleet(), 0.0)
+    assert isinstance(end, Refused) and end.why is Refusal.UNAVAILABLE
+    assert end.detail.endswith("task allows clouds gcp, regions any")
+
+
+def test_a_retry_whose_handler_lost_its_servers_fails_with_the_last_error() -> None:
+    """The first attempt ran, so the handler is no mistake of the caller's."""
+    flight = TaskFlight(balancer(), "t", handler="gpu", advertisers=lambda h: ("gcp-0",))
+    serving = [PeerLoad(name="gcp-0", cloud="gcp", capacity=4, handlers=frozenset({"gpu"}))]
+    step = flight.next(serving, 0.0)
+    assert isinstance(step, Send)
+    assert isinstance(flight.settle(step, AttemptResult(Verdict.FAILED, error="boom"), 1.0), Retry)
+    end = flight.next(gpu_fleet(), 2.0)  # gcp-0 is gone from view
+    assert end == Failed("gcp-0: boom; task 't': no live peer serves handler 'gpu'", 1)

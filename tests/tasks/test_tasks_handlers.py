@@ -16,6 +16,7 @@ import pytest
 from skyfleet.config.tasks import TaskSettings
 from skyfleet.tasks import handlers
 from skyfleet.tasks.handlers import (
+    MAX_HANDLERS,
     BadPayload,
     HandlerContext,
     HandlerRegistry,
@@ -154,3 +155,20 @@ def test_registry_names_unknown_handlers() -> None:
         HandlerRegistry.from_entry_points(["nope"])
     with pytest.raises(UnknownHandler, match="handler: unknown handler 'cpu'"):
         HandlerRegistry({"echo": handlers.echo}).get("cpu")
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["echo", "my handler"], r"tasks\.handlers: 'my handler' is no handler name \(1-256"),
+        ([""], r"tasks\.handlers: '' is no handler name"),
+        (["h" * 257], r"tasks\.handlers: 'h{80}' is no handler name"),
+        ([f"h{i}" for i in range(MAX_HANDLERS + 1)], r"257 handlers, more than 256"),
+    ],
+)
+def test_registry_refuses_what_a_status_could_not_advertise(names: list[str], message: str) -> None:
+    """Peers refuse a status listing such names, and drop the packets carrying it."""
+    with pytest.raises(UnknownHandler, match=message):
+        HandlerRegistry(dict.fromkeys(names, handlers.echo))
+    most = HandlerRegistry({f"h{i}": handlers.echo for i in range(MAX_HANDLERS)})
+    assert len(most.names()) == 256

@@ -79,7 +79,8 @@ async def test_client_mistakes_are_invalid_argument_without_retry(
     ) as fleet:
         async with fleet.client("a0") as client:
             cases = [
-                (task("nope"), "handler: unknown handler 'nope'"),
+                # No agent advertises it: refused before any attempt.
+                (task("nope"), "handler 'nope': served by no agent of the fleet"),
                 # Run on another agent: the verdict comes back over Execute.
                 (task("sleep", b'{"mean": -1}', clouds=("gcp",)), "payload.mean"),
                 (task(""), "handler: required"),
@@ -97,9 +98,9 @@ async def test_client_mistakes_are_invalid_argument_without_retry(
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
         ledger = fleet.agents["a0"].router.ledger
-        # Every request is a submitted task with one outcome; the two that reached a
-        # handler were tried once, never retried.
-        assert (ledger.submitted, ledger.rejected, ledger.attempts, ledger.retried) == (4, 4, 2, 0)
+        # Every request is a submitted task with one outcome; the one that reached a
+        # handler was tried once, never retried.
+        assert (ledger.submitted, ledger.rejected, ledger.attempts, ledger.retried) == (4, 4, 1, 0)
         await fleet.settled()
 
 

@@ -5,7 +5,8 @@ proves end to end (tests/realproc), this proves without a socket, deterministica
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -13,10 +14,12 @@ from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.balancing.affinity import HashRing
 from skyfleet.config.membership import MembershipConfig
 from skyfleet.config.tasks import TaskSettings
+from skyfleet.membership.messages import MemberState
 from skyfleet.policy.model import Locality, PolicyDocument, Sessions
 from skyfleet.sim.cluster import SimCluster
+from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
-from skyfleet.tasks.handlers import HandlerRegistry, echo
+from skyfleet.tasks.handlers import Handler, HandlerRegistry, echo
 from skyfleet.tasks.ledger import Outcome
 from skyfleet.tasks.router import Router
 from skyfleet.transport.task_execute import LocalTaskExecute
@@ -31,23 +34,35 @@ class Fleet:
     remote: LocalTaskExecute
     executors: dict[str, Executor]
 
-    def gossip_statuses(self, seconds: float = 5.0) -> None:
-        """Every executor publishes its status and gossip carries it to every router."""
+    def gossip_statuses(self, seconds: float = 5.0, old: frozenset[str] = frozenset()) -> None:
+        """Every executor publishes its status and gossip carries it to every router;
+        those in `old` publish theirs as agents from before the handler list did."""
         for name, executor in self.executors.items():
             swim = self.cluster.nodes[name].swim
-            self.cluster.emit(name, swim.publish_status(executor.report(1, "h"), self.cluster.now))
+            report = executor.report(1, "h")
+            if name in old:
+                report = replace(report, handlers=())
+            self.cluster.emit(name, swim.publish_status(report, self.cluster.now))
         self.cluster.run_for(seconds)
 
 
-def fleet(policy: PolicyDocument | None = None) -> Fleet:
+def fleet(
+    policy: PolicyDocument | None = None, gpu: Mapping[str, Handler] | None = None
+) -> Fleet:
+    """Two nodes in each of two clouds, each serving echo; those in `gpu` serve "gpu"
+    too, with the handler given."""
     cluster = SimCluster(MembershipConfig(), seed=3)
     for cloud, names in CLOUDS.items():
         for name in names:
             seeds = () if name == "a0" else (cluster.address("a0"),)
             cluster.add_node(name, seeds=seeds, cloud=cloud, zone=f"{cloud}-z0")
     cluster.run_for(5.0)
+    gpu = gpu or {}
     executors = {
-        name: Executor(HandlerRegistry({"echo": echo}), TaskSettings(capacity=2))
+        name: Executor(
+            HandlerRegistry({"echo": echo, **({"gpu": gpu[name]} if name in gpu else {})}),
+            TaskSettings(capacity=2),
+        )
         for names in CLOUDS.values() for name in names
     }
     remote = LocalTaskExecute(executors)
@@ -62,8 +77,8 @@ def fleet(policy: PolicyDocument | None = None) -> Fleet:
     return made
 
 
-def task(n: int, session: str = "") -> tasks_pb2.SubmitTaskRequest:
-    return tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"%d" % n,
+def task(n: int, session: str = "", handler: str = "echo") -> tasks_pb2.SubmitTaskRequest:
+    return tasks_pb2.SubmitTaskRequest(handler=handler, payload=b"%d" % n,
                                        idempotency_key=f"k{n}", session=session)
 
 
@@ -125,3 +140,63 @@ async def test_a_session_sticks_to_its_peer_and_moves_on_when_that_peer_refuses(
     # sessions went straight to their next peer.
     assert sorted(attempts for _, attempts in after.values())[-2:] == [1, 2]
     assert await round_of_tasks() == {s: (ran, 1) for s, (ran, _) in after.items()}
+
+
+GPU_NODES = {"a1": echo, "g1": echo}
+"""One gpu node in each cloud."""
+
+
+async def test_tasks_go_only_to_the_agents_that_serve_their_handler() -> None:
+    router = fleet(gpu=GPU_NODES).routers["a0"]
+    gpu = [await router.submit(task(n, handler="gpu"), timeout=5.0) for n in range(40)]
+    assert {r.executed_by for r in gpu} == {"a1", "g1"}
+    assert all(r.attempts == 1 for r in gpu)  # never sent where it cannot run
+    echoed = {(await router.submit(task(n), timeout=5.0)).executed_by for n in range(40, 80)}
+    assert echoed == {"a0", "a1", "g0", "g1"}
+
+
+async def test_a_handler_whose_agents_are_all_down_is_unavailable_naming_them() -> None:
+    f = fleet(gpu=GPU_NODES)
+    router = f.routers["a0"]
+    for name in GPU_NODES:
+        f.cluster.crash(name)
+    gone = f.cluster.run_until_true(
+        lambda: all(f.cluster.view("a0", n) == MemberState.DEAD for n in GPU_NODES), 60.0
+    )
+    assert gone is not None
+    with pytest.raises(TaskRejected) as refused:
+        await router.submit(task(1, handler="gpu"), timeout=5.0)
+    assert refused.value.why is Refusal.UNAVAILABLE
+    assert str(refused.value) == "handler 'gpu': no live agent serves it (last served by a1, g1)"
+    assert (router.ledger.rejected, router.ledger.attempts) == (1, 0)
+    # The handlers the survivors serve still run.
+    assert (await router.submit(task(2), timeout=5.0)).outcome is Outcome.SUCCEEDED
+
+
+async def test_a_handler_no_agent_ever_served_is_invalid_naming_it() -> None:
+    router = fleet(gpu=GPU_NODES).routers["g0"]
+    with pytest.raises(TaskRejected) as refused:
+        await router.submit(task(1, handler="gpu-typo"), timeout=5.0)
+    assert refused.value.why is Refusal.INVALID
+    assert str(refused.value) == "handler 'gpu-typo': served by no agent of the fleet"
+    assert (router.ledger.rejected, router.ledger.attempts) == (1, 0)
+
+
+async def test_when_every_agent_serving_the_handler_refuses_the_failure_names_them() -> None:
+    f = fleet(gpu=GPU_NODES)
+    f.remote.refusing = {"a1", "g1"}  # both died; membership has not noticed yet
+    result = await f.routers["a0"].submit(task(1, handler="gpu"), timeout=5.0)
+    assert result.outcome is Outcome.FAILED and result.attempts == 2
+    assert "handler 'gpu' served by a1, g1 only" in result.error
+    assert "already tried" in result.error
+
+
+async def test_an_agent_from_before_the_handler_list_is_sent_any_handler() -> None:
+    """Its status lists no handlers: it is taken to serve them all, as before the list,
+    so a fleet of mixed versions keeps routing to it."""
+    f = fleet(gpu={**GPU_NODES, "g0": echo})
+    f.gossip_statuses(old=frozenset({"g0"}))
+    router = f.routers["a0"]
+    ran = {(await router.submit(task(n, handler="gpu"), timeout=5.0)).executed_by
+           for n in range(40)}
+    assert ran == {"a1", "g0", "g1"}

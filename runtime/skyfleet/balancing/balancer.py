@@ -6,9 +6,11 @@ each step with its own reason when nothing is left:
 
 1. Attempts: the attempt number must be within `failover.max_attempts`, and a retry
    needs room in the retry budget.
-2. Constraints — never relaxed, not even in panic: drained clouds, the first routing rule
-   matching the task kind, the task's own allowed clouds/regions, peers this task already
-   tried, and (with `failover.cross_cloud` off) the cloud of the first attempt.
+2. Constraints — never relaxed, not even in panic: the task's handler (a peer must serve
+   it; when none does the reason says so, apart from the other constraints), drained
+   clouds, the first routing rule matching the task kind, the task's own allowed
+   clouds/regions, peers this task already tried, and (with `failover.cross_cloud` off)
+   the cloud of the first attempt.
 3. Retries leave the clouds where this task already failed, if any other allowed cloud
    has a peer: traffic leaves a dead cloud on its first failures, not when gossip says so.
 4. Health: membership's verdict (`PeerLoad.healthy`) and outlier ejection. When fewer
@@ -47,6 +49,9 @@ class TaskRequest:
     """One attempt to place a task, as the router describes it."""
 
     kind: str
+    handler: str = ""
+    """The handler the task runs: only peers that serve it are eligible; empty = any
+    (callers that place work by kind alone, whose peers all serve it)."""
     allowed_clouds: tuple[str, ...] = ()
     """The task's own restriction on top of the policy's routing rules; empty = any."""
     allowed_regions: tuple[str, ...] = ()
@@ -87,6 +92,8 @@ class NoPeerReason(StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     RETRY_BUDGET = "retry_budget"
     CONSTRAINTS = "constraints"
+    HANDLER = "handler"
+    """No peer in view serves the task's handler, whatever the other constraints."""
     NONE_HEALTHY = "none_healthy"
 
 
@@ -166,6 +173,11 @@ class Balancer:
         self._last_peers = peers
         eligible = self._eligible(task, peers)
         if not eligible:
+            if task.handler and peers and not any(p.serves(task.handler) for p in peers):
+                return NoEligiblePeer(
+                    NoPeerReason.HANDLER,
+                    f"task {task.kind!r}: no live peer serves handler {task.handler!r}",
+                )
             return NoEligiblePeer(NoPeerReason.CONSTRAINTS, self._explain(task, peers))
         if retry and task.failed_clouds:
             elsewhere = [p for p in eligible if p.cloud not in task.failed_clouds]
@@ -221,7 +233,8 @@ class Balancer:
         return [
             p
             for p in peers
-            if p.cloud not in drained
+            if (not task.handler or p.serves(task.handler))
+            and p.cloud not in drained
             and (rule is None or rule.allows(p.cloud, p.region))
             and (not task.allowed_clouds or p.cloud in task.allowed_clouds)
             and (not task.allowed_regions or p.region in task.allowed_regions)
@@ -234,6 +247,10 @@ class Balancer:
             return f"task {task.kind!r}: no peers known"
         clouds = ", ".join(f"{c} ({n})" for c, n in sorted(Counter(p.cloud for p in peers).items()))
         limits = []
+        if task.handler:
+            servers = [p.name for p in peers if p.serves(task.handler)]
+            if len(servers) < len(peers):
+                limits.append(f"handler {task.handler!r} served by {name_list(servers)} only")
         if self._policy.drained_clouds:
             limits.append(f"drained clouds {', '.join(self._policy.drained_clouds)}")
         rule = self._rule(task.kind)
@@ -267,3 +284,10 @@ class Balancer:
         u = affinity.tier_draw(session) if session else self._rng.random()
         pool, tier = locality.select(all_tiers, healthy_tiers, loc, self._capacity, u)
         return pool, tier
+
+
+def name_list(names: Sequence[str], shown: int = 5) -> str:
+    """Names for a message, the first few of a long list: a refusal in a large fleet
+    should name examples, not every peer."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")

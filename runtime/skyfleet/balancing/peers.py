@@ -52,6 +52,9 @@ class PeerLoad:
     (exact, local)."""
     healthy: bool = True
     """Membership says alive (False while suspected)."""
+    handlers: frozenset[str] | None = None
+    """The handlers the peer serves; None: every handler (an agent that predates the
+    list advertises none, and is sent any task as before)."""
 
     def __post_init__(self) -> None:
         if not self.capacity > 0:
@@ -61,6 +64,9 @@ class PeerLoad:
     def load(self) -> int:
         """Best estimate of the tasks on the peer now: reported work plus own sends since."""
         return self.inflight + self.queued + self.sent_since_status
+
+    def serves(self, handler: str) -> bool:
+        return self.handlers is None or handler in self.handlers
 
     def age(self, now: float) -> float:
         """Seconds since the peer measured this status."""

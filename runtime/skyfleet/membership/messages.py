@@ -63,7 +63,8 @@ class Dead:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
-    """What a node says about itself: the policy it runs and its load."""
+    """What a node says about itself: the policy it runs, its load and the handlers it
+    serves."""
 
     policy_version: int = 0
     policy_hash: str = ""
@@ -72,6 +73,9 @@ class StatusReport:
     capacity: int = 0
     latency_ms: float = 0.0
     error_rate: float = 0.0
+    handlers: tuple[str, ...] = ()
+    """Sorted handler names; empty with capacity > 0: an agent that predates the field,
+    taken as serving every handler (`NodeStatus.handlers` in the proto)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,10 @@ MIN_UPDATE_SIZE = 4 * _FIELD + _VARINT + 2
 def status_size(status: NodeStatus) -> int:
     """11 fields: two strings, two doubles (8 bytes each) and seven varints, `age_ms`
     among them at its longest: each hop re-encodes it with the age as of its sending,
-    so the budget must not depend on it."""
-    return 11 * _FIELD + 7 * _VARINT + 16 + len(status.node) + len(status.report.policy_hash)
+    so the budget must not depend on it; then the handler names, each tagged."""
+    r = status.report
+    size = 11 * _FIELD + 7 * _VARINT + 16 + len(status.node) + len(r.policy_hash)
+    return size + sum(_FIELD + len(h) for h in r.handlers)
 
 
 def update_size(update: Update) -> int:

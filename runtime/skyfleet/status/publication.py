@@ -28,10 +28,11 @@ def worth_publishing(
 ) -> bool:
     if last is None or now - last_at >= refresh:
         return True
-    if (new.policy_version, new.policy_hash, new.capacity) != (
+    if (new.policy_version, new.policy_hash, new.capacity, new.handlers) != (
         last.policy_version,
         last.policy_hash,
         last.capacity,
+        last.handlers,
     ):
         return True
     if new.inflight + new.queued != last.inflight + last.queued:

@@ -16,11 +16,13 @@ import enum
 
 class Refusal(enum.Enum):
     INVALID = "invalid"
-    """The task itself is bad (no handler, a field too long, an unknown handler, a bad
-    payload, larger than a message may be)."""
+    """The task itself is bad (no handler, a field too long, an unknown handler, a
+    handler no agent of the fleet has ever advertised, a bad payload, larger than a
+    message may be)."""
     DEADLINE = "deadline"
     UNAVAILABLE = "unavailable"
-    """No peer could take even the first attempt."""
+    """No peer could take even the first attempt (among them: the agents that served its
+    handler are all down)."""
     EXHAUSTED = "exhausted"
     """Every peer tried was full: the caller should back off."""
 

@@ -57,14 +57,19 @@ class Executor:
         self._errors = Ewma(settings.latency_decay)
 
     def report(self, policy_version: int, policy_hash: str) -> StatusReport:
+        """This executor's status, with the handlers it serves. One that serves none
+        advertises no capacity either: an empty handler list with capacity is how agents
+        that predate the list look, and those are taken as serving every handler."""
+        handlers = tuple(self.registry.names())
         return StatusReport(
             policy_version=policy_version,
             policy_hash=policy_hash,
             inflight=self.inflight,
             queued=self.queued,
-            capacity=self.settings.capacity,
+            capacity=self.settings.capacity if handlers else 0,
             latency_ms=self._latency.value * 1000.0,
             error_rate=self._errors.value,
+            handlers=handlers,
         )
 
     async def execute(self, handler: str, payload: bytes, idempotency_key: str) -> Execution:

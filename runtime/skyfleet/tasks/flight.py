@@ -21,14 +21,27 @@ When the balancer finds no peer for the next attempt: a first attempt is refused
 UNAVAILABLE, a retry after only FULL peers EXHAUSTED (the caller should back off), any
 other retry `Failed` with the last error. The task's deadline, checked before each
 attempt, refuses it DEADLINE.
+
+A first attempt whose handler no live peer serves is told apart by the fleet's history
+(`advertisers`: the members, in any state, whose last status lists it): if one did, the
+fleet has the handler but not now (UNAVAILABLE, naming them); if none did, no agent of
+the fleet has it and asking again will not help (INVALID: the caller's mistake, a typo
+or a handler not deployed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from skyfleet.balancing.balancer import Balancer, Choice, NoEligiblePeer, TaskRequest
+from skyfleet.balancing.balancer import (
+    Balancer,
+    Choice,
+    NoEligiblePeer,
+    NoPeerReason,
+    TaskRequest,
+    name_list,
+)
 from skyfleet.balancing.peers import PeerLoad
 from skyfleet.tasks.errors import Refusal
 from skyfleet.tasks.verdict import AttemptResult, Verdict
@@ -84,13 +97,20 @@ class TaskFlight:
         balancer: Balancer,
         kind: str,
         *,
+        handler: str = "",
+        advertisers: Callable[[str], Sequence[str]] = lambda handler: (),
         clouds: Sequence[str] = (),
         regions: Sequence[str] = (),
         session: str = "",
         deadline: float | None = None,
     ) -> None:
+        """`handler`: only peers that serve it are tried (empty: any peer). `advertisers`
+        is asked, only when no live peer serves it, which members ever advertised it
+        (`PeerViews.advertisers`)."""
         self._balancer = balancer
         self._kind = kind
+        self._handler = handler
+        self._advertisers = advertisers
         self._clouds = tuple(clouds)
         self._regions = tuple(regions)
         self._session = session
@@ -114,6 +134,7 @@ class TaskFlight:
             )
         request = TaskRequest(
             kind=self._kind,
+            handler=self._handler,
             allowed_clouds=self._clouds,
             allowed_regions=self._regions,
             attempt=self.attempt + 1,
@@ -170,8 +191,20 @@ class TaskFlight:
         self._balancer.release(send.choice)
 
     def _no_peer(self, why: NoEligiblePeer) -> Failed | Refused:
+        if self.attempt == 0 and why.reason is NoPeerReason.HANDLER:
+            return self._unserved()
         if self.attempt == 0:
             return Refused(Refusal.UNAVAILABLE, why.detail)
         if self._all_full:
             return Refused(Refusal.EXHAUSTED, f"every peer tried is full: {self._last_error}")
         return Failed(f"{self._last_error}; {why.detail}", self.attempt)
+
+    def _unserved(self) -> Refused:
+        handler = self._handler
+        last = self._advertisers(handler)
+        if not last:
+            return Refused(Refusal.INVALID, f"handler {handler!r}: served by no agent of the fleet")
+        return Refused(
+            Refusal.UNAVAILABLE,
+            f"handler {handler!r}: no live agent serves it (last served by {name_list(last)})",
+        )

@@ -20,8 +20,18 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from skyfleet.config.tasks import TaskSettings
+from skyfleet.tasks.requests import MAX_NAME_LENGTH
 
 ENTRY_POINT_GROUP = "skyfleet.handlers"
+
+MAX_HANDLERS = 256
+"""Handlers one agent may serve: its status lists every one, and peers refuse a status
+with more (`skyfleet.transport.codec`)."""
+
+
+def is_handler_name(name: str) -> bool:
+    """What a status may advertise: 1-`MAX_NAME_LENGTH` characters, no whitespace."""
+    return 0 < len(name) <= MAX_NAME_LENGTH and not any(c.isspace() for c in name)
 
 
 class BadPayload(ValueError):
@@ -128,6 +138,18 @@ class UnknownHandler(LookupError):
 
 class HandlerRegistry:
     def __init__(self, handlers: dict[str, Handler]) -> None:
+        """Refuses what the agent's status could not advertise: peers would drop every
+        packet carrying it, and with them the agent's membership."""
+        bad = [name for name in handlers if not is_handler_name(name)]
+        if bad:
+            raise UnknownHandler(
+                f"tasks.handlers: {bad[0][:80]!r} is no handler name "
+                f"(1-{MAX_NAME_LENGTH} characters, no spaces)"
+            )
+        if len(handlers) > MAX_HANDLERS:
+            raise UnknownHandler(
+                f"tasks.handlers: {len(handlers)} handlers, more than {MAX_HANDLERS}"
+            )
         self._handlers = dict(handlers)
 
     @classmethod

@@ -76,7 +76,8 @@ class PeerViews:
             if not m.is_up:
                 continue
             if m.name == self._me:
-                views.append(peer_load(m, own, now))
+                if own.capacity > 0:
+                    views.append(peer_load(m, own, now))
                 continue
             known = statuses.get(m.name)
             if known is None or known[0].report.capacity == 0:
@@ -92,6 +93,35 @@ class PeerViews:
                 )
             )
         return views
+
+    def advertisers(
+        self,
+        handler: str,
+        members: Iterable[MemberView],
+        statuses: Mapping[str, tuple[NodeStatus, float]],
+        own: StatusReport,
+    ) -> list[str]:
+        """The members, in any state, whose last status says they serve `handler`
+        (ourselves from `own`): when no live peer serves a handler, these tell a fleet
+        that has it but has lost its servers from a handler no agent has. A member
+        forgotten by membership (reaped after `dead`) has taken its status along."""
+        names = []
+        for m in members:
+            known = statuses.get(m.name)
+            report = own if m.name == self._me else known[0].report if known else None
+            if report is None or report.capacity == 0:
+                continue
+            handlers = served(report)
+            if handlers is None or handler in handlers:
+                names.append(m.name)
+        return names
+
+
+def served(report: StatusReport) -> frozenset[str] | None:
+    """The handlers of an executor's report; None (every handler) for a report that
+    lists none: agents that predate the list send none (an executor that serves no
+    handler advertises no capacity and is no candidate at all)."""
+    return frozenset(report.handlers) if report.handlers else None
 
 
 def peer_load(
@@ -116,4 +146,5 @@ def peer_load(
         status_at=status_at,
         sent_since_status=sent_since_status,
         healthy=healthy,
+        handlers=served(report),
     )

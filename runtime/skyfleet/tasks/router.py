@@ -98,6 +98,12 @@ class Router:
             self._clock(),
         )
 
+    def _advertisers(self, handler: str) -> list[str]:
+        """Members, in any state, whose last status lists `handler`, ourselves included."""
+        return self._views.advertisers(
+            handler, self._swim.members(), self._swim.statuses(), self._executor.report(0, "")
+        )
+
     # ------------------------------------------------------------------ submit
 
     async def submit(self, req: tasks_pb2.SubmitTaskRequest, timeout: float | None) -> Result:
@@ -171,6 +177,8 @@ class Router:
         flight = TaskFlight(
             self.balancer,
             req.kind or req.handler,
+            handler=req.handler,
+            advertisers=self._advertisers,
             clouds=req.constraints.clouds,
             regions=req.constraints.regions,
             session=req.session,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import cast
 
 from skyfleet._generated.skyfleet.v1 import membership_pb2 as pb
@@ -35,6 +36,8 @@ from skyfleet.membership.messages import (
     Suspect,
     Update,
 )
+from skyfleet.tasks.handlers import MAX_HANDLERS, is_handler_name
+from skyfleet.tasks.requests import MAX_NAME_LENGTH
 
 MAX_NAME = 253
 MAX_MEMBERS = 100_000
@@ -89,6 +92,7 @@ def status_to_proto(status: NodeStatus, now: float) -> pb.NodeStatus:
         latency_ms=r.latency_ms,
         error_rate=r.error_rate,
         age_ms=age_ms,
+        handlers=r.handlers,
     )
 
 
@@ -189,6 +193,18 @@ def _signature(value: bytes, field: str) -> bytes:
     return value
 
 
+def _handlers(values: Sequence[str], field: str) -> tuple[str, ...]:
+    """Sorted and without repeats whatever the sender did: the order carries nothing."""
+    if len(values) > MAX_HANDLERS:
+        raise MalformedPacket(f"{field}: more than {MAX_HANDLERS} names")
+    for i, value in enumerate(values):
+        if not is_handler_name(value):
+            raise MalformedPacket(
+                f"{field}[{i}]: must be a handler name (1-{MAX_NAME_LENGTH} chars, no spaces)"
+            )
+    return tuple(sorted(set(values)))
+
+
 def meta_from_proto(msg: pb.NodeMeta, field: str) -> NodeMeta:
     return NodeMeta(
         name=_name(msg.name, f"{field}.name"),
@@ -218,6 +234,7 @@ def status_from_proto(msg: pb.NodeStatus, field: str, now: float) -> NodeStatus:
         capacity=msg.capacity,
         latency_ms=msg.latency_ms,
         error_rate=msg.error_rate,
+        handlers=_handlers(msg.handlers, f"{field}.handlers"),
     )
     incarnation = _incarnation(msg.incarnation, f"{field}.incarnation")
     # Agents older than the field send no age (0): their statuses count as measured on

@@ -76,7 +76,7 @@ class Dead(_message.Message):
     def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., source: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node", "incarnation", "seq", "policy_version", "policy_hash", "inflight", "queued", "capacity", "latency_ms", "error_rate", "age_ms")
+    __slots__ = ("node", "incarnation", "seq", "policy_version", "policy_hash", "inflight", "queued", "capacity", "latency_ms", "error_rate", "age_ms", "handlers")
     NODE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class NodeStatus(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
     node: str
     incarnation: int
     seq: int
@@ -99,7 +100,8 @@ class NodeStatus(_message.Message):
     latency_ms: float
     error_rate: float
     age_ms: int
-    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., seq: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., inflight: _Optional[int] = ..., queued: _Optional[int] = ..., capacity: _Optional[int] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., age_ms: _Optional[int] = ...) -> None: ...
+    handlers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., seq: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., inflight: _Optional[int] = ..., queued: _Optional[int] = ..., capacity: _Optional[int] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., age_ms: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Update(_message.Message):
     __slots__ = ("alive", "suspect", "dead", "status")

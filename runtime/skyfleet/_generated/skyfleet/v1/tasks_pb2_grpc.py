@@ -61,9 +61,10 @@ class TasksServicer:
 
     def Submit(self, request, context):
         """Run a task somewhere in the fleet under the active policy. Status codes on the call
-        itself: INVALID_ARGUMENT (bad request), RESOURCE_EXHAUSTED (fleet full),
-        DEADLINE_EXCEEDED, UNAVAILABLE (no eligible peer); handler failures come back as
-        TASK_OUTCOME_FAILED with the error.
+        itself: INVALID_ARGUMENT (bad request, among them a handler no agent of the fleet
+        advertises), RESOURCE_EXHAUSTED (fleet full), DEADLINE_EXCEEDED, UNAVAILABLE (no
+        eligible peer, among them none alive serving the handler; NodeStatus.handlers);
+        handler failures come back as TASK_OUTCOME_FAILED with the error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
