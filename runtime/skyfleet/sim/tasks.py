@@ -174,6 +174,8 @@ class TaskSim:
         self._cloud_index = {c: i for i, c in enumerate(self.cloud_names)}
         self._index = {h.name: i for i, h in enumerate(self.hosts)}
         self._cross_delay = scenario.cross_cloud_delay * self.unit
+        self._duration = scenario.duration * self.unit
+        self._warmup = scenario.warmup * self.unit
         cloud_of = {h.name: h.cloud for h in self.hosts}
         network = SimNetwork(
             random.Random(master.getrandbits(64)),
@@ -228,7 +230,6 @@ class TaskSim:
     def run(self, drain_factor: float = 0.5) -> TaskRun:
         """Run arrivals until `duration`, then drain for at most `drain_factor` x duration."""
         s, unit = self.s, self.unit
-        self._duration, self._warmup = s.duration * unit, s.warmup * unit
         self._at(self._interarrival.next() * unit, _ARRIVE, None)
         for h in range(len(self.hosts)):
             self._start_status(h)
