@@ -31,6 +31,7 @@ from infra.topology import HostSpec
 from skyfleet.config.agent import AgentConfig, NodeIdentity, PolicySettings, TlsFiles
 from skyfleet.config.agent import render_agent_config as render_toml
 from skyfleet.config.membership import membership_preset
+from skyfleet.config.tasks import TaskSettings
 
 CONFIG_PATH = "/etc/skyfleet/agent.toml"
 TLS_DIR = "/etc/skyfleet/tls"
@@ -87,6 +88,7 @@ def render_agent_config(
         policy=PolicySettings(
             trusted_keys=(Path(files.trusted_key),), source=Path(files.policy_source)
         ),
+        tasks=TaskSettings(handlers=host.handlers),
         state_dir=Path(files.state_dir),
         metrics_bind=f"{host.address}:{host.metrics_port}",
     )

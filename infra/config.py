@@ -30,6 +30,7 @@ from infra.instance_sizes import check_instance_size
 from infra.ipam import CLOUDS, ENVIRONMENTS, AddressPlanError
 from infra.mesh_plan import plan_mesh
 from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
+from skyfleet.tasks.handlers import builtin_handlers, installed_handlers
 
 NAMESPACE = "skyfleet"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,9 @@ class CloudConfig:
     hosts_per_zone: int
     instance_size: str
     cidr: IPv4Network
+    handlers: tuple[str, ...] | None
+    """Task handlers this cloud's hosts serve (`skyfleet:<cloud>Handlers`); None: every
+    built-in one, left to the agent's default so configs stay as they were before the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +246,31 @@ def _load_cloud(r: _Reader, environment: str, cloud: str) -> CloudConfig:
         hosts_per_zone=hosts,
         instance_size=size,
         cidr=cidr,
+        handlers=_handlers(r, cloud),
     )
+
+
+def _handlers(r: _Reader, cloud: str) -> tuple[str, ...] | None:
+    """`skyfleet:<cloud>Handlers`, per cloud like the instance size that decides what a
+    host can run (a GPU model's handler on GPU sizes). Every name must be one the agents'
+    registry loads (else each agent would fail its start), and the list may not be empty:
+    a host that serves nothing has no business in the fleet. Every built-in handler, the
+    default, is None: the agent's own default, so no config changes by the key's arrival."""
+    name = f"{cloud}Handlers"
+    builtin = builtin_handlers()
+    names = r.strings(name, builtin)
+    if not names:
+        raise StackConfigError(f"{key(name)}: empty; a host that serves no handler has no "
+                               "business in the fleet")
+    known = installed_handlers()
+    for handler in names:
+        if handler not in known:
+            raise StackConfigError(
+                f"{key(name)}: no handler named {handler!r} (installed: "
+                f"{', '.join(sorted(known))})")
+    if len(set(names)) != len(names):
+        raise StackConfigError(f"{key(name)}: handlers repeat")
+    return None if sorted(names) == list(builtin) else names
 
 
 DEFAULT_INSTANCE_SIZES = {"aws": "t3.small", "azure": "Standard_B2s", "gcp": "e2-small"}

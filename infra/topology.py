@@ -32,6 +32,9 @@ class HostSpec:
     metrics_port: int
     seed: bool
     """First host of its zone: listed in every other host's seeds."""
+    handlers: tuple[str, ...] | None = None
+    """Task handlers it serves, its cloud's (`CloudConfig.handlers`); None: every one
+    installed (the agent's default)."""
 
     @property
     def endpoint(self) -> str:
@@ -56,6 +59,7 @@ def _cloud_hosts(cfg: StackConfig, cloud: CloudConfig, first_index: int) -> list
                     port=cfg.agent_port + n if local else cfg.agent_port,
                     metrics_port=cfg.metrics_port + n if local else cfg.metrics_port,
                     seed=i == 0,
+                    handlers=cloud.handlers,
                 )
             )
     return hosts

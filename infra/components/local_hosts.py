@@ -53,9 +53,12 @@ STOP_GRACE = 10.0
 POLL = 0.1
 
 INPUTS = ("node_name", "cloud", "region", "zone", "environment", "endpoint", "seeds",
-          "profile", "state_dir", "ca_cert_pem", "trusted_key_pem", "netns", "metrics_port")
+          "profile", "state_dir", "ca_cert_pem", "trusted_key_pem", "netns", "metrics_port",
+          "handlers")
 """What an agent is; changing any of it replaces the process (the CA and the trusted key
-are inputs so that a regenerated CA or signing key restarts every agent on it)."""
+are inputs so that a regenerated CA or signing key restarts every agent on it). `handlers`
+is absent (None) for every built-in handler, as in states written before it existed, so
+their agents are not replaced."""
 
 
 def agent_spec(props: dict[str, Any]) -> AgentSpec:
@@ -63,7 +66,8 @@ def agent_spec(props: dict[str, Any]) -> AgentSpec:
                      address=props["endpoint"], region=props["region"],
                      seeds=tuple(props["seeds"]), profile=props["profile"],
                      netns=props.get("netns") or None,
-                     metrics_port=int(props.get("metrics_port") or 0))
+                     metrics_port=int(props.get("metrics_port") or 0),
+                     handlers=None if props.get("handlers") is None else tuple(props["handlers"]))
 
 
 def port_open(endpoint: str) -> bool:
@@ -227,6 +231,7 @@ class LocalHosts(pulumi.ComponentResource):
             "seeds": args.endpoints.apply(lambda e: [e[n] for n in seeds]),
             "netns": args.network.namespaces.apply(lambda ns: ns[host.name]),
             "metrics_port": host.metrics_port, "profile": args.profile,
+            "handlers": None if host.handlers is None else list(host.handlers),
             "state_dir": str(args.state_dir), "ca_cert_pem": args.ca_cert_pem,
             "trusted_key_pem": args.trusted_key_pem,
         }, opts=pulumi.ResourceOptions(parent=self))

@@ -11,6 +11,8 @@ from infra.config import StackConfigError, load_stack_config
 from infra.ipam import cloud_cidr, host_address, zone_subnets
 from infra.mesh_plan import MeshPlanError, Tunnel, check_mesh, plan_mesh
 from infra.stack_files import missing_keys, project_schema, stack_config
+from infra.topology import plan_hosts
+from skyfleet.tasks.handlers import builtin_handlers, installed_handlers
 from tests.infra.mocks import REPO_ROOT, stack_file_config
 
 
@@ -62,6 +64,11 @@ def test_committed_stacks_load_with_the_committed_policy(stack):
         ("staging", {"azureInstanceSize": "Standard_D2ps_v5"}, "skyfleet:azureInstanceSize"),
         ("prod", {"gcpInstanceSize": "c4a-standard-4"}, "skyfleet:gcpInstanceSize"),
         ("prod", {"gcpInstanceSize": "n2.standard.4"}, "skyfleet:gcpInstanceSize"),
+        ("staging", {"azureHandlers": []}, "skyfleet:azureHandlers"),
+        ("prod", {"gcpHandlers": ["echo", "gpu-embed"]}, "skyfleet:gcpHandlers"),
+        ("dev", {"awsHandlers": ["echo", "echo"]}, "skyfleet:awsHandlers"),
+        ("dev", {"awsHandlers": "echo"}, "skyfleet:awsHandlers"),
+        ("local", {"awsHandlers": ["Echo"]}, "skyfleet:awsHandlers"),
     ],
 )
 def test_invalid_config_names_its_key(stack, overrides, key, tmp_path):
@@ -192,3 +199,40 @@ def test_unknown_region_or_zone_names_the_key_and_what_exists(stack, overrides, 
     with pytest.raises(StackConfigError) as err:
         load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("stack", "overrides", "message"), [
+    ("prod", {"gcpHandlers": ["echo", "gpu-embed"]},
+     "skyfleet:gcpHandlers: no handler named 'gpu-embed' (installed: cpu, echo, sleep)"),
+    ("staging", {"azureHandlers": []},
+     "skyfleet:azureHandlers: empty; a host that serves no handler has no business in the "
+     "fleet"),
+])
+def test_a_bad_handler_list_names_the_key_and_the_handler(stack, overrides, message, tmp_path):
+    with pytest.raises(StackConfigError) as err:
+        load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    # Left out, or every built-in one in any order: the agent's default (None), so the
+    # agent configs of stacks written before the key stay as they were.
+    ({}, {"aws": None, "azure": None, "gcp": None}),
+    ({"azureHandlers": ["sleep", "echo", "cpu"]}, {"aws": None, "azure": None, "gcp": None}),
+    # A mixed fleet: the GPU-like handler on one cloud, the tools on all.
+    ({"awsHandlers": ["cpu", "echo"], "azureHandlers": ["echo", "sleep"],
+      "gcpHandlers": ["echo"]},
+     {"aws": ("cpu", "echo"), "azure": ("echo", "sleep"), "gcp": ("echo",)}),
+])
+def test_each_cloud_serves_its_configured_handlers(overrides, expected, tmp_path):
+    cfg = load_stack_config(source_for("prod", tmp_path, **overrides), "prod", tmp_path)
+    assert {c.cloud: c.handlers for c in cfg.clouds} == expected
+    assert {h.cloud: h.handlers for h in plan_hosts(cfg)} == expected
+
+
+def test_the_default_handlers_are_every_built_in_one():
+    """Pulumi.yaml declares the handlers pyproject declares, every one loadable here."""
+    schema = project_schema(REPO_ROOT)
+    for cloud in ("aws", "azure", "gcp"):
+        assert schema[f"skyfleet:{cloud}Handlers"]["default"] == list(builtin_handlers())
+    assert set(builtin_handlers()) <= installed_handlers()

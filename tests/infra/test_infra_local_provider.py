@@ -103,6 +103,16 @@ def test_any_input_change_replaces_the_agent_stopping_the_old_one_first(tmp_path
     assert diff.delete_before_replace  # the new agent needs the old one's port
 
 
+def test_handlers_left_at_the_default_replace_no_agent_of_an_older_state(tmp_path):
+    """A state written before `handlers` was an input has none: the default (None) is no
+    change, a configured list replaces the agent (it must restart to serve it)."""
+    provider = LocalAgentProvider()
+    old = agent_props(tmp_path, 7470)
+    assert not provider.diff("1", old, {**old, "handlers": None}).changes
+    diff = provider.diff("1", old, {**old, "handlers": ["cpu"]})
+    assert diff.replaces == ["handlers"]
+
+
 def test_create_refuses_a_port_already_in_use(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -5,17 +5,23 @@ nothing in any cloud."""
 from __future__ import annotations
 
 import json
+import tomllib
 from collections import Counter
 from pathlib import Path
 
 import yaml
 
+from infra.components.local_hosts import agent_spec
+from skyfleet.config.agent import parse_agent_config, render_agent_config
 from skyfleet.localfleet.layout import FleetLayout
 from skyfleet.policy.signing import verify_envelope
 from tests.infra.mocks import (
     DYNAMIC,
     REPO_ROOT,
     StackRun,
+    run_stack,
+    stack_file_config,
+    write_policy,
 )
 
 CLOUD_PREFIXES = ("aws:", "azure-native:", "gcp:")
@@ -110,3 +116,28 @@ def test_the_fleet_is_ready_once_every_agent_of_the_stack_is(stack_runs):
     assert sorted(ready.inputs["agents"]) == sorted(run.exports["endpoints"])
     assert all(a["endpoint"] == run.exports["endpoints"][n]
                for n, a in ready.inputs["agents"].items())
+
+
+def test_a_mixed_local_stack_renders_each_clouds_handlers(stack_secrets, tmp_path):
+    """`skyfleet:<cloud>Handlers` reaches each local agent's TOML (`[tasks] handlers`), and
+    a cloud left at the default is written as before the key, without a [tasks] table."""
+    config = stack_file_config("local")
+    config["skyfleet:awsHandlers"] = json.dumps(["cpu", "echo"])
+    config["skyfleet:azureHandlers"] = json.dumps(["echo"])
+    write_policy(tmp_path, config)
+    run = run_stack("local", config, stack_secrets, tmp_path)
+    layout = layout_of(run)
+    texts = {a.inputs["cloud"] + "-" + a.inputs["zone"]:
+             render_agent_config(layout.agent_config(agent_spec(a.inputs)), layout.agents)
+             for a in run.mocks.dynamic("LocalAgent")}
+    assert len(texts) == 9
+    for name, text in texts.items():
+        cloud = name.split("-")[0]
+        expected = {"aws": '[tasks]\nhandlers = ["cpu", "echo"]\n',
+                    "azure": '[tasks]\nhandlers = ["echo"]\n'}.get(cloud)
+        if expected is None:
+            assert "[tasks]" not in text
+        else:
+            assert expected in text
+        parsed = parse_agent_config(tomllib.loads(text), layout.agents)
+        assert parsed.tasks.handlers == {"aws": ("cpu", "echo"), "azure": ("echo",)}.get(cloud)

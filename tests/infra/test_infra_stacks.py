@@ -303,3 +303,31 @@ def test_raising_a_tunnels_key_generation_re_keys_that_tunnel_alone(stack_runs,
                           "azure-native:network:VirtualNetworkGatewayConnection")}
     assert changed == {f"mesh-psk-{label}"} | ends
     assert 1 <= len(ends) <= 2
+
+
+def test_committed_stacks_leave_the_handlers_to_the_agents_default(cloud_run):
+    """No committed stack sets `<cloud>Handlers`: every host's config is as it was before
+    the key (no [tasks] table), so no published config object changes with its arrival."""
+    _stack, result = cloud_run
+    for cloud, typ in HOST_TYPES.items():
+        for record in result.mocks.of_type(typ):
+            text = published(result, cloud, f"config-{host_name(record)}")
+            assert "[tasks]" not in text
+            assert parse_agent_config(tomllib.loads(text)).tasks.handlers is None
+
+
+def test_each_clouds_hosts_serve_its_configured_handlers(stack_secrets, tmp_path):
+    """A mixed staging fleet: the cpu-bound handler on AWS only, the tools on both."""
+    config = stack_file_config("staging")
+    config["skyfleet:awsHandlers"] = json.dumps(["cpu", "echo"])
+    config["skyfleet:azureHandlers"] = json.dumps(["echo", "sleep"])
+    write_policy(tmp_path, config)
+    run = run_stack("staging", config, stack_secrets, tmp_path)
+    served = {}
+    for cloud, typ in HOST_TYPES.items():
+        for record in run.mocks.of_type(typ):
+            text = published(run, cloud, f"config-{host_name(record)}")
+            served[host_name(record)] = parse_agent_config(tomllib.loads(text)).tasks.handlers
+    assert served and all(
+        handlers == {"aws": ("cpu", "echo"), "azure": ("echo", "sleep")}[node.split("-")[0]]
+        for node, handlers in served.items()), served

@@ -9,12 +9,15 @@ import json
 import signal
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.config import load_stack_config
+from infra.stack_files import stack_config
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.client import tls_files_in
 from skyfleet.localfleet.layout import AgentSpec
@@ -239,3 +242,49 @@ async def test_a_cloud_killed_under_load_loses_no_task(tmp_path: Path, free_port
             credited = sum(1 for r in responses if r.outcome == SUCCEEDED and r.executed_by == name)
             assert books["skyfleet_executor_executed_total"] == credited, name
             assert books["skyfleet_executor_failed_total"] == 0, name
+
+
+def cpu_task(key: str) -> tasks_pb2.SubmitTaskRequest:
+    payload = json.dumps({"n": 16, "rounds": 2, "seed": 1}).encode()
+    return tasks_pb2.SubmitTaskRequest(
+        handler="cpu", payload=payload, idempotency_key=key, request_id=key
+    )
+
+
+async def test_a_mixed_fleet_runs_each_handler_only_where_its_stack_serves_it(
+    tmp_path: Path, free_ports
+) -> None:
+    """The local stack's per-cloud handlers (`skyfleet:<cloud>Handlers`), as its agents
+    get them: `cpu` on aws only, the tools everywhere. `cpu` tasks submitted through an
+    azure agent all run in aws; a handler no agent serves is the caller's mistake."""
+    config = stack_config(ROOT, "local")
+    config["skyfleet:awsHandlers"] = json.dumps(["cpu", "echo"])
+    for cloud in ("azure", "gcp"):
+        config[f"skyfleet:{cloud}Handlers"] = json.dumps(["echo", "sleep"])
+    stack = load_stack_config(lambda k: config.get(f"skyfleet:{k}"), "local", ROOT)
+    served = {c.cloud: c.handlers for c in stack.clouds}
+    placement = [("a0", "aws"), ("a1", "aws"), ("b0", "azure"), ("c0", "gcp")]
+    agents = [replace(s, handlers=served[s.cloud]) for s in specs(placement, free_ports(8))]
+    with LocalFleet(tmp_path, agents) as fleet:
+        write_policy(fleet, 2)
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2, names), names, timeout=60, what="agents ready on policy 2")
+        async with admin_channel(fleet, "b0") as channel:
+            stub = tasks_pb2_grpc.TasksStub(channel)
+            replies = await asyncio.gather(
+                *(stub.Submit(cpu_task(f"cpu{i}"), timeout=30) for i in range(12))
+            )
+            assert {r.outcome for r in replies} == {SUCCEEDED}
+            assert {r.executed_by for r in replies} <= {"a0", "a1"}
+            tools = await stub.Submit(
+                tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"hi", request_id="e"),
+                timeout=30,
+            )
+            assert (tools.outcome, tools.output) == (SUCCEEDED, b"hi")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Submit(
+                    tasks_pb2.SubmitTaskRequest(handler="gpu-embed", request_id="g"), timeout=30
+                )
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "gpu-embed" in (err.value.details() or "")

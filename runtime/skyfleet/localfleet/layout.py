@@ -23,6 +23,7 @@ from skyfleet.config.agent import (
 )
 from skyfleet.config.fleet_files import CA_CERT, CA_KEY, FleetPaths
 from skyfleet.config.membership import membership_preset
+from skyfleet.config.tasks import TaskSettings
 from skyfleet.policy.signing import generate_signing_key
 from skyfleet.security.certs import (
     create_ca,
@@ -49,6 +50,8 @@ class AgentSpec:
     """Network namespace the agent runs in (see localfleet.netns); None: this namespace."""
     metrics_port: int = 0
     """Port of the agent's Prometheus endpoint on its own address; 0: none."""
+    handlers: tuple[str, ...] | None = None
+    """Task handlers it serves (`[tasks] handlers`); None: every installed one."""
 
     @property
     def metrics_address(self) -> str:
@@ -107,6 +110,7 @@ class FleetLayout(FleetPaths):
             policy=PolicySettings(
                 trusted_keys=(here(self.trusted_key),), source=here(self.policy_source)
             ),
+            tasks=TaskSettings(handlers=spec.handlers),
             state_dir=here(self.state_path(spec.name)),
             metrics_bind=spec.metrics_address,
         )

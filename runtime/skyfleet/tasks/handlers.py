@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import distribution, entry_points
 from typing import Any
 
 from skyfleet.config.tasks import TaskSettings
@@ -130,6 +130,19 @@ async def cpu(payload: bytes, ctx: HandlerContext) -> bytes:
     finally:
         stop.set()
     return json.dumps({"n": n, "rounds": rounds, "norm": norm}).encode()
+
+
+def installed_handlers() -> frozenset[str]:
+    """The names `HandlerRegistry.from_entry_points` accepts here: what a stack may ask
+    its hosts to serve, checked before any agent is started with a name none would load."""
+    return frozenset(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def builtin_handlers() -> tuple[str, ...]:
+    """The handlers skyfleet itself declares (pyproject's `skyfleet.handlers` entries),
+    sorted: what every host serves unless its stack says otherwise."""
+    return tuple(sorted(ep.name for ep in distribution("skyfleet").entry_points
+                        if ep.group == ENTRY_POINT_GROUP))
 
 
 class UnknownHandler(LookupError):
