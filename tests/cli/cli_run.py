@@ -37,3 +37,12 @@ async def skyfleet(*args: str, env: dict[str, str] | None = None, stdin: bytes =
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
     assert proc.returncode is not None
     return Run(proc.returncode, out, err.decode())
+
+
+async def started(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """A command left running, for a test that reads its output line by line meanwhile
+    (`policy status --wait`), its stdin closed."""
+    return await asyncio.create_subprocess_exec(
+        *COMMAND, *args, env=environment(env), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )

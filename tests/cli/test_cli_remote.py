@@ -130,7 +130,7 @@ async def test_submit_with_the_same_key_runs_once(n0: OneAgent) -> None:
 @pytest.mark.parametrize(
     ("args", "outcome", "said"),
     [
-        (["nope"], "rejected", "unknown handler 'nope'"),
+        (["nope"], "rejected", "handler 'nope': served by no agent of the fleet"),
         (["sleep", "--payload", "not json"], "rejected", "payload: not JSON"),
         (["echo", "--cloud", "gcp"], "rejected", "no eligible peer"),
         (["sleep", "--payload", '{"mean": 2, "dist": "fixed"}', "--timeout", "0.3"],

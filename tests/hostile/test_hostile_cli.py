@@ -119,10 +119,11 @@ REMOTE = {
     "leave": ["leave"],
     "policy publish": ["policy", "publish", "{signed}"],
     "policy status": ["policy", "status"],
+    "policy status --wait": ["policy", "status", "--wait"],
     "task submit": ["task", "submit", "echo", "--payload", "hi"],
 }
 ROLE = {"members": None, "join": "admin", "leave": "admin", "policy publish": "admin",
-        "policy status": None, "task submit": "client"}
+        "policy status": None, "policy status --wait": None, "task submit": "client"}
 """The certificate each calls with (None: any); the other role is refused."""
 
 CONNECTION_MISTAKES = [
@@ -210,6 +211,29 @@ MISTAKES = [
     (["local", "status", "--project", "{file}"], {}, 1, "--project {file}"),
     (["top", "--project", "{missing}"], {}, 1, "--project {missing}"),
     (["top", "--interval", "0"], {}, 2, "--interval"),
+    (["policy", "status", "--version", "2"], CONNECTED, 2, "--version: only with --wait"),
+    (["policy", "status", "--wait", "--version", "0"], CONNECTED, 2,
+     "--version: must be 1 or more, got 0"),
+    (["policy", "status", "--wait", "--version", "v2"], CONNECTED, 2,
+     "--version: expected a version number, got 'v2'"),
+    (["policy", "status", "--wait", "--timeout", "-1"], CONNECTED, 2, "--timeout"),
+    # `top` calls a remote agent with --agent or $SKYFLEET_AGENT, else the local stack.
+    (["top", "--agent", "{closed}", "--project", "{missing}"], {}, 2,
+     "--agent and --project: pick one"),
+    (["top", "--agent", "nohost", "--tls-dir", "{tls}"], {}, 2,
+     "--agent: expected host:port, got 'nohost'"),
+    (["top", "--agent", "{closed}"], {}, 2, "--tls-dir: no TLS folder given"),
+    (["top", "--once"], {"SKYFLEET_AGENT": "{closed}"}, 2, "$SKYFLEET_TLS_DIR"),
+    (["top", "--once"], CONNECTED, 1, "{closed}"),
+    (["top", "--agent", "{silent}", "--tls-dir", "{tls}", "--timeout", "0.3"], {}, 1,
+     "{silent}"),
+    (["top", "--agent", "{closed}", "--tls-dir", "{tls}", "--identity", "ghost"], {}, 1,
+     "--identity ghost: no {tls}/ghost.pem"),
+    (["top", "--agent", "{closed}", "--tls-dir", "{missing}"], {}, 1,
+     "--tls-dir: {missing}: not a folder"),
+    (["top", "--timeout", "0"], {}, 2, "--timeout"),
+    (["local", "status", "--timeout", "0"], {}, 2, "--timeout"),
+    (["local", "env", "--timeout", "soon"], {}, 2, "--timeout"),
 ]
 
 

@@ -45,10 +45,16 @@ CallerRole = Literal["admin", "client"]
 
 
 def add_connection_args(
-    parser: argparse.ArgumentParser, *, timeout: float, role: CallerRole | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    timeout: float | None,
+    role: CallerRole | None = None,
+    timeout_help: str = "give up on the agent after this long (default %(default)g)",
 ) -> None:
     """--agent, --tls-dir, --identity, --timeout (default `timeout` seconds: the
-    command's own, long enough for what the agent does before it answers).
+    command's own, long enough for what the agent does before it answers). A command
+    whose default depends on its other options (`policy status --wait`) passes None,
+    resolves it before `Connection.of` and says so in `timeout_help`.
 
     `role` is the certificate role the command calls with (admin: calls that change the
     fleet; client: tasks), refused before any call if the certificate has another; None:
@@ -62,7 +68,7 @@ def add_connection_args(
     parser.add_argument("--identity", default=identity, metavar="NAME",
                         help=f"the certificate in DIR to call with (default {identity})")
     parser.add_argument("--timeout", type=positive_seconds, default=timeout, metavar="SECONDS",
-                        help="give up on the agent after this long (default %(default)g)")
+                        help=timeout_help)
     parser.set_defaults(command_parser=parser, caller_role=role)
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from skyfleet.cli.connection import AGENT_ENV, TLS_DIR_ENV, positive_seconds
 from skyfleet.cli.main import CliError
 from skyfleet.cli.members import MEMBERS_SHAPE, members_json
 from skyfleet.cli.output import JSON, add_output_arg, print_json
@@ -17,7 +18,12 @@ from skyfleet.cli.table import print_table
 
 if TYPE_CHECKING:
     from skyfleet.client import MemberRow
+    from skyfleet.localfleet.ops import Answer
     from skyfleet.localfleet.stack import FleetOutputs, LocalStack
+
+VIEW_TIMEOUT = 2.0
+"""Seconds each agent of the stack gets to answer before the next is asked: short, so an
+agent that died holds a view up for no longer than that."""
 
 
 def add_project_arg(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +34,12 @@ def add_project_arg(parser: argparse.ArgumentParser) -> None:
 def add_fleet_output_arg(parser: argparse.ArgumentParser) -> None:
     add_output_arg(parser, shape=MEMBERS_SHAPE + "\n(the member table of the first agent "
                    "of the stack that answers)")
+
+
+def add_view_timeout_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=positive_seconds, default=VIEW_TIMEOUT,
+                        metavar="SECONDS", help="give up on each agent of the stack after "
+                        "this long, then ask the next (default %(default)g)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,12 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     action("up", "pulumi up the local stack and wait until the fleet has settled").set_defaults(
         func=_up)
     status = action("status", "the running local fleet as a table")
+    add_view_timeout_arg(status)
     add_fleet_output_arg(status)
     status.set_defaults(func=_status)
     action("down", "pulumi destroy the local stack; checks nothing is left").set_defaults(
         func=_down)
-    action("env", "print the exports that point `pulumi` at the local stack").set_defaults(
-        func=_env)
+    env = action("env", "print the exports that point `pulumi` at the local stack, and "
+                 f"every `skyfleet` command at its fleet (${AGENT_ENV}, ${TLS_DIR_ENV})")
+    add_view_timeout_arg(env)
+    env.set_defaults(func=_env)
 
 
 def say(text: str) -> None:
@@ -89,7 +104,7 @@ def _project(given: Path | None) -> Path:
                    "folder")
 
 
-async def fleet_view(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
+async def fleet_view(outputs: FleetOutputs, timeout: float) -> Answer:
     """The member table of the first agent of the stack that answers; CliError if none
     does or the stack's admin certificate cannot be read."""
     from skyfleet.config.errors import ConfigError
@@ -97,7 +112,7 @@ async def fleet_view(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
     from skyfleet.localfleet.stack import StackError
 
     try:
-        return await ops.views(outputs)
+        return await ops.first_answer(outputs, timeout)
     except (StackError, ConfigError) as exc:
         raise CliError(f"local stack: {exc}") from None
 
@@ -135,7 +150,8 @@ def _status(args: argparse.Namespace) -> int:
         outputs = local_stack(args).outputs()
     except StackError as exc:
         raise CliError(f"local stack: {exc}") from None
-    print_fleet(*asyncio.run(fleet_view(outputs)), args.output)
+    view = asyncio.run(fleet_view(outputs, args.timeout))
+    print_fleet(view.observer, view.rows, args.output)
     return 0
 
 
@@ -154,12 +170,45 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    from skyfleet.localfleet.stack import env_lines
+    from skyfleet.localfleet.stack import StackError, env_lines
 
     stack = local_stack(args)
     print("\n".join(env_lines(stack.project)))
+    try:
+        outputs = stack.outputs() if stack.exists() else None
+    except StackError:
+        outputs = None  # never brought up, or only half: there is no fleet to point at
+    print("\n".join(asyncio.run(fleet_env(outputs, args.timeout))))
     print(f"# then, in {stack.project}: pulumi preview|up|refresh|destroy -s local")
     return 0
+
+
+async def fleet_env(outputs: FleetOutputs | None, timeout: float) -> list[str]:
+    """The lines that point every `skyfleet` command at the stack's fleet: one agent that
+    answers now and the stack's TLS folder. Without a fleet (or no agent answering) they
+    unset both instead, so a shell left pointing at a former fleet calls nothing and a
+    command names the unset variable. Comments say which identity a command calls with,
+    and never hold what an agent sent (a name with a newline would be a command to eval)."""
+    from skyfleet.config.errors import ConfigError
+    from skyfleet.config.fleet_files import FleetPaths
+    from skyfleet.localfleet import ops
+    from skyfleet.localfleet.stack import StackError, export_line
+
+    unset = f"unset {AGENT_ENV} {TLS_DIR_ENV}"
+    if outputs is None:
+        return [unset, "# no local fleet: `skyfleet local up` first, then eval this again"]
+    try:
+        answer = await ops.first_answer(outputs, timeout)
+    except (StackError, ConfigError) as exc:
+        return [unset, "# " + " ".join(str(exc).split())]  # one line: eval runs the next
+    tls = FleetPaths(outputs.state_dir).tls
+    return [
+        export_line(AGENT_ENV, answer.address),
+        export_line(TLS_DIR_ENV, str(tls)),
+        "# reads and admin calls use admin.pem there, the default --identity",
+        f"# task submit calls with a client identity; issue one once: skyfleet certs issue "
+        f'--dir "${TLS_DIR_ENV}" client --client',
+    ]
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from skyfleet.client import AgentClient, AgentError, MemberRow, tls_files_in
 from skyfleet.config.fleet_files import FleetPaths
@@ -74,14 +75,24 @@ def down(stack: LocalStack, say: Callable[[str], None]) -> list[str]:
     return leftovers(before) if before is not None else []
 
 
-async def views(outputs: FleetOutputs) -> tuple[str, list[MemberRow]]:
-    """The member table as the first answering agent sees it."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The first agent of the stack that answered, and its member table."""
+
+    address: str
+    observer: str
+    rows: list[MemberRow]
+
+
+async def first_answer(outputs: FleetOutputs, timeout: float) -> Answer:
+    """Ask the stack's agents in turn, each for at most `timeout` seconds (one that died
+    must not hold up the view); StackError naming why if none answers."""
     admin = TlsMaterial.load(tls_files_in(FleetPaths(outputs.state_dir).tls, "admin"))
     errors = []
     for name, address in outputs.endpoints.items():
         async with AgentClient(address, admin, agent_name=name) as client:
             try:
-                return await client.list_members(timeout=2.0)
+                return Answer(address, *await client.list_members(timeout=timeout))
             except AgentError as exc:
                 errors.append(str(exc))
     raise StackError("no agent of the local stack answers: " + "; ".join(errors[:3]))

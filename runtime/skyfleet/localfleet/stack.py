@@ -249,9 +249,14 @@ def env_lines(project: Path) -> list[str]:
     """`export` lines that point a shell's `pulumi` at this project's local stack."""
     env = engine_env(project)
     del env["PATH"]
-    lines = [f"export {k}={_quote(v)}" for k, v in env.items()]
+    lines = [export_line(k, v) for k, v in env.items()]
     lines.append(f'export PATH={_quote(str(Path(sys.prefix) / "bin"))}:"$PATH"')
     return lines
+
+
+def export_line(name: str, value: str) -> str:
+    """`export NAME='value'`, quoted for any value a shell's `eval` may meet."""
+    return f"export {name}={_quote(value)}"
 
 
 def _quote(value: str) -> str:
