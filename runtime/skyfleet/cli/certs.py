@@ -11,20 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from skyfleet.cli.argtypes import positive_int
 from skyfleet.cli.main import CliError
 from skyfleet.config.fleet_files import CA_CERT as _CA_CERT
 from skyfleet.config.fleet_files import CA_KEY as _CA_KEY
 from skyfleet.config.fleet_files import cert_name, key_name
-
-
-def _positive_days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if days < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {days}")
-    return days
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = actions.add_parser("init", help="create the fleet CA (ca.pem, ca.key) in --dir")
     init.add_argument("--dir", type=Path, required=True, help="folder for the CA files")
     init.add_argument("--name", default="skyfleet fleet CA", help="the CA's common name")
-    init.add_argument("--days", type=_positive_days, default=3650, help="validity in days")
+    init.add_argument(
+        "--days", type=positive_int("a number of days"), default=3650, help="validity in days"
+    )
     init.add_argument(
         "--force",
         action="store_true",
@@ -61,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     role.add_argument("--client", action="store_true",
                       help="a task client's: submit and follow tasks, read members; no more")
     issue.add_argument(
-        "--days", type=_positive_days,
+        "--days", type=positive_int("a number of days"),
         help="validity in days (default: 365 agent, 90 admin and client)",
     )
     issue.add_argument("--force", action="store_true", help="replace existing NAME.pem/.key")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skyfleet.cli.argtypes import positive_int
 from skyfleet.cli.connection import Connection, add_connection_args
 from skyfleet.cli.main import CliError, UsageError
 from skyfleet.cli.output import JSON, add_output_arg, print_json
@@ -42,17 +43,6 @@ POLL_INTERVAL = 0.5
 fleet in about a gossip interval, so a faster look would see nothing new."""
 
 
-def positive_version(text: str) -> int:
-    """An argparse type: a policy version, 1 or more (0 is \"no policy\" on the wire)."""
-    try:
-        version = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a version number, got {text!r}") from None
-    if version < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {version}")
-    return version
-
-
 def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("publish", help="offer a signed policy to an agent (admin identity)")
     p.add_argument("file", type=Path, metavar="FILE", help="signed envelope (policy sign)")
@@ -65,7 +55,7 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
                    help="look again until every live member runs the version, printing "
                    "progress as it changes; exit 1 naming the members that lag if "
                    "--timeout passes first")
-    p.add_argument("--version", type=positive_version, metavar="N",
+    p.add_argument("--version", type=positive_int("a version number"), metavar="N",
                    help="with --wait: the version to wait for (or a newer one; default: "
                    "the newest any live member runs)")
     add_connection_args(
