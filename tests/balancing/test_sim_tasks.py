@@ -4,6 +4,7 @@ simulation against Erlang C, determinism, and the failure path end to end."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,12 @@ def test_a_run_is_a_pure_function_of_the_scenario() -> None:
     sc = Scenario(clouds=fleet(), load=0.8, duration=150.0, warmup=20.0, seed=5)
     a, b = TaskSim(sc, NO_LOCALITY).run(), TaskSim(sc, NO_LOCALITY).run()
     assert np.array_equal(a.latency, b.latency) and len(a.latency) > 1000
+    # A crash too: its broken attempts are answered in an order of the run's own, not of
+    # where the tasks happen to sit in memory.
+    crash = replace(sc, load=0.95, events=(CloudFailure(cloud="gcp", start=60.0, end=140.0),))
+    runs = [TaskSim(crash, NO_LOCALITY).run() for _ in range(4)]
+    assert all(np.array_equal(runs[0].latency, r.latency) for r in runs[1:])
+    assert all(runs[0].failed == r.failed for r in runs[1:])
     c = TaskSim(
         Scenario(clouds=fleet(), load=0.8, duration=150.0, warmup=20.0, seed=6), NO_LOCALITY
     )
@@ -211,8 +218,25 @@ def test_a_slow_cloud_gets_less_traffic_while_slow() -> None:
     assert share[(t > 70) & (t < 150)].mean() < 0.8 * share[(t > 20) & (t < 50)].mean()
 
 
+def test_a_fleet_that_died_whole_forms_again() -> None:
+    one = (CloudSpec(name="aws", hosts=3, slots=2),)
+    sc = Scenario(clouds=one, load=0.5, duration=80.0, warmup=10.0, seed=3,
+                  events=(CloudFailure(cloud="aws", start=30.0, end=40.0),))
+    sim = TaskSim(sc, NO_LOCALITY)
+    run = sim.run()
+    assert sim.fleet.converged() and len(sim.fleet.live_names()) == 3
+    assert run.unfinished == 0 and len(run.latency) > 0
+
+
 def test_bad_scenarios_are_named() -> None:
     with pytest.raises(ValueError, match="gossip_period"):
         Scenario(clouds=fleet(), load=0.5, gossip_period=0.0)
     with pytest.raises(ValueError, match="clouds"):
         Scenario(clouds=(CloudSpec(name="aws", hosts=0, slots=1),), load=0.5)
+    with pytest.raises(ValueError, match=r"events\[1\]: overlaps events\[0\] in cloud 'gcp'"):
+        Scenario(clouds=fleet(), load=0.5, events=(
+            CloudFailure(cloud="gcp", start=10.0, end=50.0),
+            CloudFailure(cloud="gcp", start=20.0, end=30.0),
+        ))
+    with pytest.raises(ValueError, match=r"events\[0\]: start must be before end"):
+        Scenario(clouds=fleet(), load=0.5, events=(SlowCloud(cloud="gcp", start=5.0, end=5.0),))

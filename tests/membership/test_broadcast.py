@@ -116,3 +116,15 @@ def test_a_share_of_the_limit_but_at_least_the_floor() -> None:
         while queue.take(BIG, limit):
             times += 1
         assert times == sent, (limit, share, least)
+
+
+def test_news_larger_than_a_packet_goes_alone_instead_of_never() -> None:
+    queue: BroadcastQueue[str] = BroadcastQueue(len, packet_size=10)
+    queue.queue("big", "B" * 50)
+    queue.queue("a", "a")
+    assert queue.take(10, 3) == ["a"]  # the small one first: the big one cannot join it
+    assert queue.take(4, 3) == ["a"]  # a packet's leftover budget: the big one waits
+    packets = [queue.take(10, 3) for _ in range(5)]
+    assert ["B" * 50] in packets  # a whole packet: it goes, alone, its share of times
+    assert all(p == ["B" * 50] for p in packets if "B" * 50 in p)
+    assert sum(p.count("B" * 50) for p in packets) == 3 and len(queue) == 0

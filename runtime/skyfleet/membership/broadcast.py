@@ -26,11 +26,15 @@ class _Item(Generic[T]):
 
 
 class BroadcastQueue(Generic[T]):
-    def __init__(self, size_of: Callable[[T], int], *, min_size: int = 1) -> None:
+    def __init__(
+        self, size_of: Callable[[T], int], *, min_size: int = 1, packet_size: int | None = None
+    ) -> None:
         """`min_size`: no item is smaller, so once less budget is left the rest of the
-        queue need not be looked at."""
+        queue need not be looked at. `packet_size`: a whole packet's budget, so that news
+        larger than that still goes, alone (None: such news waits for a larger budget)."""
         self._size_of = size_of
         self._min_size = min_size
+        self._packet_size = packet_size
         self._buckets: dict[int, dict[str, _Item[T]]] = {}
         self._where: dict[str, int] = {}
 
@@ -53,11 +57,14 @@ class BroadcastQueue(Generic[T]):
 
     def take(self, budget: int, limit: int) -> list[T]:
         """News fitting in `budget` bytes, least-transmitted first and newest first within
-        a count; items reaching `limit` transmissions are dropped."""
+        a count; items reaching `limit` transmissions are dropped. An item larger than a
+        whole packet (`packet_size`) goes alone, in a packet of news only, when it comes
+        first: skipped, it would never be sent at all (a status listing many handlers)."""
         taken: list[tuple[str, _Item[T]]] = []
+        alone = self._packet_size is not None and budget >= self._packet_size
         for count in sorted(self._buckets):
             for key, item in reversed(self._buckets[count].items()):
-                if item.size > budget:
+                if item.size > budget and not (alone and not taken):
                     if budget < self._min_size:
                         break
                     continue

@@ -70,7 +70,7 @@ class Gossip:
         self._keys = keys
         self._warm = warm
         self._broadcasts: BroadcastQueue[Update] = BroadcastQueue(
-            update_size, min_size=MIN_UPDATE_SIZE
+            update_size, min_size=MIN_UPDATE_SIZE, packet_size=config.packet_budget
         )
         self._joining: set[str] = set()
         """Members whose queued news is their join: it travels with their certificate."""

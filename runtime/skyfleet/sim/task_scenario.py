@@ -82,6 +82,15 @@ class Scenario:
             raise ValueError("scenario.warmup must be in [0, duration)")
         if not self.clouds or any(c.hosts < 1 or c.slots < 1 for c in self.clouds):
             raise ValueError("scenario.clouds: every cloud needs >= 1 host of >= 1 slot")
+        for i, ev in enumerate(self.events):
+            if not ev.start < ev.end:
+                raise ValueError(f"scenario.events[{i}]: start must be before end")
+            for j, other in enumerate(self.events[:i]):
+                same = type(other) is type(ev) and other.cloud == ev.cloud
+                if same and ev.start < other.end and other.start < ev.end:
+                    raise ValueError(
+                        f"scenario.events[{i}]: overlaps events[{j}] in cloud {ev.cloud!r}"
+                    )
 
     @property
     def total_slots(self) -> int:

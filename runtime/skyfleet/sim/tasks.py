@@ -104,7 +104,9 @@ class _Host:
     epoch: int = 0
     busy: int = 0
     queue: deque[_Task] = field(default_factory=deque)
-    running: set[_Task] = field(default_factory=set)
+    running: dict[_Task, None] = field(default_factory=dict)
+    """The tasks in service, in the order they started: a set would order them by memory
+    address, and a crash replies to them in this order (the run's determinism)."""
     latency_ewma: float = 0.0
     """Seconds, as the agent's executor keeps it."""
     incoming: int = 0
@@ -133,8 +135,9 @@ class TaskRun:
     """(time, cloud index) of every attempt sent: the traffic share over time."""
     clouds: tuple[str, ...]
     pick_age: np.ndarray
-    """Seconds: for every attempt sent to another host, how old the status it was chosen
-    on was (from its measurement): what gossip's delivery costs the balancer."""
+    """Seconds: for every attempt of a measured task sent to another host, how old the
+    status it was chosen on was (from its measurement): what gossip's delivery costs the
+    balancer."""
 
 
 class _Fleet(SimCluster):
@@ -366,7 +369,8 @@ class TaskSim:
         task.token = -1
         if h != o:
             task.token = self._views[o].sent(self.hosts[h].name, self.now)
-            self._pick_age.append(self.now - step.choice.peer.status_at)
+            if task.created >= self._warmup:
+                self._pick_age.append(self.now - step.choice.peer.status_at)
         self.hosts[h].incoming += 1
         if self.s.series_bin > 0:
             self._sends.append((self.now / self.unit, self._cloud_index[self.hosts[h].cloud]))
@@ -386,7 +390,7 @@ class TaskSim:
 
     def _start(self, host: _Host, task: _Task) -> None:
         host.busy += 1
-        host.running.add(task)
+        host.running[task] = None
         task.service = self._service.next() * self.unit * host.speed
         self._at(self.now + task.service, _DONE, task)
 
@@ -394,7 +398,7 @@ class TaskSim:
         host = self.hosts[task.host]
         if task.epoch != host.epoch or task not in host.running:
             return  # the host crashed while this task ran; its failure was sent already
-        host.running.discard(task)
+        del host.running[task]
         host.busy -= 1
         if host.queue:
             self._start(host, host.queue.popleft())
@@ -409,18 +413,20 @@ class TaskSim:
         if task.token >= 0 and task.origin_epoch == self.hosts[task.origin].epoch:
             self._views[task.origin].returned(self.hosts[task.host].name, task.token)
         end = task.flight.settle(task.send, result, self.now)
-        if isinstance(end, Done):
+        origin = self.hosts[task.origin]
+        answered = origin.up and origin.epoch == task.origin_epoch
+        if isinstance(end, Done) and answered:
             if task.created >= self._warmup:
                 self._latency.append(self.now - task.created)
                 self._served.append(task.service)
                 self._created.append(task.created)
                 self._finished.append(self.now)
             return
-        origin = self.hosts[task.origin]
-        if isinstance(end, Retry) and origin.up and origin.epoch == task.origin_epoch:
+        if isinstance(end, Retry) and answered:
             self._dispatch(task)
         elif task.created >= self._warmup:
-            # Refused, or the origin died too: nobody is left to retry or answer.
+            # Refused, or the origin died: its caller's call broke with it, whatever the
+            # attempt's end, and nobody is left to retry or answer.
             self.failed += 1
 
     def _event(self, payload: tuple[SlowCloud | CloudFailure, bool]) -> None:
@@ -456,9 +462,11 @@ class TaskSim:
         host.epoch += 1
         host.latency_ewma = 0.0
         old = self.fleet.nodes[host.name].swim
-        seeds = tuple(
-            self.fleet.address(x.name) for x in self.hosts if x.up and x.cloud != host.cloud
-        )[:1]
+        # Through a live host of another cloud, else any live one (of this cloud, restarted
+        # a moment ago); the first host back in a fleet that died whole starts it anew.
+        live = [x for x in self.hosts if x.up and x is not host]
+        live.sort(key=lambda x: x.cloud == host.cloud)
+        seeds = tuple(self.fleet.address(x.name) for x in live[:1])
         self.fleet.restart(host.name, seeds=seeds, incarnation=old.incarnation + 1)
         self._events_seen[h] = 0
         self._advertisers[h] = StatusAdvertiser(self.s.membership.status_refresh_interval)

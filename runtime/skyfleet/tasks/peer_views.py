@@ -13,9 +13,12 @@ status that arrives after ten more sends must not wipe those ten from the view; 
 leaving out what came back is what matters on a quiet fleet, whose statuses are re-sent
 only every 30 s: a peer that ran fifty short tasks since is idle, not fifty deep.
 
-Sends still on the wire when the peer measured (sent less than a one-way delay before)
-are in neither; tasks that finished but whose answer is still on its way back count: the
-estimate is off by those, milliseconds' worth.
+The age leaves out the time a status spent on the wire, hop after hop, so a status is
+dated a little after it was measured, by its gossip path's transit; sends made in that
+window, and those still on their way when the peer measured, are in neither, and tasks
+that finished but whose answer is still on its way back count: the estimate is off by
+those, milliseconds' worth on a LAN (the simulator hands statuses over exactly, so it does
+not model this error).
 """
 
 from __future__ import annotations

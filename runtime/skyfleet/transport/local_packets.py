@@ -43,7 +43,9 @@ class LocalPackets:
         return send
 
     def attach(self, address: str, loop: SwimLoop) -> None:
+        """`loop` receives what is sent to `address` (a loop restarted there too)."""
         self._loops[address] = loop
+        self._cut.discard(address)
 
     def cut(self, address: str) -> None:
         """Drop every packet to and from `address` from now on (a crash, to its peers)."""
