@@ -19,7 +19,7 @@ from skyfleet._generated.skyfleet.v1 import (
 )
 from skyfleet.config.agent import TlsFiles
 from skyfleet.config.fleet_files import CA_CERT, cert_name, key_name
-from skyfleet.membership.messages import MemberState
+from skyfleet.membership.messages import UP_STATES, MemberState
 from skyfleet.transport.tls import TlsMaterial, describe_rpc_error, secure_channel
 
 
@@ -44,6 +44,11 @@ class MemberRow:
     latency_ms: float = 0.0
     refusals: int = 0
     """Calls and claims from this member that the answering agent refused."""
+
+    @property
+    def is_up(self) -> bool:
+        """Alive or suspect, as membership counts it (`UP_STATES`)."""
+        return MemberState[self.state.upper()] in UP_STATES
 
 
 class AgentError(Exception):

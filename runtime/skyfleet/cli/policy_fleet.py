@@ -34,8 +34,6 @@ with --wait, one object when the wait ends, with three more keys:
    "version" (waited for; 0: no live member runs any), "done" (true: every live member
    runs it or a newer one), "lagging": [NAME of each live member that does not]"""
 
-LIVE = ("alive", "suspect")
-"""The states of a member that counts: it may still serve, so it should run the policy."""
 READ_TIMEOUT = 5.0
 WAIT_TIMEOUT = 60.0
 POLL_INTERVAL = 0.5
@@ -92,7 +90,7 @@ class Rollout:
 
     @property
     def live(self) -> list[MemberRow]:
-        return [r for r in self.rows if r.state in LIVE]
+        return [r for r in self.rows if r.is_up]
 
     @property
     def lagging(self) -> list[MemberRow]:
@@ -121,11 +119,11 @@ class Rollout:
 
 def _newest(rows: list[MemberRow]) -> int:
     """The newest version a live member runs (0: none runs any)."""
-    return max((r.policy_version for r in rows if r.state in LIVE), default=0)
+    return max((r.policy_version for r in rows if r.is_up), default=0)
 
 
 def _status_json(observer: str, rows: list[MemberRow]) -> dict[str, Any]:
-    live = [r for r in rows if r.state in LIVE]
+    live = [r for r in rows if r.is_up]
     newest = _newest(rows)
     on_newest = sum(1 for r in live if r.policy_version == newest and newest > 0)
     return {
@@ -162,7 +160,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     newest = doc["newest_version"]
     hashes = Counter(r.policy_hash for r in rows
-                     if r.state in LIVE and r.policy_version == newest)
+                     if r.is_up and r.policy_version == newest)
     print_table(("NAME", "STATE", "VERSION", "HASH"), [
         (r.name, r.state, str(r.policy_version) if r.policy_version else "-",
          r.policy_hash[:12] or "-")

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from skyfleet.membership.messages import MemberRecord, MemberState, NodeMeta
+from skyfleet.membership.messages import UP_STATES, MemberRecord, MemberState, NodeMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class MemberView:
     @property
     def is_up(self) -> bool:
         """Alive or suspect: still probed and still a valid gossip target."""
-        return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
+        return self.state in UP_STATES
 
     def record(self, *, signed: bool = True) -> MemberRecord:
         """Our row for a table; `signed` adds the node's signature where its state is a

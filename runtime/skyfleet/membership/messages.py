@@ -20,6 +20,10 @@ class MemberState(enum.IntEnum):
     LEFT = 4
 
 
+UP_STATES = frozenset({MemberState.ALIVE, MemberState.SUSPECT})
+"""A member is up while alive or suspect: still probed, a gossip target, a candidate."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeMeta:
     name: str
