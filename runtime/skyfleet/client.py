@@ -3,6 +3,7 @@ benchmarks and the tests."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +67,26 @@ def tls_files_in(directory: Path, identity: str) -> TlsFiles:
         ca=directory / CA_CERT,
         cert=directory / cert_name(identity),
         key=directory / key_name(identity),
+    )
+
+
+def task_request(
+    handler: str,
+    payload: bytes,
+    *,
+    idempotency_key: str = "",
+    kind: str = "",
+    clouds: tuple[str, ...] = (),
+    regions: tuple[str, ...] = (),
+    session: str = "",
+) -> tasks_pb2.SubmitTaskRequest:
+    return tasks_pb2.SubmitTaskRequest(
+        handler=handler,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        kind=kind,
+        constraints=tasks_pb2.Constraints(clouds=list(clouds), regions=list(regions)),
+        session=session,
     )
 
 
@@ -143,19 +164,41 @@ class AgentClient:
         kind: str = "",
         clouds: tuple[str, ...] = (),
         regions: tuple[str, ...] = (),
+        session: str = "",
     ) -> tasks_pb2.SubmitTaskResponse:
         """Run one task in the fleet through this agent; `timeout` is its deadline."""
-        request = tasks_pb2.SubmitTaskRequest(
-            handler=handler,
-            payload=payload,
-            idempotency_key=idempotency_key,
-            kind=kind,
-            constraints=tasks_pb2.Constraints(clouds=list(clouds), regions=list(regions)),
-        )
+        request = task_request(handler, payload, idempotency_key=idempotency_key, kind=kind,
+                               clouds=clouds, regions=regions, session=session)
         try:
             return await self.tasks.Submit(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._failed(exc) from None
+
+    async def stream(
+        self,
+        handler: str,
+        payload: bytes = b"",
+        *,
+        timeout: float | None = 30.0,
+        idempotency_key: str = "",
+        kind: str = "",
+        clouds: tuple[str, ...] = (),
+        regions: tuple[str, ...] = (),
+        session: str = "",
+    ) -> AsyncGenerator[tasks_pb2.TaskStreamEvent, None]:
+        """Run one task through this agent and give its events as they come: chunks, then
+        one `end`. A status (refused before the first chunk, the deadline, the agent lost)
+        is AgentError. Closing the generator hangs up, which cancels the task."""
+        request = task_request(handler, payload, idempotency_key=idempotency_key, kind=kind,
+                               clouds=clouds, regions=regions, session=session)
+        call = self.tasks.Stream(request, timeout=timeout)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            raise self._failed(exc) from None
+        finally:
+            call.cancel()
 
     async def leave(self, timeout: float = 5.0) -> None:
         try:

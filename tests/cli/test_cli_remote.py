@@ -152,6 +152,39 @@ async def test_submit_that_does_not_succeed_exits_1_with_its_outcome(
     assert doc["outcome"] == outcome and said in doc["error"] and doc["latency_ms"] is None
 
 
+async def test_stream_prints_the_chunks_and_json_lines_end_with_what_was_delivered(
+    n0: OneAgent,
+) -> None:
+    payload = json.dumps({"count": 3, "size": 4})
+    raw = await skyfleet("task", "stream", "chunks", "--payload", payload, env=n0.env)
+    assert (raw.code, raw.out, raw.err) == (0, b"0:..1:..2:..", "")
+    lines = await skyfleet("task", "stream", "chunks", "--payload", payload, "-o", "json",
+                           env=n0.env)
+    assert lines.code == 0, lines.err
+    *chunks, last = [json.loads(line) for line in lines.out.splitlines()]
+    assert chunks == [{"chunk": f"{i}:..", "encoding": "text"} for i in range(3)]
+    end = last["end"]
+    assert (end["outcome"], end["executed_by"], end["chunks"], end["bytes"]) == (
+        "succeeded", "n0", 3, 12)
+    assert 0 < end["first_chunk_ms"] <= end["latency_ms"] and end["error"] == ""
+
+
+@pytest.mark.parametrize(
+    ("payload", "chunks", "said"),
+    [
+        ('{"count": 5, "size": 2, "fail_after": 3}', 3, "stream cut after 3 chunks"),
+        ("not json", 0, "payload: not JSON"),
+    ],
+)
+async def test_a_stream_that_does_not_succeed_exits_1_saying_how_much_came(
+    n0: OneAgent, payload: str, chunks: int, said: str
+) -> None:
+    run = await skyfleet("task", "stream", "chunks", "--payload", payload, env=n0.env)
+    assert run.code == 1 and run.out == b"".join(b"%d:" % i for i in range(chunks))
+    assert run.err.startswith("skyfleet: task ") and len(run.err.splitlines()) == 1
+    assert f"after {chunks} chunk(s)" in run.err and said in run.err
+
+
 async def test_leave_stops_the_agent(n0: OneAgent) -> None:
     run = await skyfleet("leave", env=n0.env)
     assert run.code == 0, run.err

@@ -457,7 +457,8 @@ async def test_policy_publish_of_any_envelope_is_refused_clearly(target: Target)
 def task_requests(draw: st.DrawFn) -> tasks_pb2.SubmitTaskRequest:
     payload_doc = draw(
         st.dictionaries(
-            st.sampled_from(["mean", "dist", "scv", "n", "rounds", "x"]),
+            st.sampled_from(["mean", "dist", "scv", "n", "rounds", "interval", "fail_after",
+                             "x"]),
             st.floats(allow_nan=True, allow_infinity=True)
             | st.integers(-(2**70), 2**70)
             | st.text(max_size=6),
@@ -466,7 +467,8 @@ def task_requests(draw: st.DrawFn) -> tasks_pb2.SubmitTaskRequest:
     )
     payload = draw(st.binary(max_size=64) | st.just(json.dumps(payload_doc).encode()))
     return tasks_pb2.SubmitTaskRequest(
-        handler=draw(st.sampled_from(["echo", "sleep", "cpu", ""]) | st.text(max_size=8)),
+        handler=draw(st.sampled_from(["echo", "sleep", "cpu", "chunks", ""])
+                     | st.text(max_size=8)),
         payload=payload,
         idempotency_key=draw(st.text(max_size=300)),
         constraints=tasks_pb2.Constraints(
@@ -515,6 +517,28 @@ async def test_task_requests_of_any_shape_get_one_clear_answer(target: Target):
         except grpc.aio.AioRpcError as exc:
             assert exc.code() in TASK_REFUSALS | {grpc.StatusCode.ABORTED}, exc.details()
             assert exc.details()
+        # The streamed forms: chunks then exactly one end, or a clear status.
+        try:
+            stream = [e async for e in submit.Stream(request, timeout=CALL_DEADLINE)]
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in TASK_REFUSALS, f"{exc.code().name}: {exc.details()}"
+            assert exc.details()
+        else:
+            kinds = [e.WhichOneof("event") for e in stream]
+            assert kinds == ["chunk"] * (len(kinds) - 1) + ["end"], kinds
+            end = stream[-1].end
+            assert end.outcome != tasks_pb2.TASK_OUTCOME_UNSPECIFIED
+            assert end.chunks == len(kinds) - 1
+            if end.outcome != tasks_pb2.TASK_OUTCOME_SUCCEEDED:
+                assert end.error, end
+        try:
+            events = [e async for e in execute.ExecuteStream(
+                tasks_pb2.ExecuteRequest(task=request, routed_by="n1"), timeout=CALL_DEADLINE)]
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in TASK_REFUSALS | {grpc.StatusCode.ABORTED}, exc.details()
+            assert exc.details()
+        else:
+            assert events and events[0].WhichOneof("event") == "started"
 
     await in_thread(run)
     await still_healthy(target)

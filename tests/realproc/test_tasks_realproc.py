@@ -288,3 +288,67 @@ async def test_a_mixed_fleet_runs_each_handler_only_where_its_stack_serves_it(
                 )
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "gpu-embed" in (err.value.details() or "")
+
+
+async def test_a_stream_across_agents_fails_over_before_its_first_chunk_and_is_cut_after(
+    tmp_path: Path, free_ports
+) -> None:
+    """A streamed task routed by a0 to gcp: its executor killed before the first chunk,
+    the stream fails over to the other gcp agent; killed after chunks were delivered, the
+    reader is told how many, and nothing runs again."""
+    placement = [("a0", "aws"), ("c0", "gcp"), ("c1", "gcp")]
+    with LocalFleet(tmp_path, specs(placement, free_ports(6))) as fleet:
+        write_policy(fleet, 2)
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2, names), names, timeout=60, what="agents ready on policy 2")
+
+        async def runner(candidates: list[str]) -> str:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                for name in candidates:
+                    metrics = await scrape(fleet.specs[name].metrics_address)
+                    if metrics["skyfleet_executor_inflight"] == 1:
+                        return name
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"no stream seen running on {candidates}")
+
+        def stream(key: str, **payload: object) -> tasks_pb2.SubmitTaskRequest:
+            return tasks_pb2.SubmitTaskRequest(
+                handler="chunks", payload=json.dumps(payload).encode(), idempotency_key=key,
+                constraints=tasks_pb2.Constraints(clouds=["gcp"]),
+            )
+
+        async with admin_channel(fleet, "a0") as channel:
+            stub = tasks_pb2_grpc.TasksStub(channel)
+            # Killed while its handler waits for its first chunk: run again elsewhere.
+            call = stub.Stream(stream("s1", count=3, size=8, interval=1.5), timeout=30)
+            victim = await runner(["c0", "c1"])
+            fleet.agents[victim].signal(signal.SIGKILL)
+            events = [e async for e in call]
+            end = events[-1].end
+            assert (end.outcome, end.attempts, end.chunks) == (SUCCEEDED, 2, 3)
+            assert end.executed_by == ({"c0", "c1"} - {victim}).pop()
+            assert [e.chunk.data for e in events[:-1]] == [b"0:......", b"1:......", b"2:......"]
+
+            # Killed after five chunks: the reader gets those five and how it ended.
+            survivor = end.executed_by
+            call = stub.Stream(stream("s2", count=1000, size=8, interval=0.02), timeout=30)
+            got = []
+            async for event in call:
+                if event.WhichOneof("event") != "chunk":
+                    end = event.end
+                    break
+                got.append(event.chunk.data)
+                if len(got) == 5:
+                    fleet.agents[survivor].signal(signal.SIGKILL)
+            assert end.outcome == tasks_pb2.TASK_OUTCOME_FAILED and end.attempts == 1
+            assert end.chunks == len(got) >= 5 and end.bytes == 8 * len(got)
+            assert got == [f"{i}:".encode().ljust(8, b".") for i in range(len(got))]
+            assert f"stream cut after {len(got)} chunks" in end.error
+            assert survivor in end.error
+
+        books = await scrape(fleet.specs["a0"].metrics_address)
+        assert books["skyfleet_tasks_submitted_total"] == 2
+        assert books["skyfleet_tasks_total{outcome=succeeded}"] == 1
+        assert books["skyfleet_tasks_total{outcome=failed}"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -152,6 +153,10 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
             tasks = tasks_pb2_grpc.TasksStub(channel)
             done = await tasks.Submit(tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"hi"))
             assert done.output == b"hi"
+            streamed = [e async for e in tasks.Stream(
+                tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"hi"))]
+            assert [e.chunk.data for e in streamed[:-1]] == [b"hi"]
+            assert streamed[-1].end.outcome == tasks_pb2.TASK_OUTCOME_SUCCEEDED
             members = await admin_pb2_grpc.AdminStub(channel).ListMembers(
                 admin_pb2.ListMembersRequest())
             assert [m.node.name for m in members.members] == ["n0"]
@@ -163,6 +168,8 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
                 "Exchange": lambda: _exchange(membership, hello),
                 "Execute": lambda: tasks.Execute(tasks_pb2.ExecuteRequest(
                     task=tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"x"))),
+                "ExecuteStream": lambda: _read_all(tasks.ExecuteStream(tasks_pb2.ExecuteRequest(
+                    task=tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"x")))),
                 "Fetch": lambda: policy_pb2_grpc.PolicyStub(channel).Fetch(
                     policy_pb2.FetchPolicyRequest()),
                 "Publish": lambda: policy_pb2_grpc.PolicyStub(channel).Publish(
@@ -176,6 +183,10 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
                 assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
                 assert "app-7" in (refused.value.details() or ""), method
                 assert "client" in (refused.value.details() or ""), method
+
+
+async def _read_all(call: Any) -> list[Any]:
+    return [event async for event in call]
 
 
 async def _exchange(

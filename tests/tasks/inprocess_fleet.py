@@ -82,7 +82,8 @@ class InProcessFleet:
         for spec in self.specs:
             config = load_agent_config(self.layout.write_agent(spec))
             registry = HandlerRegistry(
-                {"gated": self.gates.handler(spec.name), "sleep": handlers.sleep}
+                {"gated": self.gates.handler(spec.name), "sleep": handlers.sleep,
+                 "tokens": self.gates.streamer(spec.name)}
             )
             agent = Agent(replace(config, tasks=self.tasks), registry=registry)
             self.agents[spec.name] = agent

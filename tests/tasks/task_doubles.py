@@ -4,10 +4,11 @@ test to release them, so a test decides when each task ends (no sleeps, no timin
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
-from skyfleet.tasks.handlers import Handler, HandlerContext
+from skyfleet.tasks.handlers import Handler, HandlerContext, StreamHandler
 
 
 class Gates:
@@ -24,6 +25,7 @@ class Gates:
         self._events: dict[bytes, asyncio.Event] = {}
         self.open_all = False
         self.fail_on: set[str] = set()
+        self.produced: Counter[bytes] = Counter()
 
     def event(self, payload: bytes) -> asyncio.Event:
         return self._events.setdefault(payload, asyncio.Event())
@@ -54,6 +56,34 @@ class Gates:
             return executor.encode() + b":" + payload
 
         return gated
+
+    def streamer(self, executor: str) -> StreamHandler:
+        """The `tokens` streaming handler: payload `{"name", "count", "size", "cut_after",
+        "gate_after"}`. Yields `count` chunks of `size` bytes named `<executor>:<name>:<i>`
+        (padded); raises after `cut_after` chunks if given; waits for `release(name)`
+        after `gate_after` chunks if given. Starts, chunks produced (`produced`) and
+        cancellations are recorded by name."""
+
+        async def tokens(payload: bytes, ctx: HandlerContext) -> AsyncGenerator[bytes, None]:
+            doc = json.loads(payload)
+            name = doc["name"].encode()
+            self.starts.append((executor, name))
+            if executor in self.fail_on:
+                raise RuntimeError(f"{executor} refuses {doc['name']}")
+            try:
+                for i in range(doc.get("count", 3)):
+                    if i == doc.get("cut_after"):
+                        raise RuntimeError(f"{doc['name']} cut on {executor} after {i}")
+                    if i == doc.get("gate_after"):
+                        await self.event(name).wait()
+                    chunk = f"{executor}:{doc['name']}:{i};".encode()
+                    self.produced[name] += 1
+                    yield chunk.ljust(doc.get("size", 0), b".")
+            except (asyncio.CancelledError, GeneratorExit):
+                self.cancelled.append((executor, name))
+                raise
+
+        return tokens
 
 
 async def until(condition: Callable[[], bool], what: str, steps: int = 10_000) -> None:

@@ -5,14 +5,28 @@ the test."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+from collections.abc import AsyncGenerator
 
 import pytest
 from task_doubles import Gates, until
 
 from skyfleet.config.tasks import TaskSettings
-from skyfleet.tasks.executor import Execution, Executor, Overloaded
-from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
+from skyfleet.tasks.executor import (
+    AlreadyStreamed,
+    Execution,
+    Executor,
+    OutputTooLarge,
+    Overloaded,
+)
+from skyfleet.tasks.handlers import (
+    MAX_CHUNK,
+    MAX_JOINED_OUTPUT,
+    HandlerContext,
+    HandlerRegistry,
+    UnknownHandler,
+)
 
 
 class FakeClock:
@@ -190,3 +204,88 @@ def test_the_report_lists_the_handlers_served_and_no_handler_means_no_capacity()
     assert (serving.handlers, serving.capacity) == (("echo", "gpu"), 3)
     idle = Executor(HandlerRegistry({}), settings).report(1, "h")
     assert (idle.handlers, idle.capacity) == ((), 0)
+
+
+# --- streamed runs -------------------------------------------------------------------------
+
+
+def streaming_executor(gates: Gates, **settings: object) -> Executor:
+    registry = HandlerRegistry({"gated": gates.handler("e"), "tokens": gates.streamer("e")})
+    return Executor(registry, TaskSettings(**settings), clock=FakeClock())  # type: ignore[arg-type]
+
+
+def tokens(name: str, **fields: object) -> bytes:
+    return json.dumps({"name": name, **fields}).encode()
+
+
+async def test_a_stream_holds_its_slot_and_advances_only_as_chunks_are_taken() -> None:
+    gates = Gates()
+    e = streaming_executor(gates, capacity=1, queue_limit=0)
+    async with e.streaming("tokens", tokens("s", count=5), "k") as chunks:
+        assert (e.inflight, e.queued) == (1, 0)
+        with pytest.raises(Overloaded):
+            async with e.streaming("tokens", tokens("other"), ""):
+                pass
+        assert await anext(chunks) == b"e:s:0;"
+        assert gates.produced[b"s"] == 1  # nothing made ahead of the reader
+        assert await anext(chunks) == b"e:s:1;"
+    # Left after two chunks: the handler was closed, the slot is free.
+    assert gates.cancelled == [("e", b"s")] and gates.produced[b"s"] == 2
+    assert (e.inflight, e.queued, e.executed) == (0, 0, 0)
+
+
+async def test_a_streamed_key_never_runs_twice_unless_its_run_failed() -> None:
+    gates = Gates()
+    e = streaming_executor(gates)
+    async with e.streaming("tokens", tokens("once", count=2), "k1") as chunks:
+        assert [c async for c in chunks] == [b"e:once:0;", b"e:once:1;"]
+    with pytest.raises(AlreadyStreamed, match="k1"):
+        async with e.streaming("tokens", tokens("once"), "k1"):
+            pass
+    with pytest.raises(AlreadyStreamed, match="not replayed"):
+        await e.execute("tokens", tokens("once"), "k1")
+    # A one-shot key is not streamed either: its output would come twice.
+    gates.open_all = True
+    await e.execute("gated", b"x", "k2")
+    with pytest.raises(AlreadyStreamed):
+        async with e.streaming("gated", b"x", "k2"):
+            pass
+    # A run that failed (or was cut) kept nothing: the key may run here again.
+    with pytest.raises(RuntimeError, match="cut on e after 1"):
+        async with e.streaming("tokens", tokens("cut", cut_after=1), "k3") as chunks:
+            [c async for c in chunks]
+    async with e.streaming("tokens", tokens("cut", count=1), "k3") as chunks:
+        assert [c async for c in chunks] == [b"e:cut:0;"]
+    assert (e.executed, e.failed) == (3, 1)
+
+
+async def test_either_kind_of_handler_serves_either_call() -> None:
+    gates = Gates()
+    gates.open_all = True
+    e = streaming_executor(gates)
+    joined = await e.execute("tokens", tokens("j", count=3), "")
+    assert joined == Execution(b"e:j:0;e:j:1;e:j:2;", duplicate=False)
+    async with e.streaming("gated", b"one", "") as chunks:
+        assert [c async for c in chunks] == [b"e:one"]
+    with pytest.raises(OutputTooLarge, match="stream it"):
+        await e.execute("tokens", tokens("big", count=4, size=MAX_JOINED_OUTPUT // 3), "")
+
+
+async def test_chunks_are_checked_and_the_run_gets_its_session_and_config() -> None:
+    seen: list[tuple[str, object]] = []
+
+    async def odd(payload: bytes, ctx: HandlerContext) -> AsyncGenerator[bytes, None]:
+        seen.append((ctx.session, ctx.config.get("model")))
+        if payload == b"huge":
+            yield bytes(MAX_CHUNK + 1)
+        yield "text"  # type: ignore[misc]
+
+    e = Executor(HandlerRegistry({"odd": odd}), TaskSettings(),
+                 handler_config={"odd": {"model": "m1"}})
+    with pytest.raises(TypeError, match="yielded str"):
+        async with e.streaming("odd", b"", "", session="s1") as chunks:
+            [c async for c in chunks]
+    with pytest.raises(OutputTooLarge, match="over"):
+        await e.execute("odd", b"huge", "", session="s2")
+    assert seen == [("s1", "m1"), ("s2", "m1")]
+    assert e.failed == 2

@@ -11,7 +11,7 @@ from skyfleet.balancing import Balancer, Locale, PeerLoad
 from skyfleet.balancing.affinity import HashRing
 from skyfleet.policy.model import PolicyDocument, Sessions, parse_policy
 from skyfleet.tasks.errors import Refusal
-from skyfleet.tasks.flight import Done, Failed, Refused, Retry, Send, TaskFlight
+from skyfleet.tasks.flight import Cut, Done, Failed, Refused, Retry, Send, TaskFlight
 from skyfleet.tasks.verdict import AttemptResult, Verdict
 
 
@@ -69,6 +69,33 @@ def test_each_verdict_leads_to_its_row(result, step, ejected, avoided):
         assert retry.retry and retry.choice.peer.name != peer.name
         if avoided:
             assert retry.choice.peer.cloud != peer.cloud and retry.failover
+
+
+BAD_ENDS = [(r, ejected) for r, _, ejected, _ in TABLE if r.verdict is not Verdict.OK]
+
+
+@pytest.mark.parametrize(("result", "ejected"), BAD_ENDS,
+                         ids=[f"{r.verdict.value}{'-timeout' * r.timed_out}" for r, _ in BAD_ENDS])
+def test_after_delivered_output_every_bad_end_is_a_cut_never_a_retry(result, ejected):
+    """A stream whose chunks reached the caller is not run again, whatever ended it: a
+    second run would repeat that output. The peer is still judged by the verdict."""
+    b = balancer()
+    flight = TaskFlight(b, "t")
+    first = send(flight)
+    end = flight.settle(first, result, now=1.0, delivered=True)
+    assert isinstance(end, Cut)
+    assert (end.verdict, end.peer, end.attempts) == (result.verdict, first.choice.peer.name, 1)
+    assert end.error == f"{first.choice.peer.name}: {result.error}"
+    assert b.retry_budget.active == 0
+    peer = first.choice.peer
+    assert b.outliers.is_ejected(peer.name, peer.cloud, 1.0) is ejected
+
+
+def test_a_delivered_stream_that_ends_well_is_done():
+    flight = TaskFlight(balancer(), "t")
+    first = send(flight)
+    end = flight.settle(first, AttemptResult(Verdict.OK), now=1.0, delivered=True)
+    assert isinstance(end, Done) and end.attempts == 1
 
 
 def test_a_retry_after_a_timeout_is_charged_to_the_retry_budget():

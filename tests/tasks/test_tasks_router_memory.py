@@ -5,7 +5,8 @@ proves end to end (tests/realproc), this proves without a socket, deterministica
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 import pytest
@@ -19,9 +20,9 @@ from skyfleet.policy.model import Locality, PolicyDocument, Sessions
 from skyfleet.sim.cluster import SimCluster
 from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
-from skyfleet.tasks.handlers import Handler, HandlerRegistry, echo
+from skyfleet.tasks.handlers import Handler, HandlerContext, HandlerRegistry, StreamHandler, echo
 from skyfleet.tasks.ledger import Outcome
-from skyfleet.tasks.router import Router
+from skyfleet.tasks.router import Result, Router
 from skyfleet.transport.task_execute import LocalTaskExecute
 
 CLOUDS = {"aws": ["a0", "a1"], "gcp": ["g0", "g1"]}
@@ -47,7 +48,8 @@ class Fleet:
 
 
 def fleet(
-    policy: PolicyDocument | None = None, gpu: Mapping[str, Handler] | None = None
+    policy: PolicyDocument | None = None,
+    gpu: Mapping[str, Handler | StreamHandler] | None = None,
 ) -> Fleet:
     """Two nodes in each of two clouds, each serving echo; those in `gpu` serve "gpu"
     too, with the handler given."""
@@ -200,3 +202,51 @@ async def test_an_agent_from_before_the_handler_list_is_sent_any_handler() -> No
     ran = {(await router.submit(task(n, handler="gpu"), timeout=5.0)).executed_by
            for n in range(40)}
     assert ran == {"a1", "g0", "g1"}
+
+
+async def counting(payload: bytes, ctx: HandlerContext) -> AsyncGenerator[bytes, None]:
+    """Streams `payload` (a number) chunks, each naming its session."""
+    for i in range(int(payload)):
+        yield f"{ctx.session}:{i}".encode()
+
+
+async def streamed(router: Router, req: tasks_pb2.SubmitTaskRequest) -> tuple[list[bytes], Result]:
+    items = [item async for item in router.stream(req, timeout=5.0)]
+    *chunks, end = items
+    assert isinstance(end, Result) and all(isinstance(c, bytes) for c in chunks)
+    return [c for c in chunks if isinstance(c, bytes)], end
+
+
+async def test_a_stream_fails_over_before_its_first_chunk_and_sticks_to_its_session() -> None:
+    f = fleet(PolicyDocument(version=1, locality=Locality(prefer="none"),
+                             sessions=Sessions(affinity="hash")),
+              gpu={name: counting for name in ("a0", "a1", "g0", "g1")})
+    router = f.routers["a0"]
+    req = tasks_pb2.SubmitTaskRequest(handler="gpu", payload=b"3", session="chat-1")
+    chunks, end = await streamed(router, req)
+    owner = end.executed_by
+    assert chunks == [b"chat-1:0", b"chat-1:1", b"chat-1:2"]
+    assert (end.outcome, end.chunks, end.size, end.attempts) == (Outcome.SUCCEEDED, 3, 24, 1)
+    # The session's next stream goes to the same executor; with it refusing, to the
+    # session's next peer, before any chunk, so nothing is delivered twice.
+    assert (await streamed(router, req))[1].executed_by == owner
+    f.remote.refusing = {owner}
+    chunks, end = await streamed(router, req)
+    assert end.outcome is Outcome.SUCCEEDED and end.executed_by != owner
+    assert end.attempts == 2 and len(chunks) == 3
+    assert router.ledger.submitted == router.ledger.succeeded == 3
+
+
+async def test_a_reader_that_hangs_up_closes_the_stream_with_one_outcome() -> None:
+    f = fleet(gpu={"g0": counting})
+    router = f.routers["a0"]
+    stream = router.stream(tasks_pb2.SubmitTaskRequest(handler="gpu", payload=b"100"), 5.0)
+    async with aclosing(stream):
+        assert await anext(stream) == b":0"
+    assert (router.ledger.submitted, router.ledger.failed) == (1, 1)
+    assert f.executors["g0"].inflight == 0
+    assert router.balancer.retry_budget.active == 0  # the attempt was closed, unblamed
+    with pytest.raises(TaskRejected) as refused:
+        [item async for item in router.stream(task(1, handler="gpu-typo"), 5.0)]
+    assert refused.value.why is Refusal.INVALID
+    assert (router.ledger.submitted, router.ledger.rejected) == (2, 1)

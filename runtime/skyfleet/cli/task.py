@@ -1,6 +1,9 @@
 """`skyfleet task submit HANDLER`: run one task in the fleet through one agent (a unary
 `Tasks.Submit`) and print its output, as `pulumi` or `kubectl run` would: the bytes as
 they are by default, or one JSON document with `-o json`; exit 0 only if it succeeded.
+`skyfleet task stream HANDLER` runs it as a stream (`Tasks.Stream`) and prints each chunk
+the moment it arrives, as `kubectl logs -f` does; a stream that ends badly says on
+standard error how many chunks came before it ended.
 
 It calls with a client certificate: the role made to submit tasks and read, nothing
 more, so a script that submits tasks holds no key that could make an agent leave.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -37,6 +41,13 @@ SUBMIT_SHAPE = """\
 The call's own failures are outcomes too: its deadline, deadline_exceeded; any other
 status (no eligible peer, fleet full, invalid task, agent out of reach), rejected."""
 
+STREAM_SHAPE = """  one JSON document per line, as the events come:
+  {"chunk": the chunk, "encoding": "text" (UTF-8) or "base64"}   (any number of them)
+  {"end": {"outcome": as for submit, "executed_by": NAME, "attempts": N,
+           "chunks": chunks delivered, "bytes": their bytes, "latency_ms": ...,
+           "first_chunk_ms": submission to the first chunk, "error": ""}}
+A call refused before its first chunk prints only the end, with "chunks": 0."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     task = sub.add_parser("task", help="run tasks in the fleet")
@@ -47,6 +58,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run one task through an agent and print its output.\n--timeout is "
         "the task's deadline: the agent forwards the time left with the task.",
     )
+    _task_args(submit)
+    add_output_arg(submit, shape=SUBMIT_SHAPE, human="raw")
+    submit.set_defaults(func=_submit)
+    stream = actions.add_parser(
+        "stream",
+        help="run one task through an agent and print its output as it comes (client "
+        "identity)",
+        description="Run one task through an agent and print each chunk of its output as "
+        "it comes.\n--timeout is the task's deadline; interrupting the command hangs up, "
+        "which cancels the task where it runs.",
+    )
+    _task_args(stream)
+    add_output_arg(stream, shape=STREAM_SHAPE, human="raw")
+    stream.set_defaults(func=_stream)
+
+
+def _task_args(submit: argparse.ArgumentParser) -> None:
     submit.add_argument("handler", metavar="HANDLER", help="a handler the agents serve: echo")
     payload = submit.add_mutually_exclusive_group()
     payload.add_argument("--payload", metavar="TEXT", help="the payload, as text")
@@ -62,9 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "policy allows)")
     submit.add_argument("--region", action="append", default=[], metavar="R",
                         help="run it only in this region (repeatable)")
+    submit.add_argument("--session", default="", metavar="S",
+                        help="tasks of one session run on the same agent while it serves "
+                        "them, if the policy's sessions.affinity asks for it")
     add_connection_args(submit, timeout=30.0, role="client")
-    add_output_arg(submit, shape=SUBMIT_SHAPE, human="raw")
-    submit.set_defaults(func=_submit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +132,7 @@ class TaskResult:
         return cls(outcome="deadline_exceeded" if deadline else "rejected", error=str(exc))
 
     def json(self) -> dict[str, Any]:
-        try:
-            output, encoding = self.output.decode("utf-8"), "text"
-        except UnicodeDecodeError:
-            output, encoding = base64.b64encode(self.output).decode("ascii"), "base64"
+        output, encoding = _encoded(self.output)
         return {
             "outcome": self.outcome,
             "executed_by": self.executed_by,
@@ -143,7 +169,8 @@ def _submit(args: argparse.Namespace) -> int:
         try:
             reply = await client.submit(
                 args.handler, payload, timeout=conn.timeout, idempotency_key=args.key,
-                kind=args.kind, clouds=tuple(args.cloud), regions=tuple(args.region))
+                kind=args.kind, clouds=tuple(args.cloud), regions=tuple(args.region),
+                session=args.session)
         except AgentError as exc:
             return TaskResult.of_status(exc)
         return TaskResult.of_reply(reply)
@@ -157,4 +184,67 @@ def _submit(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     if result.outcome != SUCCEEDED:
         raise CliError(f"task {result.outcome}: {' '.join(result.error.splitlines())}")
+    return 0
+
+
+def _encoded(data: bytes) -> tuple[str, str]:
+    try:
+        return data.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def _stream(args: argparse.Namespace) -> int:
+    conn = Connection.of(args)
+    payload = _payload(args)
+    as_json = args.output == JSON
+
+    def chunk(data: bytes) -> None:
+        if as_json:
+            text, encoding = _encoded(data)
+            print(json.dumps({"chunk": text, "encoding": encoding}, ensure_ascii=False),
+                  flush=True)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+
+    async def rpc(client: AgentClient) -> dict[str, Any]:
+        from skyfleet._generated.skyfleet.v1 import tasks_pb2
+        from skyfleet.client import AgentError
+
+        delivered = size = 0
+        try:
+            async for event in client.stream(
+                args.handler, payload, timeout=conn.timeout, idempotency_key=args.key,
+                kind=args.kind, clouds=tuple(args.cloud), regions=tuple(args.region),
+                session=args.session,
+            ):
+                if event.WhichOneof("event") == "chunk":
+                    delivered += 1
+                    size += len(event.chunk.data)
+                    chunk(event.chunk.data)
+                    continue
+                end = event.end
+                name = tasks_pb2.TaskOutcome.Name(end.outcome)
+                return {
+                    "outcome": name.removeprefix("TASK_OUTCOME_").lower(),
+                    "executed_by": end.executed_by, "attempts": end.attempts,
+                    "chunks": end.chunks, "bytes": end.bytes, "latency_ms": end.latency_ms,
+                    "first_chunk_ms": end.first_chunk_ms, "error": end.error,
+                }
+        except AgentError as exc:
+            outcome = TaskResult.of_status(exc).outcome
+            error = str(exc)
+        else:
+            outcome, error = "failed", "the stream ended without its end event"
+        return {"outcome": outcome, "executed_by": "", "attempts": 0, "chunks": delivered,
+                "bytes": size, "latency_ms": None, "first_chunk_ms": None, "error": error}
+
+    end = conn.call(rpc)
+    if as_json:
+        print(json.dumps({"end": end}, ensure_ascii=False))
+    if end["outcome"] != SUCCEEDED:
+        error = " ".join(str(end["error"]).splitlines())
+        raise CliError(f"task {end['outcome']} after {end['chunks']} chunk(s) "
+                       f"({end['bytes']} bytes): {error}")
     return 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import cast
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.tasks.errors import Refusal, TaskRejected
-from skyfleet.tasks.executor import Executor, Overloaded
+from skyfleet.tasks.executor import AlreadyStreamed, Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
 from skyfleet.tasks.router import Result, Router
@@ -43,6 +44,20 @@ def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
         latency_ms=result.latency * 1000.0,
         duplicate=result.duplicate,
     )
+
+
+def _stream_end(request_id: str, result: Result) -> tasks_pb2.TaskStreamEvent:
+    return tasks_pb2.TaskStreamEvent(end=tasks_pb2.StreamEnd(
+        request_id=request_id,
+        outcome=_outcome(result.outcome),
+        error=result.error,
+        executed_by=result.executed_by,
+        attempts=result.attempts,
+        chunks=result.chunks,
+        bytes=result.size,
+        latency_ms=result.latency * 1000.0,
+        first_chunk_ms=result.first_chunk * 1000.0,
+    ))
 
 
 def _rejection(request_id: str, exc: TaskRejected) -> tasks_pb2.SubmitTaskResponse:
@@ -108,6 +123,19 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         finally:
             reader.cancel()
 
+    async def Stream(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tasks_pb2.TaskStreamEvent]:
+        try:
+            async with aclosing(self._router.stream(request, context.time_remaining())) as items:
+                async for item in items:
+                    if isinstance(item, bytes):
+                        yield tasks_pb2.TaskStreamEvent(chunk=tasks_pb2.OutputChunk(data=item))
+                    else:
+                        yield _stream_end(request.request_id, item)
+        except TaskRejected as exc:  # before the first chunk only
+            await context.abort(STATUS[exc.why], str(exc))
+
     async def Cancel(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext
     ) -> tasks_pb2.CancelTaskResponse:
@@ -120,8 +148,10 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                            what="call Execute (agents forward tasks to agents; clients Submit)")
         task = request.task
         try:
-            done = await self._executor.execute(task.handler, task.payload, task.idempotency_key)
-        except (UnknownHandler, BadPayload) as exc:
+            done = await self._executor.execute(
+                task.handler, task.payload, task.idempotency_key, session=task.session
+            )
+        except (UnknownHandler, BadPayload, AlreadyStreamed) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Overloaded as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"full: {exc}")
@@ -132,3 +162,28 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return tasks_pb2.ExecuteResponse(
             output=done.output, executed_by=self._router.name, duplicate=done.duplicate
         )
+
+    async def ExecuteStream(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tasks_pb2.ExecuteStreamEvent]:
+        await require_role(context, "agent",
+                           what="call ExecuteStream (agents forward tasks to agents; clients "
+                                "Stream)")
+        task = request.task
+        try:
+            async with self._executor.streaming(
+                task.handler, task.payload, task.idempotency_key, session=task.session
+            ) as chunks:
+                yield tasks_pb2.ExecuteStreamEvent(
+                    started=tasks_pb2.ExecuteStarted(executed_by=self._router.name)
+                )
+                async for chunk in chunks:
+                    yield tasks_pb2.ExecuteStreamEvent(chunk=tasks_pb2.OutputChunk(data=chunk))
+        except (UnknownHandler, BadPayload, AlreadyStreamed) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Overloaded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"full: {exc}")
+        except Exception as exc:  # the handler's own failure
+            await context.abort(
+                grpc.StatusCode.ABORTED, f"handler failed: {type(exc).__name__}: {exc}"
+            )

@@ -16,6 +16,9 @@ benchmarks measure exactly the retries the fleet makes. Pure: no clock (callers 
 | UNREACHABLE   | `Retry` avoiding that cloud;  | failure; if never reached, ejected   |
 |               | free of the retry budget if   | at once                              |
 |               | never reached                 |                                      |
+| any but OK,   | `Cut`: no retry, the output   | as its verdict says                  |
+| after output  | would repeat                  |                                      |
+| was delivered |                               |                                      |
 
 When the balancer finds no peer for the next attempt: a first attempt is refused
 UNAVAILABLE, a retry after only FULL peers EXHAUSTED (the caller should back off), any
@@ -75,6 +78,17 @@ class Done:
     peer: str
     attempts: int
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A streamed attempt ended badly after some of its output reached the caller:
+    running it again would repeat that output, so the task ends here, saying how."""
+
+    verdict: Verdict
+    error: str
+    peer: str
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,20 +174,28 @@ class TaskFlight:
             timeout = min(timeout, self._deadline - now)
         return Send(choice, timeout, by_deadline, retry, failover)
 
-    def settle(self, send: Send, result: AttemptResult, now: float) -> Retry | Done | Refused:
+    def settle(
+        self, send: Send, result: AttemptResult, now: float, *, delivered: bool = False
+    ) -> Retry | Done | Refused | Cut:
         """Close the attempt `send` with its result: the balancer learns of it (always,
-        or a retry-budget slot would be held forever), and the flight says what next."""
+        or a retry-budget slot would be held forever), and the flight says what next.
+        `delivered`: some of the attempt's output already reached the caller (a stream)."""
         verdict = result.verdict
         peer = send.choice.peer.name
         if verdict is Verdict.DEADLINE:
             self._balancer.release(send.choice)
+        else:
+            self._balancer.record(
+                send.choice, ok=not verdict.blames_peer, now=now,
+                unreachable=result.never_reached,
+            )
+        if delivered and verdict is not Verdict.OK:
+            return Cut(verdict, f"{peer}: {result.error}", peer, self.attempt)
+        if verdict is Verdict.DEADLINE:
             return Refused(
                 Refusal.DEADLINE,
                 f"deadline exceeded during attempt {self.attempt} on {peer}: {result.error}",
             )
-        self._balancer.record(
-            send.choice, ok=not verdict.blames_peer, now=now, unreachable=result.never_reached
-        )
         if verdict is Verdict.OK:
             return Done(result.output, peer, self.attempt, result.duplicate)
         if verdict is Verdict.CLIENT:

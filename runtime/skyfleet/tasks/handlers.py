@@ -1,23 +1,30 @@
-"""Task handlers: async functions from payload bytes to output bytes, found through the
-`skyfleet.handlers` entry-point group (built-ins included), so a deployment adds its own
-by installing a package, and the agent config chooses which ones it serves.
+"""Task handlers: async functions from payload bytes to output bytes, or async generators
+of output chunks (a model's tokens as they come), found through the `skyfleet.handlers`
+entry-point group (built-ins included), so a deployment adds its own by installing a
+package, and the agent config chooses which ones it serves.
+
+Either kind serves either call: a streamed task of a one-shot handler gets its output as
+one chunk; a one-shot task of a streaming handler gets the chunks joined (up to
+`MAX_JOINED_OUTPUT`). A streaming handler is suspended at each `yield` until the reader
+takes the chunk, so a slow reader slows it down instead of filling memory.
 
 A handler raises `BadPayload` for input that can never succeed (the client's fault:
 INVALID_ARGUMENT, not retried elsewhere); any other exception is a failure of this run
-(retried on another peer under the policy).
+(retried on another peer under the policy, unless chunks were already delivered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import random
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import distribution, entry_points
-from typing import Any
+from typing import Any, TypeGuard
 
 from skyfleet.config.tasks import TaskSettings
 from skyfleet.tasks.requests import MAX_NAME_LENGTH
@@ -38,13 +45,37 @@ class BadPayload(ValueError):
     """The payload cannot be handled by this handler, anywhere."""
 
 
-@dataclass(slots=True)
+MAX_CHUNK = 1024 * 1024
+"""Largest chunk a streaming handler may yield: one gRPC message carries it, with room
+under gRPC's 4 MiB default."""
+
+MAX_JOINED_OUTPUT = 3 * 1024 * 1024
+"""Largest output of a streaming handler run as a one-shot task (chunks joined): the
+answer is one gRPC message. Larger outputs are for the streamed call."""
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerContext:
+    """What one run of a handler may read besides its payload: made per run."""
+
     settings: TaskSettings
     rng: random.Random = field(default_factory=random.Random)
+    session: str = ""
+    """The task's session (`SubmitTaskRequest.session`), empty if none: a handler that
+    keeps conversation state keys it by this; the policy's session affinity sends the
+    session's next task here while this agent serves it."""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """This handler's own table of the agent config (`[handlers.<name>]`), e.g. the
+    model endpoint an agent calls."""
 
 
 Handler = Callable[[bytes, HandlerContext], Awaitable[bytes]]
+StreamHandler = Callable[[bytes, HandlerContext], AsyncGenerator[bytes, None]]
+
+
+def is_streaming(fn: Handler | StreamHandler) -> TypeGuard[StreamHandler]:
+    """A handler written as an async generator streams its output."""
+    return inspect.isasyncgenfunction(fn)
 
 
 def _json_payload(payload: bytes) -> dict[str, Any]:
@@ -102,6 +133,24 @@ async def sleep(payload: bytes, ctx: HandlerContext) -> bytes:
     return json.dumps({"slept": round(seconds, 6)}).encode()
 
 
+async def chunks(payload: bytes, ctx: HandlerContext) -> AsyncGenerator[bytes, None]:
+    """Streams `count` chunks of `size` bytes, `interval` seconds apart, and fails after
+    `fail_after` of them if asked: stands in for a model streaming tokens in demos,
+    benchmarks and the fleet's own streaming tests."""
+    doc = _json_payload(payload)
+    count = int(_number(doc, "count", 10, 0, 10_000_000))
+    size = int(_number(doc, "size", 16, 0, MAX_CHUNK))
+    interval = _number(doc, "interval", 0.0, 0.0, 3600.0)
+    fail_after = int(_number(doc, "fail_after", -1, -1, 10_000_000))
+    body = b"." * size
+    for i in range(count):
+        if i == fail_after:
+            raise RuntimeError(f"chunks: failed after {i} chunks, as asked")
+        if interval:
+            await asyncio.sleep(interval)
+        yield (b"%d:" % i + body)[:size]
+
+
 def matrix_power_norm(n: int, rounds: int, seed: int, stop: threading.Event) -> float | None:
     """||M^rounds|| for a seeded random n x n matrix M, or None once `stop` is set: checked
     between rounds, so a cancelled task frees its core within one matrix product."""
@@ -150,7 +199,7 @@ class UnknownHandler(LookupError):
 
 
 class HandlerRegistry:
-    def __init__(self, handlers: dict[str, Handler]) -> None:
+    def __init__(self, handlers: Mapping[str, Handler | StreamHandler]) -> None:
         """Refuses what the agent's status could not advertise: peers would drop every
         packet carrying it, and with them the agent's membership."""
         bad = [name for name in handlers if not is_handler_name(name)]
@@ -163,7 +212,7 @@ class HandlerRegistry:
             raise UnknownHandler(
                 f"tasks.handlers: {len(handlers)} handlers, more than {MAX_HANDLERS}"
             )
-        self._handlers = dict(handlers)
+        self._handlers: dict[str, Handler | StreamHandler] = dict(handlers)
 
     @classmethod
     def from_entry_points(cls, enabled: Iterable[str] | None = None) -> HandlerRegistry:
@@ -179,7 +228,7 @@ class HandlerRegistry:
             )
         return cls({n: found[n].load() for n in names})
 
-    def get(self, name: str) -> Handler:
+    def get(self, name: str) -> Handler | StreamHandler:
         try:
             return self._handlers[name]
         except KeyError:

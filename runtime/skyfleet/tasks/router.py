@@ -12,6 +12,12 @@ Cancellation has two sources, told apart so that each gets its outcome: a Cancel
 cancels the task's own routing task (FAILED, "cancelled"); the caller going away cancels
 the submitting coroutine (DEADLINE_EXCEEDED if the deadline has come, else FAILED), and
 with it the routing task and the attempt in flight, which frees the executor's slot.
+
+A streamed task (`stream`) passes its chunks on as they come, pulled by its reader: the
+attempt's next chunk is asked for only once the last one was taken, so the reader's pace
+reaches the handler and nothing is buffered here. It runs in its reader's task: the
+reader going away closes it, and with it the attempt (Cancel by key is for one-shot
+tasks; a stream is cancelled by hanging up).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
@@ -32,7 +39,7 @@ from skyfleet.policy.model import PolicyDocument
 from skyfleet.tasks.attempts import Attempts, RemoteExecute
 from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
-from skyfleet.tasks.flight import Done, Failed, Refused, Send, TaskFlight
+from skyfleet.tasks.flight import Cut, Done, Failed, Refused, Retry, Send, TaskFlight
 from skyfleet.tasks.ledger import Ledger, Outcome
 from skyfleet.tasks.peer_views import PeerViews
 from skyfleet.tasks.requests import check_request
@@ -55,6 +62,12 @@ class Result:
     latency: float = 0.0
     duplicate: bool = False
     """The executor had already run this idempotency key: `output` is the first run's."""
+    chunks: int = 0
+    """A stream's chunks delivered (its output is in them, not in `output`)."""
+    size: int = 0
+    """Their bytes."""
+    first_chunk: float = 0.0
+    """Seconds from submission to a stream's first chunk; 0 if none came."""
 
 
 class Router:
@@ -134,6 +147,132 @@ class Router:
         finally:
             self.ledger.close(outcome)
 
+    async def stream(
+        self, req: tasks_pb2.SubmitTaskRequest, timeout: float | None
+    ) -> AsyncGenerator[bytes | Result, None]:
+        """Run a task somewhere within `timeout` seconds and give its output chunks as
+        they come, then its one `Result`; exactly one ledger outcome whatever happens,
+        the reader hanging up (closing this) included. Raises TaskRejected only before
+        the first chunk: after it, every end is a `Result` saying what was delivered."""
+        self.ledger.submitted += 1
+        deadline = None if timeout is None else self._clock() + timeout
+        outcome = Outcome.FAILED
+        try:
+            check_request(req)
+            key = req.idempotency_key or uuid.uuid4().hex
+            async with aclosing(self._stream_route(req, key, deadline)) as items:
+                async for item in items:
+                    if isinstance(item, Result):
+                        outcome = item.outcome
+                        if self.on_result is not None:
+                            self.on_result(item)
+                    yield item
+        except TaskRejected as exc:
+            outcome = (
+                Outcome.DEADLINE_EXCEEDED if exc.why is Refusal.DEADLINE else Outcome.REJECTED
+            )
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            if deadline is not None and self._clock() >= deadline - DEADLINE_SLACK:
+                outcome = Outcome.DEADLINE_EXCEEDED
+            raise
+        except Exception:
+            # A bug here must not lose the task: it still gets its one outcome.
+            log.exception("streaming failed", extra={"task": req.idempotency_key})
+            yield Result(Outcome.FAILED, error="internal error while streaming (logged)")
+        finally:
+            self.ledger.close(outcome)
+
+    async def _stream_route(
+        self, req: tasks_pb2.SubmitTaskRequest, key: str, deadline: float | None
+    ) -> AsyncGenerator[bytes | Result, None]:
+        start = self._clock()
+        task = tasks_pb2.SubmitTaskRequest()
+        task.CopyFrom(req)
+        task.idempotency_key = key
+        flight = self._flight(req, deadline)
+        chunks = size = 0
+        first_chunk = 0.0
+        while True:
+            step = flight.next(self.peers(), self._clock())
+            if isinstance(step, Refused):
+                raise _rejection(step)
+            if isinstance(step, Failed):
+                yield Result(Outcome.FAILED, error=step.error, attempts=step.attempts)
+                return
+            self._count_attempt(step)
+            peer = step.choice.peer
+            remaining = None if deadline is None else deadline - self._clock()
+            result = AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
+            address: str | None = ""
+            token = None
+            if peer.name != self.name:
+                member = self._swim.member(peer.name)
+                address = None if member is None else member.meta.address
+                if address is not None:
+                    token = self._views.sent(peer.name, self._clock())
+            try:
+                if address is not None:
+                    events = self._attempts.stream(
+                        peer.name, address, task, step.choice.attempt, step.timeout, remaining,
+                        timeout_is_deadline=step.timeout_is_deadline,
+                    )
+                    async with aclosing(events) as attempt:
+                        async for event in attempt:
+                            if isinstance(event, AttemptResult):
+                                result = event
+                            elif isinstance(event, bytes):
+                                if not chunks:
+                                    first_chunk = self._clock() - start
+                                chunks += 1
+                                size += len(event)
+                                yield event
+            except BaseException:
+                flight.abandon(step)  # cancelled, or a bug: the peer is not to blame
+                raise
+            finally:
+                if token is not None:
+                    self._views.returned(peer.name, token)
+            end = flight.settle(step, result, self._clock(), delivered=chunks > 0)
+            latency = self._clock() - start
+            if isinstance(end, Done):
+                yield Result(Outcome.SUCCEEDED, b"", "", end.peer, end.attempts, latency,
+                             chunks=chunks, size=size, first_chunk=first_chunk)
+                return
+            if isinstance(end, Cut):
+                outcome = (Outcome.DEADLINE_EXCEEDED if end.verdict is Verdict.DEADLINE
+                           else Outcome.FAILED)
+                yield Result(
+                    outcome, b"", f"stream cut after {chunks} chunks ({size} bytes): {end.error}",
+                    end.peer, end.attempts, latency, chunks=chunks, size=size,
+                    first_chunk=first_chunk,
+                )
+                return
+            if isinstance(end, Refused):
+                raise _rejection(end)
+            self._log_retry(key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error)
+
+    def _flight(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> TaskFlight:
+        return TaskFlight(
+            self.balancer,
+            req.kind or req.handler,
+            handler=req.handler,
+            advertisers=self._advertisers,
+            clouds=req.constraints.clouds,
+            regions=req.constraints.regions,
+            session=req.session,
+            deadline=deadline,
+        )
+
+    def _log_retry(
+        self, key: str, attempt: int, peer: str, cloud: str, verdict: Verdict, error: str
+    ) -> None:
+        log.info(
+            "attempt failed",
+            extra={"task": key, "attempt": attempt, "peer": peer, "cloud": cloud,
+                   "verdict": verdict.value, "error": error},
+        )
+
     async def _fly(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> Result:
         """Route in a task of its own, so that Cancel can stop the routing without
         cancelling the caller, who still gets its one answer."""
@@ -174,16 +313,7 @@ class Router:
         task = tasks_pb2.SubmitTaskRequest()
         task.CopyFrom(req)
         task.idempotency_key = key
-        flight = TaskFlight(
-            self.balancer,
-            req.kind or req.handler,
-            handler=req.handler,
-            advertisers=self._advertisers,
-            clouds=req.constraints.clouds,
-            regions=req.constraints.regions,
-            session=req.session,
-            deadline=deadline,
-        )
+        flight = self._flight(req, deadline)
         while True:
             step = flight.next(self.peers(), self._clock())
             if isinstance(step, Refused):
@@ -204,17 +334,8 @@ class Router:
                               duplicate=end.duplicate)
             if isinstance(end, Refused):
                 raise _rejection(end)
-            log.info(
-                "attempt failed",
-                extra={
-                    "task": key,
-                    "attempt": flight.attempt,
-                    "peer": peer.name,
-                    "cloud": peer.cloud,
-                    "verdict": end.verdict.value,
-                    "error": end.error,
-                },
-            )
+            assert isinstance(end, Retry)  # a one-shot attempt delivers nothing before it ends
+            self._log_retry(key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error)
 
     def _count_attempt(self, send: Send) -> None:
         self.ledger.attempts += 1

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/tasks.proto\x12\x0bskyfleet.v1\".\n\x0b\x43onstraints\x12\x0e\n\x06\x63louds\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\"\xb0\x01\n\x11SubmitTaskRequest\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12-\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x18.skyfleet.v1.Constraints\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07session\x18\x07 \x01(\t\"\xc0\x01\n\x12SubmitTaskResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x11\n\tduplicate\x18\x08 \x01(\x08\"b\n\x0e\x45xecuteRequest\x12,\n\x04task\x18\x01 \x01(\x0b\x32\x1e.skyfleet.v1.SubmitTaskRequest\x12\x11\n\trouted_by\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"I\n\x0f\x45xecuteResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\x12\x13\n\x0b\x65xecuted_by\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\",\n\x11\x43\x61ncelTaskRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08*\x9f\x01\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\"\n\x1eTASK_OUTCOME_DEADLINE_EXCEEDED\x10\x03\x12\x19\n\x15TASK_OUTCOME_REJECTED\x10\x04\x32\xb8\x02\n\x05Tasks\x12I\n\x06Submit\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse\x12S\n\x0cSubmitStream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse(\x01\x30\x01\x12I\n\x06\x43\x61ncel\x12\x1e.skyfleet.v1.CancelTaskRequest\x1a\x1f.skyfleet.v1.CancelTaskResponse\x12\x44\n\x07\x45xecute\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1c.skyfleet.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/tasks.proto\x12\x0bskyfleet.v1\".\n\x0b\x43onstraints\x12\x0e\n\x06\x63louds\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\"\xb0\x01\n\x11SubmitTaskRequest\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12-\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x18.skyfleet.v1.Constraints\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07session\x18\x07 \x01(\t\"\xc0\x01\n\x12SubmitTaskResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x11\n\tduplicate\x18\x08 \x01(\x08\"b\n\x0e\x45xecuteRequest\x12,\n\x04task\x18\x01 \x01(\x0b\x32\x1e.skyfleet.v1.SubmitTaskRequest\x12\x11\n\trouted_by\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"I\n\x0f\x45xecuteResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\x12\x13\n\x0b\x65xecuted_by\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"l\n\x0fTaskStreamEvent\x12)\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x12%\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x16.skyfleet.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xcb\x01\n\tStreamEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\x04\x12\r\n\x05\x62ytes\x18\x07 \x01(\x04\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x16\n\x0e\x66irst_chunk_ms\x18\t \x01(\x01\"x\n\x12\x45xecuteStreamEvent\x12.\n\x07started\x18\x01 \x01(\x0b\x32\x1b.skyfleet.v1.ExecuteStartedH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x42\x07\n\x05\x65vent\"%\n\x0e\x45xecuteStarted\x12\x13\n\x0b\x65xecuted_by\x18\x01 \x01(\t\",\n\x11\x43\x61ncelTaskRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08*\x9f\x01\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\"\n\x1eTASK_OUTCOME_DEADLINE_EXCEEDED\x10\x03\x12\x19\n\x15TASK_OUTCOME_REJECTED\x10\x04\x32\xd3\x03\n\x05Tasks\x12I\n\x06Submit\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse\x12S\n\x0cSubmitStream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse(\x01\x30\x01\x12H\n\x06Stream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1c.skyfleet.v1.TaskStreamEvent0\x01\x12I\n\x06\x43\x61ncel\x12\x1e.skyfleet.v1.CancelTaskRequest\x1a\x1f.skyfleet.v1.CancelTaskResponse\x12\x44\n\x07\x45xecute\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1c.skyfleet.v1.ExecuteResponse\x12O\n\rExecuteStream\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1f.skyfleet.v1.ExecuteStreamEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skyfleet.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKOUTCOME']._serialized_start=725
-  _globals['_TASKOUTCOME']._serialized_end=884
+  _globals['_TASKOUTCOME']._serialized_start=1231
+  _globals['_TASKOUTCOME']._serialized_end=1390
   _globals['_CONSTRAINTS']._serialized_start=40
   _globals['_CONSTRAINTS']._serialized_end=86
   _globals['_SUBMITTASKREQUEST']._serialized_start=89
@@ -43,10 +43,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEREQUEST']._serialized_end=560
   _globals['_EXECUTERESPONSE']._serialized_start=562
   _globals['_EXECUTERESPONSE']._serialized_end=635
-  _globals['_CANCELTASKREQUEST']._serialized_start=637
-  _globals['_CANCELTASKREQUEST']._serialized_end=681
-  _globals['_CANCELTASKRESPONSE']._serialized_start=683
-  _globals['_CANCELTASKRESPONSE']._serialized_end=722
-  _globals['_TASKS']._serialized_start=887
-  _globals['_TASKS']._serialized_end=1199
+  _globals['_TASKSTREAMEVENT']._serialized_start=637
+  _globals['_TASKSTREAMEVENT']._serialized_end=745
+  _globals['_OUTPUTCHUNK']._serialized_start=747
+  _globals['_OUTPUTCHUNK']._serialized_end=774
+  _globals['_STREAMEND']._serialized_start=777
+  _globals['_STREAMEND']._serialized_end=980
+  _globals['_EXECUTESTREAMEVENT']._serialized_start=982
+  _globals['_EXECUTESTREAMEVENT']._serialized_end=1102
+  _globals['_EXECUTESTARTED']._serialized_start=1104
+  _globals['_EXECUTESTARTED']._serialized_end=1141
+  _globals['_CANCELTASKREQUEST']._serialized_start=1143
+  _globals['_CANCELTASKREQUEST']._serialized_end=1187
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1189
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1228
+  _globals['_TASKS']._serialized_start=1393
+  _globals['_TASKS']._serialized_end=1860
 # @@protoc_insertion_point(module_scope)

@@ -86,6 +86,56 @@ class ExecuteResponse(_message.Message):
     duplicate: bool
     def __init__(self, output: _Optional[bytes] = ..., executed_by: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class TaskStreamEvent(_message.Message):
+    __slots__ = ("chunk", "end")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    chunk: OutputChunk
+    end: StreamEnd
+    def __init__(self, chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., end: _Optional[_Union[StreamEnd, _Mapping]] = ...) -> None: ...
+
+class OutputChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class StreamEnd(_message.Message):
+    __slots__ = ("request_id", "outcome", "error", "executed_by", "attempts", "chunks", "bytes", "latency_ms", "first_chunk_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CHUNK_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    outcome: TaskOutcome
+    error: str
+    executed_by: str
+    attempts: int
+    chunks: int
+    bytes: int
+    latency_ms: float
+    first_chunk_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., outcome: _Optional[_Union[TaskOutcome, str]] = ..., error: _Optional[str] = ..., executed_by: _Optional[str] = ..., attempts: _Optional[int] = ..., chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., latency_ms: _Optional[float] = ..., first_chunk_ms: _Optional[float] = ...) -> None: ...
+
+class ExecuteStreamEvent(_message.Message):
+    __slots__ = ("started", "chunk")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    started: ExecuteStarted
+    chunk: OutputChunk
+    def __init__(self, started: _Optional[_Union[ExecuteStarted, _Mapping]] = ..., chunk: _Optional[_Union[OutputChunk, _Mapping]] = ...) -> None: ...
+
+class ExecuteStarted(_message.Message):
+    __slots__ = ("executed_by",)
+    EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    executed_by: str
+    def __init__(self, executed_by: _Optional[str] = ...) -> None: ...
+
 class CancelTaskRequest(_message.Message):
     __slots__ = ("idempotency_key",)
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class TasksStub:
                 request_serializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskResponse.FromString,
                 _registered_method=True)
+        self.Stream = channel.unary_stream(
+                '/skyfleet.v1.Tasks/Stream',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.FromString,
+                _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/skyfleet.v1.Tasks/Cancel',
                 request_serializer=skyfleet_dot_v1_dot_tasks__pb2.CancelTaskRequest.SerializeToString,
@@ -53,6 +58,11 @@ class TasksStub:
                 '/skyfleet.v1.Tasks/Execute',
                 request_serializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteResponse.FromString,
+                _registered_method=True)
+        self.ExecuteStream = channel.unary_stream(
+                '/skyfleet.v1.Tasks/ExecuteStream',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteStreamEvent.FromString,
                 _registered_method=True)
 
 
@@ -77,6 +87,16 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stream(self, request, context):
+        """Run a task as `Submit` does and stream its output as it is made (TaskStreamEvent
+        says what a failure looks like before and after the first chunk). The reader's pace
+        is the handler's: a reader that stops reading stops the handler at its next chunk;
+        hanging up cancels it on the executor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cancel(self, request, context):
         """Cancel a task by idempotency key on the agent that runs or routes it.
         """
@@ -87,6 +107,14 @@ class TasksServicer:
     def Execute(self, request, context):
         """Agent to agent: run this task here, no further routing. RESOURCE_EXHAUSTED when
         this agent's queue is full.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteStream(self, request, context):
+        """Agent to agent, streamed (ExecuteStreamEvent). A streamed key is never run twice
+        here: a repeat is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +133,11 @@ def add_TasksServicer_to_server(servicer, server):
                     request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
                     response_serializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskResponse.SerializeToString,
             ),
+            'Stream': grpc.unary_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.SerializeToString,
+            ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
                     request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.CancelTaskRequest.FromString,
@@ -114,6 +147,11 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.FromString,
                     response_serializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteResponse.SerializeToString,
+            ),
+            'ExecuteStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExecuteStream,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.ExecuteStreamEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +219,33 @@ class Tasks:
             _registered_method=True)
 
     @staticmethod
+    def Stream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/Stream',
+            skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Cancel(request,
             target,
             options=(),
@@ -224,6 +289,33 @@ class Tasks:
             '/skyfleet.v1.Tasks/Execute',
             skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.SerializeToString,
             skyfleet_dot_v1_dot_tasks__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/ExecuteStream',
+            skyfleet_dot_v1_dot_tasks__pb2.ExecuteRequest.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.ExecuteStreamEvent.FromString,
             options,
             channel_credentials,
             insecure,
