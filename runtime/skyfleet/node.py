@@ -179,8 +179,17 @@ class Agent:
                 registry = HandlerRegistry.from_entry_points(config.tasks.handlers)
             except UnknownHandler as exc:
                 raise ConfigError(str(exc)) from None
+        # A table for a handler not served here is a typo or a stale file: failing the
+        # start names it, where running on would leave the handler with its defaults.
+        unserved = sorted(set(config.handler_config) - set(registry.names()))
+        if unserved:
+            raise ConfigError(
+                f"handlers.{unserved[0]}: no such handler served here "
+                f"(serves: {', '.join(registry.names())})"
+            )
         self.executor = Executor(
-            registry, config.tasks, clock=clock, rng=random.Random(self._rng.random())
+            registry, config.tasks, clock=clock, rng=random.Random(self._rng.random()),
+            handler_config=config.handler_config,
         )
         self._health = HealthServicer()
         self._server_credentials = ReloadableServerCredentials(tls)

@@ -203,7 +203,7 @@ def test_unknown_region_or_zone_names_the_key_and_what_exists(stack, overrides, 
 
 @pytest.mark.parametrize(("stack", "overrides", "message"), [
     ("prod", {"gcpHandlers": ["echo", "gpu-embed"]},
-     "skyfleet:gcpHandlers: no handler named 'gpu-embed' (installed: cpu, echo, sleep)"),
+     "skyfleet:gcpHandlers: no handler named 'gpu-embed' (installed: {installed})"),
     ("staging", {"azureHandlers": []},
      "skyfleet:azureHandlers: empty; a host that serves no handler has no business in the "
      "fleet"),
@@ -211,14 +211,15 @@ def test_unknown_region_or_zone_names_the_key_and_what_exists(stack, overrides, 
 def test_a_bad_handler_list_names_the_key_and_the_handler(stack, overrides, message, tmp_path):
     with pytest.raises(StackConfigError) as err:
         load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
-    assert str(err.value) == message
+    assert str(err.value) == message.format(installed=", ".join(sorted(installed_handlers())))
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
     # Left out, or every built-in one in any order: the agent's default (None), so the
     # agent configs of stacks written before the key stay as they were.
     ({}, {"aws": None, "azure": None, "gcp": None}),
-    ({"azureHandlers": ["sleep", "echo", "cpu"]}, {"aws": None, "azure": None, "gcp": None}),
+    ({"azureHandlers": ["sleep", "echo", "chunks", "cpu"]},
+     {"aws": None, "azure": None, "gcp": None}),
     # A mixed fleet: the GPU-like handler on one cloud, the tools on all.
     ({"awsHandlers": ["cpu", "echo"], "azureHandlers": ["echo", "sleep"],
       "gcpHandlers": ["echo"]},

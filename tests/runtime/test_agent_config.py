@@ -19,6 +19,7 @@ from infra import bootstrap
 from infra.topology import HostSpec
 from skyfleet.config.agent import (
     NODE_NAME,
+    SECRET_KEYS,
     AgentConfig,
     NodeIdentity,
     PolicySettings,
@@ -76,12 +77,33 @@ def test_profile_and_override() -> None:
         (with_("agent", shutdown_grace=True), "agent.shutdown_grace"),
         (with_("agent", shutdown_grace="5s"), "agent.shutdown_grace"),
         ({"node": BASE["node"]}, "tls.ca"),
+        (with_("handlers", assistant="x"), "handlers.assistant: expected a table"),
+        (with_("handlers", assistant={"headers": {"a": "b"}}), "handlers.assistant.headers"),
+        (with_("handlers", assistant={"when": [[1]]}), "handlers.assistant.when"),
+        (with_("handlers", assistant={"t": math.nan}), "handlers.assistant.t"),
+        (with_("handlers", assistant={"api_key": "sk-1"}), "handlers.assistant.api_key: a secret"),
     ],
 )
 def test_bad_values_name_their_key(doc: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_agent_config(doc)
     assert key in str(info.value)
+
+
+def test_handler_tables_are_kept_as_written() -> None:
+    doc = with_("handlers", assistant={
+        "base_url": "http://127.0.0.1:8000/v1", "api_key_env": "MODEL_KEY", "read_timeout": 30,
+        "stream": True, "stop": ["\n\n", "END"],
+    }, echo={})
+    cfg = parse_agent_config(doc)
+    assert cfg.handler_config == doc["handlers"]
+    assert parse_agent_config(BASE).handler_config == {}
+
+
+def test_a_secret_in_a_handler_table_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_agent_config(with_("handlers", assistant={"token": "s3cr3t"}))
+    assert "s3cr3t" not in str(info.value) and "token_env" in str(info.value)
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
@@ -108,6 +130,16 @@ non_negative = st.floats(0, 1e12) | st.sampled_from([math.inf, 0.1, 1e-300, 5e-3
 BASE_DIRS = [Path("/etc/skyfleet"), Path("."), Path("fleet/agents"), Path("/tmp/a b/agents")]
 
 S = TypeVar("S", MembershipConfig, TaskSettings)
+
+
+scalars = (strings | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+           | st.floats(allow_nan=False))
+handler_tables = st.dictionaries(
+    strings,
+    st.dictionaries(strings.filter(lambda k: k not in SECRET_KEYS),
+                    scalars | st.lists(scalars, max_size=3), max_size=4),
+    max_size=2,
+)
 
 
 def changed(draw: st.DrawFn, start: S, values: dict[str, st.SearchStrategy[Any]]) -> S:
@@ -171,6 +203,7 @@ def configs(draw: st.DrawFn) -> tuple[AgentConfig, Path]:
         metrics_bind=draw(st.just("") | host_ports),
         log_level=draw(st.sampled_from(["debug", "info", "warning", "error"])),
         shutdown_grace=draw(st.just(1.0) | st.floats(0, 3599, allow_nan=False)),
+        handler_config=draw(handler_tables),
     )
     return config, base
 

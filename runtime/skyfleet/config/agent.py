@@ -38,6 +38,17 @@ local fleet and `skyfleet agent run`. Example:
     log_level = "info"
     shutdown_grace = 1.0         # seconds calls in flight may finish once the agent leaves
 
+    [handlers.assistant]         # a handler's own settings: its `HandlerContext.config`
+    base_url = "http://10.10.1.9:8000/v1"
+    model = "llama-3.1-8b"
+    api_key_env = "MODEL_API_KEY"  # the key itself is never written here (see below)
+
+A `[handlers.<name>]` table is the named handler's to read (what its package documents);
+the agent checks only its shape: strings, numbers, booleans and lists of those, for a
+handler this agent serves. A secret has no place in it: the file is rendered by infra and
+kept in the store in clear text, so `api_key`, `password`, `secret` and `token` are
+refused; a handler takes the name of an environment variable or of a file holding one.
+
 Every error names the offending key, e.g. `node.bind: expected host:port, got '7470'`.
 
 `render_agent_config` writes this format and is the parser's inverse: every producer of
@@ -129,6 +140,8 @@ class AgentConfig:
     """host:port of the Prometheus endpoint; empty disables it."""
     log_level: str = "info"
     shutdown_grace: float = SHUTDOWN_GRACE
+    handler_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each handler's `[handlers.<name>]` table, by handler name, as written."""
 
 
 def split_host_port(value: str, key: str) -> tuple[str, int]:
@@ -167,7 +180,10 @@ def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
 def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig:
     """Build an AgentConfig from a parsed TOML document; relative paths are taken from
     `base_dir` (the config file's folder)."""
-    _check_known(doc, "config", {"node", "join", "tls", "membership", "policy", "tasks", "agent"})
+    _check_known(
+        doc, "config",
+        {"node", "join", "tls", "membership", "policy", "tasks", "agent", "handlers"},
+    )
     node = _table(doc, "node")
     _check_known(node, "node", {"name", "cloud", "region", "zone", "bind", "advertise", "labels"})
     name = _str(node, "name", "node")
@@ -263,6 +279,7 @@ def parse_agent_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> Agent
         metrics_bind=metrics_bind,
         log_level=log_level,
         shutdown_grace=float(grace),
+        handler_config=_parse_handler_config(_table(doc, "handlers")),
     )
 
 
@@ -292,6 +309,42 @@ def _parse_tasks(table: dict[str, Any]) -> TaskSettings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return settings
+
+
+SECRET_KEYS = frozenset({"api_key", "password", "secret", "token"})
+"""Keys a handler table may not hold: their values would be secrets in a file that infra
+publishes in clear text. The handler reads the secret from what `<key>_env` or
+`<key>_file` names instead."""
+
+
+def _parse_handler_config(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`[handlers.<name>]` tables. Values are what `_value` can write back (so a file
+    rendered from the config reads the same): no nested tables, no dates, no NaN."""
+    config: dict[str, dict[str, Any]] = {}
+    for name, settings in table.items():
+        prefix = f"handlers.{name}"
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{prefix}: expected a table")
+        for key, value in settings.items():
+            if key in SECRET_KEYS:
+                raise ConfigError(
+                    f"{prefix}.{key}: a secret is not kept in the config file; name an "
+                    f"environment variable ({key}_env) or a file ({key}_file) holding it"
+                )
+            items = value if isinstance(value, list) else [value]
+            if not all(_is_scalar(v) for v in items):
+                raise ConfigError(
+                    f"{prefix}.{key}: expected a string, number, boolean or a list of them"
+                )
+        config[name] = dict(settings)
+    return config
+
+
+def _is_scalar(value: object) -> bool:
+    # A NaN is refused: it would not equal itself read back, nor mean any setting.
+    return isinstance(value, str | bool | int) or (
+        isinstance(value, float) and value == value
+    )
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -371,6 +424,9 @@ def render_agent_config(config: AgentConfig, base_dir: Path = Path(".")) -> str:
     ]
     if config.shutdown_grace != SHUTDOWN_GRACE:
         lines.append(_entry("shutdown_grace", config.shutdown_grace))
+    for name, settings in config.handler_config.items():
+        lines += ["", f"[handlers.{_key(name)}]"]
+        lines += [_entry(key, value) for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -379,16 +435,22 @@ _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n
                   "\f": "\\f", "\r": "\\r"}
 
 
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
 def _entry(key: str, value: object) -> str:
-    name = key if _BARE_KEY.fullmatch(key) else _string(key)
-    return f"{name} = {_value(value)}"
+    return f"{_key(key)} = {_value(value)}"
 
 
 def _value(value: object) -> str:
-    """The TOML form of the value types a config holds: strings, integers, floats and
-    lists of strings (no setting is a boolean, and the parser refuses them)."""
+    """The TOML form of the value types a config holds: strings, integers, floats,
+    booleans (handler tables only: no agent setting is one, and the parser refuses them
+    there) and lists of those."""
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
