@@ -200,6 +200,50 @@ class AgentClient:
         finally:
             call.cancel()
 
+    async def start(
+        self,
+        handler: str,
+        payload: bytes = b"",
+        *,
+        deadline: float = 0.0,
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+        kind: str = "",
+        clouds: tuple[str, ...] = (),
+        regions: tuple[str, ...] = (),
+        session: str = "",
+    ) -> tasks_pb2.TaskRecord:
+        """Start a long-running task and return its record at once; `deadline` is the
+        task's (seconds, 0: none), `timeout` this call's."""
+        request = task_request(handler, payload, idempotency_key=idempotency_key, kind=kind,
+                               clouds=clouds, regions=regions, session=session)
+        request.deadline_seconds = deadline
+        try:
+            return await self.tasks.Start(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._failed(exc) from None
+
+    async def task(self, task_id: str, *, timeout: float = 10.0) -> tasks_pb2.TaskRecord:
+        """A long-running task's record, as its holders have it."""
+        try:
+            return await self.tasks.GetTask(tasks_pb2.TaskRef(task_id=task_id), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._failed(exc) from None
+
+    async def wait_task(self, task_id: str, *, timeout: float) -> tasks_pb2.TaskRecord:
+        """The record once the task has ended, or as it is after `timeout` seconds."""
+        try:
+            return await self.tasks.WaitTask(tasks_pb2.TaskRef(task_id=task_id), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._failed(exc) from None
+
+    async def cancel_task(self, task_id: str, *, timeout: float = 10.0) -> tasks_pb2.TaskRecord:
+        try:
+            return await self.tasks.CancelTask(tasks_pb2.TaskRef(task_id=task_id),
+                                               timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._failed(exc) from None
+
     async def leave(self, timeout: float = 5.0) -> None:
         try:
             await self._admin.Leave(admin_pb2.LeaveRequest(), timeout=timeout)

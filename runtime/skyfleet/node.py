@@ -66,6 +66,7 @@ from skyfleet.services.tasks import TasksService
 from skyfleet.status.publication import StatusAdvertiser
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
+from skyfleet.tasks.long_tasks import LongTasks
 from skyfleet.tasks.router import Router
 from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, PeerSender
 from skyfleet.transport.policy_fetch import GrpcPolicyFetch
@@ -73,6 +74,7 @@ from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.task_execute import GrpcTaskExecute
+from skyfleet.transport.task_records import GrpcRecordPeers
 from skyfleet.transport.tls import ReloadableServerCredentials, TlsMaterial
 
 log = logging.getLogger("skyfleet.agent")
@@ -172,6 +174,7 @@ class Agent:
         self._loop: SwimLoop | None = None
         self._keeper: PolicyKeeper | None = None
         self._router: Router | None = None
+        self._long_tasks: LongTasks | None = None
         self._metrics: Metrics | None = None
         self._advertiser = StatusAdvertiser(config.membership.status_refresh_interval)
         if registry is None:
@@ -268,6 +271,10 @@ class Agent:
             clock=self._clock,
             rng=random.Random(self._rng.random()),
         )
+        self._long_tasks = LongTasks(
+            swim=self.swim, router=self._router, executor=self.executor,
+            peers=GrpcRecordPeers(self._channels), settings=cfg.tasks, clock=self._clock,
+        )
         server = grpc.aio.server(
             options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations, self.refusals)]
         )
@@ -279,7 +286,7 @@ class Agent:
         )
         policy_pb2_grpc.add_PolicyServicer_to_server(PolicyService(self._keeper), server)
         tasks_pb2_grpc.add_TasksServicer_to_server(
-            TasksService(self._router, self.executor), server
+            TasksService(self._router, self.executor, self._long_tasks), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -326,6 +333,7 @@ class Agent:
             group.create_task(self.policy.run(), name="policy")
             group.create_task(self._advertise(), name="status")
             group.create_task(self._watch_credentials(), name="credentials")
+            group.create_task(self._part(self._long_tasks).supervise(), name="long tasks")
 
     def _loops_ended(self, supervisor: asyncio.Task[None]) -> None:
         if supervisor.cancelled():
@@ -536,6 +544,8 @@ class Agent:
         if self._supervisor is not None and not self._supervisor.done():
             self._supervisor.cancel()
             await asyncio.wait([self._supervisor])
+        if self._long_tasks is not None:
+            await _best_effort("stopping long-running tasks", self._long_tasks.stop())
         if self._channels is not None:
             await _best_effort("closing peer channels", self._channels.close())
         if self._metrics is not None:

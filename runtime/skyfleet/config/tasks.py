@@ -28,6 +28,24 @@ class TaskSettings:
     """Time constant (s) of the latency and error-rate EWMAs reported in status
     (Linkerd's peak-EWMA decay)."""
 
+    record_copies: int = 3
+    """Agents that keep each long-running task's record (`skyfleet.tasks.records`): it
+    survives any `record_copies - 1` of them dying at once."""
+
+    report_interval: float = 2.0
+    """Seconds between a long-running task's heartbeats to its holders, and between its
+    supervisor's checks; three missed ones and the task runs again elsewhere."""
+
+    max_runs: int = 5
+    """Runs of a long-running task at most (its host lost each time) before it fails."""
+
+    record_ttl: float = 3600.0
+    """Seconds an ended long-running task's record is kept for GetTask and WaitTask."""
+
+    max_records: int = 10_000
+    """Long-running tasks' records one agent keeps at most; past it, ended ones go first
+    and a new one is refused if none has ended."""
+
     sleep_distribution: str = "exponential"
     """Default service-time distribution of the `sleep` handler: fixed, exponential,
     lognormal or bimodal."""
@@ -47,7 +65,10 @@ class TaskSettings:
             raise ConfigError(
                 f"tasks.sleep_distribution: unknown distribution {self.sleep_distribution!r}"
             )
-        for name in ("idempotency_ttl", "latency_decay"):
+        for name in ("record_copies", "max_runs", "max_records"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"tasks.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("idempotency_ttl", "latency_decay", "report_interval", "record_ttl"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"tasks.{name}: must be a finite number > 0, got {value}")

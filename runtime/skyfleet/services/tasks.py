@@ -14,6 +14,8 @@ from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import AlreadyStreamed, Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
+from skyfleet.tasks.long_tasks import LongTasks, TaskNotFound
+from skyfleet.tasks.requests import MAX_NAME_LENGTH
 from skyfleet.tasks.router import Result, Router
 from skyfleet.transport.tls import require_role
 
@@ -21,6 +23,10 @@ STREAM_WINDOW = 256
 """Tasks of one stream in flight or awaiting delivery at once: past it, the stream reads
 no further, so a client that stops reading slows its own submissions (gRPC flow
 control) instead of growing this agent's memory."""
+
+
+WAIT_MARGIN = 0.05
+"""Seconds before a WaitTask call's deadline at which it answers with the record as it is."""
 
 
 STATUS = {
@@ -44,6 +50,12 @@ def _response(request_id: str, result: Result) -> tasks_pb2.SubmitTaskResponse:
         latency_ms=result.latency * 1000.0,
         duplicate=result.duplicate,
     )
+
+
+async def _check_id(task_id: str, context: grpc.aio.ServicerContext) -> None:
+    if not 0 < len(task_id) <= MAX_NAME_LENGTH:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"task_id: expected 1-{MAX_NAME_LENGTH} characters")
 
 
 def _stream_end(request_id: str, result: Result) -> tasks_pb2.TaskStreamEvent:
@@ -75,9 +87,10 @@ def _outcome(outcome: Outcome) -> tasks_pb2.TaskOutcome:
 
 
 class TasksService(tasks_pb2_grpc.TasksServicer):
-    def __init__(self, router: Router, executor: Executor) -> None:
+    def __init__(self, router: Router, executor: Executor, long_tasks: LongTasks) -> None:
         self._router = router
         self._executor = executor
+        self._long = long_tasks
 
     async def Submit(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
@@ -135,6 +148,76 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                         yield _stream_end(request.request_id, item)
         except TaskRejected as exc:  # before the first chunk only
             await context.abort(STATUS[exc.why], str(exc))
+
+    # -------------------------------------------------------------- long-running tasks
+
+    async def Start(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.TaskRecord:
+        try:
+            return await self._long.start(request)
+        except TaskRejected as exc:
+            await context.abort(STATUS[exc.why], str(exc))
+
+    async def GetTask(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.TaskRecord:
+        await _check_id(request.task_id, context)
+        try:
+            return await self._long.get(request.task_id)
+        except TaskNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+    async def WaitTask(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.TaskRecord:
+        """Answers a little before the call's deadline, so the record reaches the caller."""
+        await _check_id(request.task_id, context)
+        left = context.time_remaining()
+        try:
+            return await self._long.wait(
+                request.task_id, None if left is None else max(0.0, left - WAIT_MARGIN))
+        except TaskNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+    async def CancelTask(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.TaskRecord:
+        await _check_id(request.task_id, context)
+        try:
+            return await self._long.cancel(request.task_id)
+        except TaskNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+    async def StoreRecord(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRecord, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.StoreRecordResponse:
+        await require_role(context, "agent", what="call StoreRecord (agents keep task records)")
+        await _check_id(request.task_id, context)
+        return tasks_pb2.StoreRecordResponse(stored=self._long.take(request))
+
+    async def FetchRecord(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.TaskRecord:
+        await require_role(context, "agent", what="call FetchRecord (clients GetTask)")
+        await _check_id(request.task_id, context)
+        record = self._long.store.get(request.task_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r}: not here")
+        return record
+
+    async def Launch(  # noqa: N802 - gRPC method name
+        self, request: tasks_pb2.TaskRecord, context: grpc.aio.ServicerContext
+    ) -> tasks_pb2.LaunchResponse:
+        await require_role(context, "agent", what="call Launch (clients Start)")
+        await _check_id(request.task_id, context)
+        try:
+            self._long.launch_here(request)
+        except UnknownHandler as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Overloaded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"full: {exc}")
+        return tasks_pb2.LaunchResponse(executor=self._router.name)
 
     async def Cancel(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext

@@ -32,8 +32,10 @@ from skyfleet.tasks.handlers import (
     Handler,
     HandlerContext,
     HandlerRegistry,
+    Progress,
     StreamHandler,
     is_streaming,
+    no_progress,
 )
 from skyfleet.tasks.stats import Ewma
 
@@ -104,21 +106,34 @@ class Executor:
             handlers=handlers,
         )
 
-    def _context(self, handler: str, session: str) -> HandlerContext:
+    def _context(
+        self, handler: str, session: str, progress: Progress = no_progress
+    ) -> HandlerContext:
         return HandlerContext(
             self.settings, self._rng, session=session,
-            config=self._handler_config.get(handler, {}),
+            config=self._handler_config.get(handler, {}), progress=progress,
         )
 
+    def has_room(self) -> bool:
+        """Whether a task given now would run or queue rather than be refused."""
+        return not (self.inflight >= self.settings.capacity
+                    and self.queued >= self.settings.queue_limit)
+
     def _check_room(self) -> None:
-        if self.inflight >= self.settings.capacity and self.queued >= self.settings.queue_limit:
+        if not self.has_room():
             raise Overloaded(
                 f"{self.inflight} running and {self.queued} queued (capacity "
                 f"{self.settings.capacity}, queue {self.settings.queue_limit})"
             )
 
     async def execute(
-        self, handler: str, payload: bytes, idempotency_key: str, *, session: str = ""
+        self,
+        handler: str,
+        payload: bytes,
+        idempotency_key: str,
+        *,
+        session: str = "",
+        progress: Progress = no_progress,
     ) -> Execution:
         """Run the task here. Raises UnknownHandler, BadPayload, AlreadyStreamed,
         Overloaded, or the handler's own exception; cancellation (deadline) propagates."""
@@ -135,7 +150,7 @@ class Executor:
         if idempotency_key:
             self._results[idempotency_key] = (self._clock(), future)
         try:
-            output = await self._run(fn, payload, self._context(handler, session))
+            output = await self._run(fn, payload, self._context(handler, session, progress))
         except BaseException as exc:
             # A failed or cancelled run may be retried here: forget it, and release
             # anyone waiting on it with the same error.

@@ -54,6 +54,14 @@ MAX_JOINED_OUTPUT = 3 * 1024 * 1024
 answer is one gRPC message. Larger outputs are for the streamed call."""
 
 
+Progress = Callable[[float, str], None]
+"""How a handler reports how far it is: a fraction from 0 to 1 and a short note."""
+
+
+def no_progress(fraction: float, note: str) -> None:
+    """Where a run's progress goes when nothing reads it (one-shot and streamed tasks)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerContext:
     """What one run of a handler may read besides its payload: made per run."""
@@ -67,6 +75,9 @@ class HandlerContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     """This handler's own table of the agent config (`[handlers.<name>]`), e.g. the
     model endpoint an agent calls."""
+    progress: Progress = no_progress
+    """Report progress: a long-running task's record shows the last report, and its
+    holders hear of it with the run's next heartbeat."""
 
 
 Handler = Callable[[bytes, HandlerContext], Awaitable[bytes]]

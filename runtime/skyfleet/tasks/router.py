@@ -190,7 +190,7 @@ class Router:
         task = tasks_pb2.SubmitTaskRequest()
         task.CopyFrom(req)
         task.idempotency_key = key
-        flight = self._flight(req, deadline)
+        flight = self.flight(req, deadline)
         chunks = size = 0
         first_chunk = 0.0
         while True:
@@ -252,7 +252,9 @@ class Router:
                 raise _rejection(end)
             self._log_retry(key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error)
 
-    def _flight(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> TaskFlight:
+    def flight(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> TaskFlight:
+        """A flight of `req` under this router's balancer (long-running tasks launch
+        their runs through it too)."""
         return TaskFlight(
             self.balancer,
             req.kind or req.handler,
@@ -313,7 +315,7 @@ class Router:
         task = tasks_pb2.SubmitTaskRequest()
         task.CopyFrom(req)
         task.idempotency_key = key
-        flight = self._flight(req, deadline)
+        flight = self.flight(req, deadline)
         while True:
             step = flight.next(self.peers(), self._clock())
             if isinstance(step, Refused):

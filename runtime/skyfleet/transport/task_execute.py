@@ -53,7 +53,7 @@ class GrpcTaskExecute:
             # remaining time to the executor.
             reply = await stub.Execute(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            return _failed_call(exc)
+            return failed_call(exc)
         return AttemptResult(Verdict.OK, reply.output, duplicate=reply.duplicate)
 
     async def stream(
@@ -90,12 +90,13 @@ class GrpcTaskExecute:
                 yield event.chunk.data
             yield AttemptResult(Verdict.OK)
         except grpc.aio.AioRpcError as exc:
-            yield _failed_call(exc)
+            yield failed_call(exc)
         finally:
             call.cancel()
 
 
-def _failed_call(exc: grpc.aio.AioRpcError) -> AttemptResult:
+def failed_call(exc: grpc.aio.AioRpcError) -> AttemptResult:
+    """The verdict of a peer call that ended with a status."""
     code = exc.code()
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE.search(exc.details() or ""):
         # gRPC's message size limit, not a full peer: the task itself is too big.

@@ -24,39 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/tasks.proto\x12\x0bskyfleet.v1\".\n\x0b\x43onstraints\x12\x0e\n\x06\x63louds\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\"\xb0\x01\n\x11SubmitTaskRequest\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12-\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x18.skyfleet.v1.Constraints\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07session\x18\x07 \x01(\t\"\xc0\x01\n\x12SubmitTaskResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x11\n\tduplicate\x18\x08 \x01(\x08\"b\n\x0e\x45xecuteRequest\x12,\n\x04task\x18\x01 \x01(\x0b\x32\x1e.skyfleet.v1.SubmitTaskRequest\x12\x11\n\trouted_by\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"I\n\x0f\x45xecuteResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\x12\x13\n\x0b\x65xecuted_by\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"l\n\x0fTaskStreamEvent\x12)\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x12%\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x16.skyfleet.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xcb\x01\n\tStreamEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\x04\x12\r\n\x05\x62ytes\x18\x07 \x01(\x04\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x16\n\x0e\x66irst_chunk_ms\x18\t \x01(\x01\"x\n\x12\x45xecuteStreamEvent\x12.\n\x07started\x18\x01 \x01(\x0b\x32\x1b.skyfleet.v1.ExecuteStartedH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x42\x07\n\x05\x65vent\"%\n\x0e\x45xecuteStarted\x12\x13\n\x0b\x65xecuted_by\x18\x01 \x01(\t\",\n\x11\x43\x61ncelTaskRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08*\x9f\x01\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\"\n\x1eTASK_OUTCOME_DEADLINE_EXCEEDED\x10\x03\x12\x19\n\x15TASK_OUTCOME_REJECTED\x10\x04\x32\xd3\x03\n\x05Tasks\x12I\n\x06Submit\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse\x12S\n\x0cSubmitStream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse(\x01\x30\x01\x12H\n\x06Stream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1c.skyfleet.v1.TaskStreamEvent0\x01\x12I\n\x06\x43\x61ncel\x12\x1e.skyfleet.v1.CancelTaskRequest\x1a\x1f.skyfleet.v1.CancelTaskResponse\x12\x44\n\x07\x45xecute\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1c.skyfleet.v1.ExecuteResponse\x12O\n\rExecuteStream\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1f.skyfleet.v1.ExecuteStreamEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skyfleet/v1/tasks.proto\x12\x0bskyfleet.v1\".\n\x0b\x43onstraints\x12\x0e\n\x06\x63louds\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\"\xca\x01\n\x11SubmitTaskRequest\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12-\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x18.skyfleet.v1.Constraints\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07session\x18\x07 \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x08 \x01(\x01\"\xc0\x01\n\x12SubmitTaskResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x11\n\tduplicate\x18\x08 \x01(\x08\"b\n\x0e\x45xecuteRequest\x12,\n\x04task\x18\x01 \x01(\x0b\x32\x1e.skyfleet.v1.SubmitTaskRequest\x12\x11\n\trouted_by\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"I\n\x0f\x45xecuteResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\x12\x13\n\x0b\x65xecuted_by\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"l\n\x0fTaskStreamEvent\x12)\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x12%\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x16.skyfleet.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xcb\x01\n\tStreamEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.skyfleet.v1.TaskOutcome\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x65xecuted_by\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\x04\x12\r\n\x05\x62ytes\x18\x07 \x01(\x04\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x16\n\x0e\x66irst_chunk_ms\x18\t \x01(\x01\"x\n\x12\x45xecuteStreamEvent\x12.\n\x07started\x18\x01 \x01(\x0b\x32\x1b.skyfleet.v1.ExecuteStartedH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.skyfleet.v1.OutputChunkH\x00\x42\x07\n\x05\x65vent\"%\n\x0e\x45xecuteStarted\x12\x13\n\x0b\x65xecuted_by\x18\x01 \x01(\t\"\xcc\x02\n\nTaskRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x04task\x18\x02 \x01(\x0b\x32\x1e.skyfleet.v1.SubmitTaskRequest\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.skyfleet.v1.TaskState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x10\n\x08progress\x18\x07 \x01(\x01\x12\x0c\n\x04note\x18\x08 \x01(\t\x12\x0e\n\x06output\x18\t \x01(\x0c\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x0f\n\x07holders\x18\x0b \x03(\t\x12\x15\n\raccepted_unix\x18\x0c \x01(\x01\x12\x15\n\rdeadline_unix\x18\r \x01(\x01\x12\x13\n\x0b\x61\x63\x63\x65pted_by\x18\x0e \x01(\t\x12\x15\n\rreport_age_ms\x18\x0f \x01(\r\"\x1a\n\x07TaskRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"%\n\x13StoreRecordResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"\"\n\x0eLaunchResponse\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\",\n\x11\x43\x61ncelTaskRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08*\x9f\x01\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\"\n\x1eTASK_OUTCOME_DEADLINE_EXCEEDED\x10\x03\x12\x19\n\x15TASK_OUTCOME_REJECTED\x10\x04*\xc3\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12 \n\x1cTASK_STATE_DEADLINE_EXCEEDED\x10\x05\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x06\x32\x8f\x07\n\x05Tasks\x12I\n\x06Submit\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse\x12S\n\x0cSubmitStream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1f.skyfleet.v1.SubmitTaskResponse(\x01\x30\x01\x12H\n\x06Stream\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x1c.skyfleet.v1.TaskStreamEvent0\x01\x12@\n\x05Start\x12\x1e.skyfleet.v1.SubmitTaskRequest\x1a\x17.skyfleet.v1.TaskRecord\x12\x38\n\x07GetTask\x12\x14.skyfleet.v1.TaskRef\x1a\x17.skyfleet.v1.TaskRecord\x12\x39\n\x08WaitTask\x12\x14.skyfleet.v1.TaskRef\x1a\x17.skyfleet.v1.TaskRecord\x12;\n\nCancelTask\x12\x14.skyfleet.v1.TaskRef\x1a\x17.skyfleet.v1.TaskRecord\x12H\n\x0bStoreRecord\x12\x17.skyfleet.v1.TaskRecord\x1a .skyfleet.v1.StoreRecordResponse\x12<\n\x0b\x46\x65tchRecord\x12\x14.skyfleet.v1.TaskRef\x1a\x17.skyfleet.v1.TaskRecord\x12>\n\x06Launch\x12\x17.skyfleet.v1.TaskRecord\x1a\x1b.skyfleet.v1.LaunchResponse\x12I\n\x06\x43\x61ncel\x12\x1e.skyfleet.v1.CancelTaskRequest\x1a\x1f.skyfleet.v1.CancelTaskResponse\x12\x44\n\x07\x45xecute\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1c.skyfleet.v1.ExecuteResponse\x12O\n\rExecuteStream\x12\x1b.skyfleet.v1.ExecuteRequest\x1a\x1f.skyfleet.v1.ExecuteStreamEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skyfleet.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKOUTCOME']._serialized_start=1231
-  _globals['_TASKOUTCOME']._serialized_end=1390
+  _globals['_TASKOUTCOME']._serialized_start=1695
+  _globals['_TASKOUTCOME']._serialized_end=1854
+  _globals['_TASKSTATE']._serialized_start=1857
+  _globals['_TASKSTATE']._serialized_end=2052
   _globals['_CONSTRAINTS']._serialized_start=40
   _globals['_CONSTRAINTS']._serialized_end=86
   _globals['_SUBMITTASKREQUEST']._serialized_start=89
-  _globals['_SUBMITTASKREQUEST']._serialized_end=265
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=268
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=460
-  _globals['_EXECUTEREQUEST']._serialized_start=462
-  _globals['_EXECUTEREQUEST']._serialized_end=560
-  _globals['_EXECUTERESPONSE']._serialized_start=562
-  _globals['_EXECUTERESPONSE']._serialized_end=635
-  _globals['_TASKSTREAMEVENT']._serialized_start=637
-  _globals['_TASKSTREAMEVENT']._serialized_end=745
-  _globals['_OUTPUTCHUNK']._serialized_start=747
-  _globals['_OUTPUTCHUNK']._serialized_end=774
-  _globals['_STREAMEND']._serialized_start=777
-  _globals['_STREAMEND']._serialized_end=980
-  _globals['_EXECUTESTREAMEVENT']._serialized_start=982
-  _globals['_EXECUTESTREAMEVENT']._serialized_end=1102
-  _globals['_EXECUTESTARTED']._serialized_start=1104
-  _globals['_EXECUTESTARTED']._serialized_end=1141
-  _globals['_CANCELTASKREQUEST']._serialized_start=1143
-  _globals['_CANCELTASKREQUEST']._serialized_end=1187
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1189
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1228
-  _globals['_TASKS']._serialized_start=1393
-  _globals['_TASKS']._serialized_end=1860
+  _globals['_SUBMITTASKREQUEST']._serialized_end=291
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=294
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=486
+  _globals['_EXECUTEREQUEST']._serialized_start=488
+  _globals['_EXECUTEREQUEST']._serialized_end=586
+  _globals['_EXECUTERESPONSE']._serialized_start=588
+  _globals['_EXECUTERESPONSE']._serialized_end=661
+  _globals['_TASKSTREAMEVENT']._serialized_start=663
+  _globals['_TASKSTREAMEVENT']._serialized_end=771
+  _globals['_OUTPUTCHUNK']._serialized_start=773
+  _globals['_OUTPUTCHUNK']._serialized_end=800
+  _globals['_STREAMEND']._serialized_start=803
+  _globals['_STREAMEND']._serialized_end=1006
+  _globals['_EXECUTESTREAMEVENT']._serialized_start=1008
+  _globals['_EXECUTESTREAMEVENT']._serialized_end=1128
+  _globals['_EXECUTESTARTED']._serialized_start=1130
+  _globals['_EXECUTESTARTED']._serialized_end=1167
+  _globals['_TASKRECORD']._serialized_start=1170
+  _globals['_TASKRECORD']._serialized_end=1502
+  _globals['_TASKREF']._serialized_start=1504
+  _globals['_TASKREF']._serialized_end=1530
+  _globals['_STORERECORDRESPONSE']._serialized_start=1532
+  _globals['_STORERECORDRESPONSE']._serialized_end=1569
+  _globals['_LAUNCHRESPONSE']._serialized_start=1571
+  _globals['_LAUNCHRESPONSE']._serialized_end=1605
+  _globals['_CANCELTASKREQUEST']._serialized_start=1607
+  _globals['_CANCELTASKREQUEST']._serialized_end=1651
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1653
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1692
+  _globals['_TASKS']._serialized_start=2055
+  _globals['_TASKS']._serialized_end=2966
 # @@protoc_insertion_point(module_scope)

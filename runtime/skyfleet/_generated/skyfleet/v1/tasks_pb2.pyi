@@ -14,11 +14,28 @@ class TaskOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_OUTCOME_FAILED: _ClassVar[TaskOutcome]
     TASK_OUTCOME_DEADLINE_EXCEEDED: _ClassVar[TaskOutcome]
     TASK_OUTCOME_REJECTED: _ClassVar[TaskOutcome]
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATE_UNSPECIFIED: _ClassVar[TaskState]
+    TASK_STATE_QUEUED: _ClassVar[TaskState]
+    TASK_STATE_RUNNING: _ClassVar[TaskState]
+    TASK_STATE_SUCCEEDED: _ClassVar[TaskState]
+    TASK_STATE_FAILED: _ClassVar[TaskState]
+    TASK_STATE_DEADLINE_EXCEEDED: _ClassVar[TaskState]
+    TASK_STATE_CANCELLED: _ClassVar[TaskState]
 TASK_OUTCOME_UNSPECIFIED: TaskOutcome
 TASK_OUTCOME_SUCCEEDED: TaskOutcome
 TASK_OUTCOME_FAILED: TaskOutcome
 TASK_OUTCOME_DEADLINE_EXCEEDED: TaskOutcome
 TASK_OUTCOME_REJECTED: TaskOutcome
+TASK_STATE_UNSPECIFIED: TaskState
+TASK_STATE_QUEUED: TaskState
+TASK_STATE_RUNNING: TaskState
+TASK_STATE_SUCCEEDED: TaskState
+TASK_STATE_FAILED: TaskState
+TASK_STATE_DEADLINE_EXCEEDED: TaskState
+TASK_STATE_CANCELLED: TaskState
 
 class Constraints(_message.Message):
     __slots__ = ("clouds", "regions")
@@ -29,7 +46,7 @@ class Constraints(_message.Message):
     def __init__(self, clouds: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("handler", "payload", "idempotency_key", "constraints", "kind", "request_id", "session")
+    __slots__ = ("handler", "payload", "idempotency_key", "constraints", "kind", "request_id", "session", "deadline_seconds")
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +54,7 @@ class SubmitTaskRequest(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     handler: str
     payload: bytes
     idempotency_key: str
@@ -44,7 +62,8 @@ class SubmitTaskRequest(_message.Message):
     kind: str
     request_id: str
     session: str
-    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+    deadline_seconds: float
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ..., session: _Optional[str] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("request_id", "outcome", "output", "error", "executed_by", "attempts", "latency_ms", "duplicate")
@@ -135,6 +154,58 @@ class ExecuteStarted(_message.Message):
     EXECUTED_BY_FIELD_NUMBER: _ClassVar[int]
     executed_by: str
     def __init__(self, executed_by: _Optional[str] = ...) -> None: ...
+
+class TaskRecord(_message.Message):
+    __slots__ = ("task_id", "task", "state", "attempt", "executor", "seq", "progress", "note", "output", "error", "holders", "accepted_unix", "deadline_unix", "accepted_by", "report_age_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REPORT_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task: SubmitTaskRequest
+    state: TaskState
+    attempt: int
+    executor: str
+    seq: int
+    progress: float
+    note: str
+    output: bytes
+    error: str
+    holders: _containers.RepeatedScalarFieldContainer[str]
+    accepted_unix: float
+    deadline_unix: float
+    accepted_by: str
+    report_age_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., task: _Optional[_Union[SubmitTaskRequest, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., attempt: _Optional[int] = ..., executor: _Optional[str] = ..., seq: _Optional[int] = ..., progress: _Optional[float] = ..., note: _Optional[str] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ..., holders: _Optional[_Iterable[str]] = ..., accepted_unix: _Optional[float] = ..., deadline_unix: _Optional[float] = ..., accepted_by: _Optional[str] = ..., report_age_ms: _Optional[int] = ...) -> None: ...
+
+class TaskRef(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class StoreRecordResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    def __init__(self, stored: _Optional[bool] = ...) -> None: ...
+
+class LaunchResponse(_message.Message):
+    __slots__ = ("executor",)
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    executor: str
+    def __init__(self, executor: _Optional[str] = ...) -> None: ...
 
 class CancelTaskRequest(_message.Message):
     __slots__ = ("idempotency_key",)

@@ -49,6 +49,41 @@ class TasksStub:
                 request_serializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
                 response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.FromString,
                 _registered_method=True)
+        self.Start = channel.unary_unary(
+                '/skyfleet.v1.Tasks/Start',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/skyfleet.v1.Tasks/GetTask',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.WaitTask = channel.unary_unary(
+                '/skyfleet.v1.Tasks/WaitTask',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/skyfleet.v1.Tasks/CancelTask',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.StoreRecord = channel.unary_unary(
+                '/skyfleet.v1.Tasks/StoreRecord',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.StoreRecordResponse.FromString,
+                _registered_method=True)
+        self.FetchRecord = channel.unary_unary(
+                '/skyfleet.v1.Tasks/FetchRecord',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.Launch = channel.unary_unary(
+                '/skyfleet.v1.Tasks/Launch',
+                request_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+                response_deserializer=skyfleet_dot_v1_dot_tasks__pb2.LaunchResponse.FromString,
+                _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/skyfleet.v1.Tasks/Cancel',
                 request_serializer=skyfleet_dot_v1_dot_tasks__pb2.CancelTaskRequest.SerializeToString,
@@ -97,6 +132,57 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Start(self, request, context):
+        """Long-running tasks (see TaskRecord): accepted at once, the record returned; refused
+        as Submit is (INVALID_ARGUMENT, UNAVAILABLE, RESOURCE_EXHAUSTED) if no run can start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTask(self, request, context):
+        """The record as its holders have it. NOT_FOUND: no live holder has it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitTask(self, request, context):
+        """The record once the task has ended, or as it is when the call's deadline comes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTask(self, request, context):
+        """Cancel a long-running task by id: it ends CANCELLED unless it has ended already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StoreRecord(self, request, context):
+        """Agent to agent: keep this record (or a report of its run) if it supersedes yours.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchRecord(self, request, context):
+        """Agent to agent: your copy of a record. NOT_FOUND: none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Launch(self, request, context):
+        """Agent to agent: run this record's attempt here, detached, reporting to its holders;
+        answers once the run is accepted. RESOURCE_EXHAUSTED when full.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cancel(self, request, context):
         """Cancel a task by idempotency key on the agent that runs or routes it.
         """
@@ -137,6 +223,41 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
                     response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.SerializeToString,
+            ),
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            ),
+            'WaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTask,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            ),
+            'StoreRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.StoreRecord,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.StoreRecordResponse.SerializeToString,
+            ),
+            'FetchRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchRecord,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRef.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            ),
+            'Launch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Launch,
+                    request_deserializer=skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+                    response_serializer=skyfleet_dot_v1_dot_tasks__pb2.LaunchResponse.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
@@ -235,6 +356,195 @@ class Tasks:
             '/skyfleet.v1.Tasks/Stream',
             skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
             skyfleet_dot_v1_dot_tasks__pb2.TaskStreamEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/Start',
+            skyfleet_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/GetTask',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/WaitTask',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/CancelTask',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StoreRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/StoreRecord',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.StoreRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/FetchRecord',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRef.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Launch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyfleet.v1.Tasks/Launch',
+            skyfleet_dot_v1_dot_tasks__pb2.TaskRecord.SerializeToString,
+            skyfleet_dot_v1_dot_tasks__pb2.LaunchResponse.FromString,
             options,
             channel_credentials,
             insecure,
