@@ -172,3 +172,11 @@ def test_registry_refuses_what_a_status_could_not_advertise(names: list[str], me
         HandlerRegistry(dict.fromkeys(names, handlers.echo))
     most = HandlerRegistry({f"h{i}": handlers.echo for i in range(MAX_HANDLERS)})
     assert len(most.names()) == 256
+
+
+async def test_sleep_reports_its_progress_in_slices_of_a_second_at_most() -> None:
+    reports: list[tuple[float, str]] = []
+    context = HandlerContext(TaskSettings(), random.Random(7),
+                             progress=lambda f, note: reports.append((f, note)))
+    await handlers.sleep(b'{"dist": "fixed", "mean": 0.02}', context)
+    assert reports == [(1.0, "slept 0.0s of 0.0s")]

@@ -140,7 +140,14 @@ async def sleep(payload: bytes, ctx: HandlerContext) -> bytes:
     mean = _number(doc, "mean", s.sleep_mean, 0.0, 3600.0)
     scv = _number(doc, "scv", s.sleep_scv, 0.0, 100.0)
     seconds = draw_service_time(str(dist), mean, scv, ctx.rng)
-    await asyncio.sleep(seconds)
+    # In slices of at most a second, each reported: a long sleep stands in for a
+    # long-running agent task, whose record shows how far it is.
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while (left := start + seconds - loop.time()) > 0:
+        await asyncio.sleep(min(1.0, left))
+        done = min(seconds, loop.time() - start)
+        ctx.progress(done / seconds, f"slept {done:.1f}s of {seconds:.1f}s")
     return json.dumps({"slept": round(seconds, 6)}).encode()
 
 
