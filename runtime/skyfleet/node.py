@@ -225,6 +225,10 @@ class Agent:
     def policy(self) -> PolicyKeeper:
         return self._part(self._keeper)
 
+    @property
+    def long_tasks(self) -> LongTasks:
+        return self._part(self._long_tasks)
+
     def _part(self, part: _Part | None) -> _Part:
         """A part that exists once the agent has started."""
         if part is None:
@@ -333,7 +337,7 @@ class Agent:
             group.create_task(self.policy.run(), name="policy")
             group.create_task(self._advertise(), name="status")
             group.create_task(self._watch_credentials(), name="credentials")
-            group.create_task(self._part(self._long_tasks).supervise(), name="long tasks")
+            group.create_task(self.long_tasks.supervise(), name="long tasks")
 
     def _loops_ended(self, supervisor: asyncio.Task[None]) -> None:
         if supervisor.cancelled():

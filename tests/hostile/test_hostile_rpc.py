@@ -37,6 +37,7 @@ from skyfleet._generated.skyfleet.v1 import (
 )
 from skyfleet.client import tls_files_in
 from skyfleet.config.agent import load_agent_config
+from skyfleet.config.tasks import TaskSettings
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.node import Agent, AgentState
 from skyfleet.policy.signing import sign_policy
@@ -544,6 +545,72 @@ async def test_task_requests_of_any_shape_get_one_clear_answer(target: Target):
     await still_healthy(target)
 
 
+# --- Long-running tasks: Start, GetTask, WaitTask, CancelTask; StoreRecord, Launch --------
+
+
+@st.composite
+def task_records(draw: st.DrawFn) -> tasks_pb2.TaskRecord:
+    return tasks_pb2.TaskRecord(
+        task_id=draw(st.sampled_from(["", "t1", "x" * 300]) | st.text(max_size=12)),
+        task=draw(task_requests()),
+        state=draw(st.integers(0, 9)),
+        attempt=draw(st.integers(0, 2**32 - 1)),
+        executor=draw(st.sampled_from(["n0", "n1", ""]) | st.text(max_size=8)),
+        seq=draw(st.integers(0, U64)),
+        progress=draw(st.floats(allow_nan=True, allow_infinity=True)),
+        holders=draw(st.lists(st.sampled_from(["n0", "n1"]) | st.text(max_size=8),
+                              max_size=4)),
+        deadline_unix=draw(st.floats(allow_nan=True, allow_infinity=True)),
+    )
+
+
+async def test_long_task_calls_of_any_shape_get_one_clear_answer(target: Target):
+    """Clients' calls with the admin's certificate, agents' calls with n1's: every answer
+    a record or a clear refusal, the agent healthy, its record store bounded."""
+
+    @BOUNDED
+    @given(task_requests(), task_records(),
+           st.sampled_from(["", "nope", "0" * 32, "y" * 300]) | st.text(max_size=40))
+    @example(tasks_pb2.SubmitTaskRequest(handler="sleep", deadline_seconds=float("nan")),
+             tasks_pb2.TaskRecord(task_id="t", task=tasks_pb2.SubmitTaskRequest(
+                 handler="echo")), "t")
+    def run(request: tasks_pb2.SubmitTaskRequest, record: tasks_pb2.TaskRecord,
+            task_id: str) -> None:
+        on_loop(one(request, record, task_id))
+
+    client = tasks_pb2_grpc.TasksStub(target.as_admin)
+    peer = tasks_pb2_grpc.TasksStub(target.as_peer)
+    allowed = TASK_REFUSALS | {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED}
+
+    async def answered(call: Any) -> None:
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in allowed, f"{exc.code().name}: {exc.details()}"
+            assert exc.details()
+
+    async def one(request: tasks_pb2.SubmitTaskRequest, record: tasks_pb2.TaskRecord,
+                  task_id: str) -> None:
+        ref = tasks_pb2.TaskRef(task_id=task_id)
+        await answered(client.Start(request, timeout=CALL_DEADLINE))
+        await answered(client.GetTask(ref, timeout=CALL_DEADLINE))
+        await answered(client.WaitTask(ref, timeout=0.5))
+        await answered(client.CancelTask(ref, timeout=CALL_DEADLINE))
+        await answered(peer.StoreRecord(record, timeout=CALL_DEADLINE))
+        await answered(peer.FetchRecord(ref, timeout=CALL_DEADLINE))
+        await answered(peer.Launch(record, timeout=CALL_DEADLINE))
+
+    await in_thread(run)
+    for method in ("StoreRecord", "FetchRecord", "Launch"):
+        body = tasks_pb2.TaskRef(task_id="t") if method == "FetchRecord" else (
+            tasks_pb2.TaskRecord(task_id="t"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await getattr(client, method)(body, timeout=CALL_DEADLINE)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+    assert len(target.n0.long_tasks.store) <= TaskSettings().max_records
+    await still_healthy(target)
+
+
 # --- Any bytes, on every method -------------------------------------------------------------
 
 METHODS = {
@@ -554,6 +621,13 @@ METHODS = {
     "/skyfleet.v1.Tasks/Submit": tasks_pb2.SubmitTaskRequest,
     "/skyfleet.v1.Tasks/Cancel": tasks_pb2.CancelTaskRequest,
     "/skyfleet.v1.Tasks/Execute": tasks_pb2.ExecuteRequest,
+    "/skyfleet.v1.Tasks/Start": tasks_pb2.SubmitTaskRequest,
+    "/skyfleet.v1.Tasks/GetTask": tasks_pb2.TaskRef,
+    "/skyfleet.v1.Tasks/WaitTask": tasks_pb2.TaskRef,
+    "/skyfleet.v1.Tasks/CancelTask": tasks_pb2.TaskRef,
+    "/skyfleet.v1.Tasks/StoreRecord": tasks_pb2.TaskRecord,
+    "/skyfleet.v1.Tasks/FetchRecord": tasks_pb2.TaskRef,
+    "/skyfleet.v1.Tasks/Launch": tasks_pb2.TaskRecord,
 }
 
 
@@ -594,7 +668,7 @@ async def test_foreign_requests_on_every_unary_method(target: Target):
         try:
             await call(body, timeout=CALL_DEADLINE)
         except grpc.aio.AioRpcError as exc:
-            allowed = TASK_REFUSALS | {grpc.StatusCode.ABORTED}
+            allowed = TASK_REFUSALS | {grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND}
             assert exc.code() in allowed, f"{method}: {exc.code().name}: {exc.details()}"
             if method.endswith(("/Leave", "/Publish")):
                 assert exc.code() == grpc.StatusCode.PERMISSION_DENIED, exc.details()

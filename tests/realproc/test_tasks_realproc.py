@@ -352,3 +352,46 @@ async def test_a_stream_across_agents_fails_over_before_its_first_chunk_and_is_c
         assert books["skyfleet_tasks_submitted_total"] == 2
         assert books["skyfleet_tasks_total{outcome=succeeded}"] == 1
         assert books["skyfleet_tasks_total{outcome=failed}"] == 1
+
+
+async def test_a_long_task_survives_its_accepting_agent_and_then_its_executor_killed(
+    tmp_path: Path, free_ports
+) -> None:
+    """Started through a0, which is then killed: the task goes on and ends once. Started
+    again and its executor killed mid-run: it runs again on the other gcp agent, with
+    the same idempotency key, and ends once."""
+    placement = [("a0", "aws"), ("a1", "aws"), ("c0", "gcp"), ("c1", "gcp"), ("c2", "gcp")]
+    with LocalFleet(tmp_path, specs(placement, free_ports(10))) as fleet:
+        write_policy(fleet, 2)
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2, names), names, timeout=60, what="agents ready on policy 2")
+        sleep = json.dumps({"dist": "fixed", "mean": 3.0}).encode()
+        gcp = tasks_pb2.Constraints(clouds=["gcp"])
+
+        async with admin_channel(fleet, "a0") as a0, admin_channel(fleet, "a1") as a1:
+            first = await tasks_pb2_grpc.TasksStub(a0).Start(
+                tasks_pb2.SubmitTaskRequest(handler="sleep", payload=sleep, constraints=gcp),
+                timeout=10)
+            assert first.state == tasks_pb2.TASK_STATE_RUNNING
+            fleet.agents["a0"].signal(signal.SIGKILL)
+            other = tasks_pb2_grpc.TasksStub(a1)
+            done = await other.WaitTask(tasks_pb2.TaskRef(task_id=first.task_id), timeout=30)
+            assert (done.state, done.attempt, done.executor) == (
+                tasks_pb2.TASK_STATE_SUCCEEDED, 1, first.executor)
+            assert json.loads(done.output) == {"slept": 3.0}
+
+            second = await other.Start(
+                tasks_pb2.SubmitTaskRequest(handler="sleep", payload=sleep, constraints=gcp),
+                timeout=10)
+            seen, until = second, time.monotonic() + 10
+            while seen.progress == 0.0:  # a progress report: the run is under way
+                assert time.monotonic() < until, f"no progress reported: {seen}"
+                seen = await other.GetTask(tasks_pb2.TaskRef(task_id=second.task_id), timeout=5)
+                await asyncio.sleep(0.1)
+            assert "slept" in seen.note
+            fleet.agents[second.executor].signal(signal.SIGKILL)
+            done = await other.WaitTask(tasks_pb2.TaskRef(task_id=second.task_id), timeout=60)
+            assert (done.state, done.attempt) == (tasks_pb2.TASK_STATE_SUCCEEDED, 2)
+            assert done.executor in {"c0", "c1", "c2"} - {second.executor}
+            assert done.task.idempotency_key == second.task.idempotency_key

@@ -157,6 +157,9 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
                 tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"hi"))]
             assert [e.chunk.data for e in streamed[:-1]] == [b"hi"]
             assert streamed[-1].end.outcome == tasks_pb2.TASK_OUTCOME_SUCCEEDED
+            started = await tasks.Start(tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"l"))
+            ended = await tasks.WaitTask(tasks_pb2.TaskRef(task_id=started.task_id), timeout=10)
+            assert (ended.state, ended.output) == (tasks_pb2.TASK_STATE_SUCCEEDED, b"l")
             members = await admin_pb2_grpc.AdminStub(channel).ListMembers(
                 admin_pb2.ListMembersRequest())
             assert [m.node.name for m in members.members] == ["n0"]
@@ -170,6 +173,9 @@ async def test_a_client_certificate_submits_and_reads_and_is_refused_all_else(la
                     task=tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"x"))),
                 "ExecuteStream": lambda: _read_all(tasks.ExecuteStream(tasks_pb2.ExecuteRequest(
                     task=tasks_pb2.SubmitTaskRequest(handler="echo", payload=b"x")))),
+                "StoreRecord": lambda: tasks.StoreRecord(tasks_pb2.TaskRecord(task_id="t")),
+                "FetchRecord": lambda: tasks.FetchRecord(tasks_pb2.TaskRef(task_id="t")),
+                "Launch": lambda: tasks.Launch(tasks_pb2.TaskRecord(task_id="t")),
                 "Fetch": lambda: policy_pb2_grpc.PolicyStub(channel).Fetch(
                     policy_pb2.FetchPolicyRequest()),
                 "Publish": lambda: policy_pb2_grpc.PolicyStub(channel).Publish(
