@@ -5,7 +5,9 @@ shape, written out in its `--help` so that a script's author need not run it to 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import sys
 from typing import Any
 
 JSON = "json"
@@ -31,3 +33,20 @@ def add_output_arg(
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def encoded(data: bytes) -> tuple[str, str]:
+    """`data` as a JSON string and how it is encoded: "text" if it is UTF-8, else
+    "base64", so that a task's binary output survives a JSON document."""
+    try:
+        return data.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def write_bytes(data: bytes) -> None:
+    """Write `data` to stdout as they are (a task's output), after any text printed
+    before it: a task's output is bytes, not text in the terminal's encoding."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

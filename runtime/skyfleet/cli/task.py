@@ -3,7 +3,8 @@
 they are by default, or one JSON document with `-o json`; exit 0 only if it succeeded.
 `skyfleet task stream HANDLER` runs it as a stream (`Tasks.Stream`) and prints each chunk
 the moment it arrives, as `kubectl logs -f` does; a stream that ends badly says on
-standard error how many chunks came before it ended.
+standard error how many chunks came before it ended. `skyfleet task submit HANDLER
+--detach` starts it as a long-running task instead and prints its id (`long_task`).
 
 It calls with a client certificate: the role made to submit tasks and read, nothing
 more, so a script that submits tasks holds no key that could make an agent leave.
@@ -12,7 +13,6 @@ more, so a script that submits tasks holds no key that could make an agent leave
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skyfleet.cli import long_task
 from skyfleet.cli.connection import Connection, add_connection_args
-from skyfleet.cli.main import CliError
-from skyfleet.cli.output import JSON, add_output_arg, print_json
+from skyfleet.cli.main import CliError, UsageError
+from skyfleet.cli.output import JSON, add_output_arg, encoded, print_json, write_bytes
 
 if TYPE_CHECKING:
     from skyfleet._generated.skyfleet.v1.tasks_pb2 import SubmitTaskResponse
@@ -56,10 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "submit",
         help="run one task through an agent and print its output (client identity)",
         description="Run one task through an agent and print its output.\n--timeout is "
-        "the task's deadline: the agent forwards the time left with the task.",
+        "the task's deadline: the agent forwards the time left with the task.\nWith "
+        "--detach it runs on after the command returns: --timeout is then the Start "
+        "call's, --deadline the task's.",
     )
     _task_args(submit)
-    add_output_arg(submit, shape=SUBMIT_SHAPE, human="raw")
+    long_task.add_detach_args(submit)
+    add_output_arg(submit, shape=SUBMIT_SHAPE + "\nWith --detach, the task's record, as "
+                   "`task status -o json` prints it:\n" + long_task.TASK_SHAPE, human="raw")
     submit.set_defaults(func=_submit)
     stream = actions.add_parser(
         "stream",
@@ -72,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _task_args(stream)
     add_output_arg(stream, shape=STREAM_SHAPE, human="raw")
     stream.set_defaults(func=_stream)
+    long_task.register(actions)
 
 
 def _task_args(submit: argparse.ArgumentParser) -> None:
@@ -132,7 +138,7 @@ class TaskResult:
         return cls(outcome="deadline_exceeded" if deadline else "rejected", error=str(exc))
 
     def json(self) -> dict[str, Any]:
-        output, encoding = _encoded(self.output)
+        output, encoding = encoded(self.output)
         return {
             "outcome": self.outcome,
             "executed_by": self.executed_by,
@@ -160,8 +166,13 @@ def _payload(args: argparse.Namespace) -> bytes:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.deadline is not None and not args.detach:
+        raise UsageError("--deadline: only with --detach (a task run at once has "
+                         "--timeout as its deadline)")
     conn = Connection.of(args)
     payload = _payload(args)
+    if args.detach:
+        return long_task.detach(args, conn, payload)
 
     async def rpc(client: AgentClient) -> TaskResult:
         from skyfleet.client import AgentError
@@ -179,19 +190,10 @@ def _submit(args: argparse.Namespace) -> int:
     if args.output == JSON:
         print_json(result.json())
     elif result.outcome == SUCCEEDED:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(result.output)
-        sys.stdout.buffer.flush()
+        write_bytes(result.output)
     if result.outcome != SUCCEEDED:
         raise CliError(f"task {result.outcome}: {' '.join(result.error.splitlines())}")
     return 0
-
-
-def _encoded(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "text"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -201,12 +203,11 @@ def _stream(args: argparse.Namespace) -> int:
 
     def chunk(data: bytes) -> None:
         if as_json:
-            text, encoding = _encoded(data)
+            text, encoding = encoded(data)
             print(json.dumps({"chunk": text, "encoding": encoding}, ensure_ascii=False),
                   flush=True)
         else:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            write_bytes(data)
 
     async def rpc(client: AgentClient) -> dict[str, Any]:
         from skyfleet._generated.skyfleet.v1 import tasks_pb2

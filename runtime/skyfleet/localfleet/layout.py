@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skyfleet.config.agent import (
     AgentConfig,
@@ -52,6 +53,8 @@ class AgentSpec:
     """Port of the agent's Prometheus endpoint on its own address; 0: none."""
     handlers: tuple[str, ...] | None = None
     """Task handlers it serves (`[tasks] handlers`); None: every installed one."""
+    handler_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`[handlers.<name>]` tables: each handler's own settings."""
 
     @property
     def metrics_address(self) -> str:
@@ -113,6 +116,7 @@ class FleetLayout(FleetPaths):
             tasks=TaskSettings(handlers=spec.handlers),
             state_dir=here(self.state_path(spec.name)),
             metrics_bind=spec.metrics_address,
+            handler_config=spec.handler_config,
         )
 
     def write_agent(self, spec: AgentSpec) -> Path:

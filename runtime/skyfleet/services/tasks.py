@@ -15,6 +15,7 @@ from skyfleet.tasks.executor import AlreadyStreamed, Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
 from skyfleet.tasks.ledger import Outcome
 from skyfleet.tasks.long_tasks import LongTasks, TaskNotFound
+from skyfleet.tasks.record_store import StoreFull
 from skyfleet.tasks.requests import MAX_NAME_LENGTH
 from skyfleet.tasks.router import Result, Router
 from skyfleet.transport.tls import require_role
@@ -194,7 +195,10 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     ) -> tasks_pb2.StoreRecordResponse:
         await require_role(context, "agent", what="call StoreRecord (agents keep task records)")
         await _check_id(request.task_id, context)
-        return tasks_pb2.StoreRecordResponse(stored=self._long.take(request))
+        try:
+            return tasks_pb2.StoreRecordResponse(stored=self._long.take(request))
+        except StoreFull as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
     async def FetchRecord(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext

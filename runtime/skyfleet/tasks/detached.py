@@ -104,6 +104,10 @@ class DetachedRuns:
             final = report(state, state=SUCCEEDED, output=done.output, progress=1.0)
         except (UnknownHandler, BadPayload, AlreadyStreamed) as exc:
             final = report(state, state=FAILED, error=str(exc))
+        except Overloaded:
+            # Full since it was launched (a burst in between): not the task's failure.
+            # No report: the supervisor runs it elsewhere once this run falls silent.
+            log.warning("a launched task found no room", extra={"task": record.task_id})
         except TimeoutError:
             final = report(state, state=DEADLINE_EXCEEDED,
                            error=f"deadline passed during run {record.attempt} on {self._name}")

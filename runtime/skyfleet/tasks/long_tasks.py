@@ -12,7 +12,7 @@ executor is chosen by `TaskFlight`) and answers with the record. A refusal of th
 launch is the call's status, as for Submit.
 
 Any agent answers by id: it asks the members that rank highest for the id (the holders,
-unless members joined since), all up members if none of those has it.
+unless members joined since), and `LOOKUP_FURTHER` more if none of those has it.
 
 What is lost when agents die:
 - the accepting agent: nothing (it holds no state the holders do not);
@@ -63,6 +63,13 @@ log = logging.getLogger("skyfleet.tasks")
 
 PEER_CALL_TIMEOUT = 2.0
 """Seconds a record call to one peer may take: holders answer from memory."""
+
+LOOKUP_FURTHER = 8
+"""Members asked beyond the `record_copies + 2` highest-ranked when those do not have a
+record: holders are chosen among the members up at the start, so members joining since
+may rank above them. An unknown id costs at most this many calls more, not one per
+member of the fleet; a record whose holders were pushed down by more joins than that is
+not found by id (until a holder is lost and the repair adds the top-ranked members)."""
 
 WAIT_POLL = 0.5
 """Seconds between asking the holders again in WaitTask when this agent holds no copy."""
@@ -164,10 +171,11 @@ class LongTasks:
         """The record as its holders have it; raises TaskNotFound."""
         up = self._up()
         order = ranked(task_id, up)
-        first = order[: self._settings.record_copies + 2]
-        record = outcome_of(await self._copies(task_id, first, up))
+        first = self._settings.record_copies + 2
+        record = outcome_of(await self._copies(task_id, order[:first], up))
         if record is None:
-            record = outcome_of(await self._copies(task_id, order[len(first):], up))
+            further = order[first:first + LOOKUP_FURTHER]
+            record = outcome_of(await self._copies(task_id, further, up))
         if record is None:
             raise TaskNotFound(f"task {task_id!r}: no live agent holds its record")
         return record
@@ -207,14 +215,11 @@ class LongTasks:
     # ------------------------------------------------------------------ agent calls
 
     def take(self, record: tasks_pb2.TaskRecord) -> bool:
-        """StoreRecord: keep `record` (or a report of its run) if it supersedes ours. The
-        supervisor passes an outcome on to every holder: the run reports to the holders
-        it was launched with, and a holder added since would not hear of its end."""
-        try:
-            changed = self.store.put(record)
-        except StoreFull as exc:
-            log.warning("task record refused", extra={"task": record.task_id, "error": str(exc)})
-            return False
+        """StoreRecord: keep `record` (or a report of its run) if it supersedes ours;
+        raises StoreFull if it is new and there is no room. The supervisor passes an
+        outcome on to every holder: the run reports to the holders it was launched with,
+        and a holder added since would not hear of its end."""
+        changed = self.store.put(record)
         held = self.store.get(record.task_id)
         if changed and held is not None and ended(held) and (
                 supervisor(held, self._up()) == self.name):
@@ -282,7 +287,7 @@ class LongTasks:
         up = self._up()
         latest = outcome_of(await self._copies(record.task_id, list(record.holders), up))
         if latest is not None and (ended(latest) or latest.attempt > record.attempt):
-            self.take(latest)  # ended, or relaunched meanwhile: nothing to do
+            self.store.put(latest)  # ended, or relaunched meanwhile: nothing to do
             return
         log.info("task run again", extra={"task": record.task_id, "reason": reason,
                                           "attempt": record.attempt + 1})
@@ -367,14 +372,19 @@ class LongTasks:
 
     async def _store_on_holders(self, record: tasks_pb2.TaskRecord) -> int:
         """Send `record` to its holders (this agent directly); how many took it or
-        already had what supersedes it."""
+        already had what supersedes it (a holder out of room or out of reach did not)."""
         up = self._up()
         holders = self.store.get(record.task_id)
         names = ranked(record.task_id, [*record.holders, *(holders.holders if holders else [])])
 
         async def one(name: str) -> bool:
             if name == self.name:
-                self.take(record)
+                try:
+                    self.take(record)
+                except StoreFull as exc:
+                    log.warning("task record refused here",
+                                extra={"task": record.task_id, "error": str(exc)})
+                    return False
                 return True
             address = up.get(name)
             if address is None:

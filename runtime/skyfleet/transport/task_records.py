@@ -12,6 +12,7 @@ from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.tasks.executor import Overloaded
 from skyfleet.tasks.handlers import UnknownHandler
 from skyfleet.tasks.long_tasks import PEER_CALL_TIMEOUT, LongTasks, TaskNotFound
+from skyfleet.tasks.record_store import StoreFull
 from skyfleet.tasks.verdict import AttemptResult, Verdict
 from skyfleet.transport.peers import PeerChannels
 from skyfleet.transport.task_execute import failed_call
@@ -71,7 +72,10 @@ class LocalRecordPeers:
             return None
         sent = tasks_pb2.TaskRecord()
         sent.CopyFrom(record)  # what a wire would do: no shared message
-        return agent.take(sent)
+        try:
+            return agent.take(sent)
+        except StoreFull:
+            return None
 
     async def fetch(self, peer: str, address: str, task_id: str) -> tasks_pb2.TaskRecord | None:
         agent = self._reach(peer)
