@@ -141,3 +141,5 @@ def test_the_advertisers_of_a_handler_are_members_in_any_state_by_their_last_sta
     assert views.advertisers("gpu", members, statuses, own) == ["dead", "left"]
     assert views.advertisers("cpu", members, statuses, own) == ["me", "left", "cpu-only"]
     assert views.advertisers("nope", members, statuses, own) == ["left"]
+    # Up and never heard of: "silent" (the dead and the left are not up; we know ourselves).
+    assert views.unheard(members, statuses) == ["silent"]

@@ -220,6 +220,20 @@ def test_a_handler_no_live_peer_serves_is_told_apart_by_who_served_it(
     assert asked == ["gpu"]
 
 
+def test_a_handler_unknown_while_some_statuses_have_not_come_is_unavailable() -> None:
+    """A router that just joined knows few statuses: the handler may be among the missing
+    ones, so a retry (not a fix of the task) is what the caller should do."""
+    flight = TaskFlight(balancer(), "t", handler="gpu", advertisers=lambda h: (),
+                        unheard=lambda: ("new-1", "new-2"))
+    assert flight.next(gpu_fleet(), 0.0) == Refused(
+        Refusal.UNAVAILABLE,
+        "handler 'gpu': no agent known to serve it yet (no status so far from new-1, new-2)")
+    heard = TaskFlight(balancer(), "t", handler="gpu", advertisers=lambda h: ("gcp-0",),
+                       unheard=lambda: ("new-1",))
+    assert heard.next(gpu_fleet(), 0.0).why is Refusal.UNAVAILABLE  # type: ignore[union-attr]
+    assert "last served by gcp-0" in heard.next(gpu_fleet(), 0.0).detail  # type: ignore[union-attr]
+
+
 def test_the_fleet_history_is_asked_only_when_no_live_peer_serves_the_handler() -> None:
     def advertisers(handler: str) -> tuple[str, ...]:
         raise AssertionError("asked although a live peer serves it")

@@ -29,7 +29,9 @@ A first attempt whose handler no live peer serves is told apart by the fleet's h
 (`advertisers`: the members, in any state, whose last status lists it): if one did, the
 fleet has the handler but not now (UNAVAILABLE, naming them); if none did, no agent of
 the fleet has it and asking again will not help (INVALID: the caller's mistake, a typo
-or a handler not deployed).
+or a handler not deployed), unless some up members' statuses have not arrived yet
+(`unheard`: a router that just joined): the handler may be theirs, so UNAVAILABLE,
+naming them, and a retry will know.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class TaskFlight:
         *,
         handler: str = "",
         advertisers: Callable[[str], Sequence[str]] = lambda handler: (),
+        unheard: Callable[[], Sequence[str]] = lambda: (),
         clouds: Sequence[str] = (),
         regions: Sequence[str] = (),
         session: str = "",
@@ -120,11 +123,13 @@ class TaskFlight:
     ) -> None:
         """`handler`: only peers that serve it are tried (empty: any peer). `advertisers`
         is asked, only when no live peer serves it, which members ever advertised it
-        (`PeerViews.advertisers`)."""
+        (`PeerViews.advertisers`), and then which up members it has no status of yet
+        (`PeerViews.unheard`)."""
         self._balancer = balancer
         self._kind = kind
         self._handler = handler
         self._advertisers = advertisers
+        self._unheard = unheard
         self._clouds = tuple(clouds)
         self._regions = tuple(regions)
         self._session = session
@@ -225,6 +230,11 @@ class TaskFlight:
         handler = self._handler
         last = self._advertisers(handler)
         if not last:
+            unheard = self._unheard()
+            if unheard:
+                return Refused(Refusal.UNAVAILABLE, (
+                    f"handler {handler!r}: no agent known to serve it yet (no status so far "
+                    f"from {name_list(unheard)})"))
             return Refused(Refusal.INVALID, f"handler {handler!r}: served by no agent of the fleet")
         return Refused(
             Refusal.UNAVAILABLE,

@@ -120,6 +120,15 @@ class PeerViews:
         return names
 
 
+    def unheard(
+        self, members: Iterable[MemberView], statuses: Mapping[str, tuple[NodeStatus, float]]
+    ) -> list[str]:
+        """Up members, ourselves aside, whose status has not reached us yet: what a
+        router that just joined, or a member just started, does not know of the fleet."""
+        return [m.name for m in members
+                if m.is_up and m.name != self._me and m.name not in statuses]
+
+
 def served(report: StatusReport) -> frozenset[str] | None:
     """The handlers of an executor's report; None (every handler) for a report that
     lists none: agents that predate the list send none (an executor that serves no

@@ -260,6 +260,7 @@ class Router:
             req.kind or req.handler,
             handler=req.handler,
             advertisers=self._advertisers,
+            unheard=lambda: self._views.unheard(self._swim.members(), self._swim.statuses()),
             clouds=req.constraints.clouds,
             regions=req.constraints.regions,
             session=req.session,
