@@ -56,7 +56,7 @@ def write_policy(fleet: LocalFleet, version: int, **sections: dict[str, object])
     """A signed policy in the watched source folder: agents adopt it as they start."""
     doc = json.loads((ROOT / "policies" / "default.json").read_text())
     for section, fields in sections.items():
-        doc[section].update(fields)
+        doc.setdefault(section, {}).update(fields)
     doc["version"] = version
     envelope = sign_policy(doc, fleet.layout.signing_key.read_bytes())
     (fleet.layout.policy_source / "policy.json").write_text(json.dumps(envelope))
@@ -395,3 +395,42 @@ async def test_a_long_task_survives_its_accepting_agent_and_then_its_executor_ki
             assert (done.state, done.attempt) == (tasks_pb2.TASK_STATE_SUCCEEDED, 2)
             assert done.executor in {"c0", "c1", "c2"} - {second.executor}
             assert done.task.idempotency_key == second.task.idempotency_key
+
+
+async def test_sessions_stick_and_only_the_killed_hosts_sessions_move(
+    tmp_path: Path, free_ports
+) -> None:
+    """Session affinity across real agents: each session's tasks run on one gcp host;
+    one host kill -9'd, its sessions move (each to one new host) and no other does."""
+    placement = [("a0", "aws"), ("c0", "gcp"), ("c1", "gcp"), ("c2", "gcp")]
+    with LocalFleet(tmp_path, specs(placement, free_ports(8))) as fleet:
+        write_policy(fleet, 2, sessions={"affinity": "bounded_hash"})
+        names = list(fleet.specs)
+        fleet.start()
+        await fleet.wait_for(ready(2, names), names, timeout=60, what="agents ready on policy 2")
+        sessions = [f"chat-{i}" for i in range(24)]
+        gcp = tasks_pb2.Constraints(clouds=["gcp"])
+
+        async with admin_channel(fleet, "a0") as channel:
+            stub = tasks_pb2_grpc.TasksStub(channel)
+
+            async def owners() -> dict[str, str]:
+                """Where each session's next two tasks ran (they must agree)."""
+                ran: dict[str, set[str]] = {s: set() for s in sessions}
+                for _ in range(2):
+                    for s in sessions:
+                        reply = await stub.Submit(tasks_pb2.SubmitTaskRequest(
+                            handler="echo", payload=s.encode(), session=s, constraints=gcp),
+                            timeout=10)
+                        assert reply.outcome == SUCCEEDED, reply
+                        ran[s].add(reply.executed_by)
+                assert all(len(where) == 1 for where in ran.values()), ran
+                return {s: where.pop() for s, where in ran.items()}
+
+            before = await owners()
+            victim = Counter(before.values()).most_common(1)[0][0]
+            fleet.agents[victim].signal(signal.SIGKILL)
+            after = await owners()
+        moved = {s for s in sessions if after[s] != before[s]}
+        assert moved == {s for s in sessions if before[s] == victim}
+        assert victim not in after.values()

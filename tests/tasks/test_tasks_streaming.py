@@ -201,3 +201,24 @@ async def test_refusals_before_the_first_chunk_are_the_calls_status(
             assert again.value.code == grpc.StatusCode.INVALID_ARGUMENT
             assert "not replayed" in str(again.value)
         await fleet.settled()
+
+
+async def test_the_deadline_travels_with_the_stream_and_cancels_the_handler(
+    tmp_path: Path, free_ports
+) -> None:
+    gates = Gates()
+    async with InProcessFleet(
+        tmp_path, free_ports(3), PLACEMENT, gates=gates, policy=policy_document(2)
+    ) as fleet:
+        async with fleet.client("a0") as client:
+            got: list[tasks_pb2.TaskStreamEvent] = []
+            with pytest.raises(AgentError) as late:
+                async for event in client.stream("tokens", tokens("slow", count=5, gate_after=1),
+                                                 clouds=("gcp",), timeout=1.0):
+                    got.append(event)
+            assert late.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert len(got) == 1 and got[0].chunk.data.endswith(b":slow:0;")
+        await fleet.wait(lambda: len(gates.cancelled) == 1, "the executor's handler to stop")
+        await fleet.settled()
+        ledger = fleet.agents["a0"].router.ledger
+        assert (ledger.submitted, ledger.deadline_exceeded) == (1, 1)
