@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
 from typing import cast
 
@@ -13,7 +13,7 @@ from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import AlreadyStreamed, Executor, Overloaded
 from skyfleet.tasks.handlers import BadPayload, UnknownHandler
-from skyfleet.tasks.ledger import Outcome
+from skyfleet.tasks.ledger import Outcome, refused
 from skyfleet.tasks.long_tasks import LongTasks, TaskNotFound
 from skyfleet.tasks.record_store import StoreFull
 from skyfleet.tasks.requests import MAX_NAME_LENGTH
@@ -59,6 +59,16 @@ async def _check_id(task_id: str, context: grpc.aio.ServicerContext) -> None:
                             f"task_id: expected 1-{MAX_NAME_LENGTH} characters")
 
 
+async def _found(
+    call: Awaitable[tasks_pb2.TaskRecord], context: grpc.aio.ServicerContext
+) -> tasks_pb2.TaskRecord:
+    """The record a by-id call answers, or NOT_FOUND naming the id."""
+    try:
+        return await call
+    except TaskNotFound as exc:
+        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+
 def _stream_end(request_id: str, result: Result) -> tasks_pb2.TaskStreamEvent:
     return tasks_pb2.TaskStreamEvent(end=tasks_pb2.StreamEnd(
         request_id=request_id,
@@ -75,10 +85,9 @@ def _stream_end(request_id: str, result: Result) -> tasks_pb2.TaskStreamEvent:
 
 def _rejection(request_id: str, exc: TaskRejected) -> tasks_pb2.SubmitTaskResponse:
     """The streamed form of a status code: the stream carries on with the other tasks."""
-    outcome = Outcome.DEADLINE_EXCEEDED if exc.why is Refusal.DEADLINE else Outcome.REJECTED
     error = f"{STATUS[exc.why].name}: {exc}"
     return tasks_pb2.SubmitTaskResponse(
-        request_id=request_id, outcome=_outcome(outcome), error=error
+        request_id=request_id, outcome=_outcome(refused(exc.why)), error=error
     )
 
 
@@ -164,10 +173,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
     ) -> tasks_pb2.TaskRecord:
         await _check_id(request.task_id, context)
-        try:
-            return await self._long.get(request.task_id)
-        except TaskNotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return await _found(self._long.get(request.task_id), context)
 
     async def WaitTask(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
@@ -175,20 +181,14 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         """Answers a little before the call's deadline, so the record reaches the caller."""
         await _check_id(request.task_id, context)
         left = context.time_remaining()
-        try:
-            return await self._long.wait(
-                request.task_id, None if left is None else max(0.0, left - WAIT_MARGIN))
-        except TaskNotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return await _found(self._long.wait(
+            request.task_id, None if left is None else max(0.0, left - WAIT_MARGIN)), context)
 
     async def CancelTask(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.TaskRef, context: grpc.aio.ServicerContext
     ) -> tasks_pb2.TaskRecord:
         await _check_id(request.task_id, context)
-        try:
-            return await self._long.cancel(request.task_id)
-        except TaskNotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return await _found(self._long.cancel(request.task_id), context)
 
     async def StoreRecord(  # noqa: N802 - gRPC method name
         self, request: tasks_pb2.TaskRecord, context: grpc.aio.ServicerContext

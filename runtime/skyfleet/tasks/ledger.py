@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from skyfleet.tasks.errors import Refusal
+
 
 class Outcome(enum.IntEnum):
     """Numbers equal the proto's TaskOutcome."""
@@ -15,6 +17,11 @@ class Outcome(enum.IntEnum):
     FAILED = 2
     DEADLINE_EXCEEDED = 3
     REJECTED = 4
+
+
+def refused(why: Refusal) -> Outcome:
+    """The outcome of a task refused for `why`: its deadline's, or rejected."""
+    return Outcome.DEADLINE_EXCEEDED if why is Refusal.DEADLINE else Outcome.REJECTED
 
 
 @dataclass(slots=True)

@@ -233,6 +233,17 @@ class LongTasks:
         this agent unless it is one). Raises Overloaded, UnknownHandler."""
         self.runs.launch(record)
 
+    def launched_here(self, record: tasks_pb2.TaskRecord) -> AttemptResult:
+        """`launch_here` as an attempt's verdict: how a launch on this agent, or on one of
+        this process (the in-memory seam), ends."""
+        try:
+            self.launch_here(record)
+        except UnknownHandler as exc:
+            return AttemptResult(Verdict.CLIENT, error=str(exc))
+        except Overloaded as exc:
+            return AttemptResult(Verdict.FULL, error=f"full: {exc}")
+        return AttemptResult(Verdict.OK)
+
     # ------------------------------------------------------------------ supervision
 
     async def supervise(self) -> None:
@@ -339,13 +350,7 @@ class LongTasks:
     async def _launch_on(self, peer: str, address: str | None, run: tasks_pb2.TaskRecord
                          ) -> AttemptResult:
         if peer == self.name:
-            try:
-                self.launch_here(run)
-            except UnknownHandler as exc:
-                return AttemptResult(Verdict.CLIENT, error=str(exc))
-            except Overloaded as exc:
-                return AttemptResult(Verdict.FULL, error=f"full: {exc}")
-            return AttemptResult(Verdict.OK)
+            return self.launched_here(run)
         if address is None:
             return AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
         return await self._peers.launch(peer, address, run)

@@ -37,10 +37,10 @@ from skyfleet.balancing.peers import Locale, PeerLoad
 from skyfleet.membership.swim import Swim
 from skyfleet.policy.model import PolicyDocument
 from skyfleet.tasks.attempts import Attempts, RemoteExecute
-from skyfleet.tasks.errors import Refusal, TaskRejected
+from skyfleet.tasks.errors import TaskRejected
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.flight import Cut, Done, Failed, Refused, Retry, Send, TaskFlight
-from skyfleet.tasks.ledger import Ledger, Outcome
+from skyfleet.tasks.ledger import Ledger, Outcome, refused
 from skyfleet.tasks.peer_views import PeerViews
 from skyfleet.tasks.requests import check_request
 from skyfleet.tasks.verdict import AttemptResult, Verdict
@@ -134,11 +134,7 @@ class Router:
                 self.on_result(result)
             return result
         except TaskRejected as exc:
-            outcome = (
-                Outcome.DEADLINE_EXCEEDED
-                if exc.why is Refusal.DEADLINE
-                else Outcome.REJECTED
-            )
+            outcome = refused(exc.why)
             raise
         except asyncio.CancelledError:
             if deadline is not None and self._clock() >= deadline - DEADLINE_SLACK:
@@ -168,9 +164,7 @@ class Router:
                             self.on_result(item)
                     yield item
         except TaskRejected as exc:
-            outcome = (
-                Outcome.DEADLINE_EXCEEDED if exc.why is Refusal.DEADLINE else Outcome.REJECTED
-            )
+            outcome = refused(exc.why)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             if deadline is not None and self._clock() >= deadline - DEADLINE_SLACK:

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
-from skyfleet.tasks.executor import Overloaded
-from skyfleet.tasks.handlers import UnknownHandler
 from skyfleet.tasks.long_tasks import PEER_CALL_TIMEOUT, LongTasks, TaskNotFound
 from skyfleet.tasks.record_store import StoreFull
 from skyfleet.tasks.verdict import AttemptResult, Verdict
@@ -88,13 +86,7 @@ class LocalRecordPeers:
             return AttemptResult(Verdict.UNREACHABLE, error=f"{peer}: connection refused")
         sent = tasks_pb2.TaskRecord()
         sent.CopyFrom(record)
-        try:
-            agent.launch_here(sent)
-        except UnknownHandler as exc:
-            return AttemptResult(Verdict.CLIENT, error=str(exc))
-        except Overloaded as exc:
-            return AttemptResult(Verdict.FULL, error=f"full: {exc}")
-        return AttemptResult(Verdict.OK)
+        return agent.launched_here(sent)
 
     async def cancel(self, peer: str, address: str, task_id: str) -> None:
         agent = self._reach(peer)
