@@ -1,6 +1,7 @@
 """The commands that call an agent, run as processes against in-process agents over
 mTLS: where they find the agent and the certificate, what they print (tables and each
-command's JSON shape), and what `task submit` makes of every outcome."""
+command's JSON shape), what `task submit` makes of every outcome, and how a long-running
+task is followed by id (`task submit --detach`, `task status|wait|cancel`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ MEMBER_KEYS = {"name", "cloud", "region", "zone", "address", "state", "incarnati
                "queued", "capacity", "latency_ms", "refusals"}
 SUBMIT_KEYS = {"outcome", "executed_by", "attempts", "latency_ms", "duplicate", "output",
                "output_encoding", "error"}
+TASK_KEYS = {"task_id", "state", "handler", "kind", "key", "attempt", "executor", "progress",
+             "note", "output", "output_encoding", "error", "holders", "accepted_by",
+             "accepted_unix", "deadline_unix", "report_age_ms"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +209,159 @@ async def test_join_through_a_seed(tmp_path: Path, free_ports) -> None:
         run = await skyfleet("join", "--agent", specs[1].address, specs[0].address, env=env)
         assert run.code == 0, run.err
         assert run.text == f"joined: {specs[1].address} now knows 2 member(s) up\n"
+
+
+LONG = '{"dist": "fixed", "mean": 30}'
+"""A `sleep` that runs far longer than any test, reporting its progress each second."""
+
+
+async def detached(n0: OneAgent, *args: str) -> str:
+    run = await skyfleet("task", "submit", *args, "--detach", env=n0.env)
+    assert run.code == 0 and run.err == "", run.err
+    task_id, newline = run.text.partition("\n")[:2]
+    assert newline and task_id and run.text == f"{task_id}\n"  # the id alone: $(...) takes it
+    return task_id
+
+
+async def status_of(n0: OneAgent, task_id: str) -> dict[str, object]:
+    run = await skyfleet("task", "status", task_id, "-o", "json", env=n0.env)
+    assert run.code == 0, run.err
+    doc: dict[str, object] = json.loads(run.out)
+    assert set(doc) == TASK_KEYS
+    return doc
+
+
+async def running(n0: OneAgent, task_id: str) -> dict[str, object]:
+    """Its record once the executor reported it running (bounded polling)."""
+    for _ in range(50):
+        doc = await status_of(n0, task_id)
+        if doc["state"] == "running":
+            return doc
+        assert doc["state"] == "queued"
+    raise AssertionError(f"task {task_id} never ran: {doc}")
+
+
+async def test_detach_prints_the_id_status_shows_it_running_and_wait_prints_the_output(
+    n0: OneAgent,
+) -> None:
+    task_id = await detached(n0, "sleep", "--payload", '{"dist": "fixed", "mean": 1.5}')
+    doc = await running(n0, task_id)
+    assert (doc["task_id"], doc["handler"], doc["executor"], doc["attempt"]) == (
+        task_id, "sleep", "n0", 1)
+    assert doc["holders"] == ["n0"] and doc["accepted_by"] == "n0"
+    assert doc["deadline_unix"] is None and doc["output"] == "" and doc["error"] == ""
+
+    table = await skyfleet("task", "status", task_id, env=n0.env)
+    assert table.code == 0, table.err
+    header, row = table.text.splitlines()
+    assert header.startswith("ID ") and header.split()[:7] == [
+        "ID", "STATE", "HANDLER", "ATTEMPT", "EXECUTOR", "PROGRESS", "HOLDERS"]
+    assert row.split()[:3] == [task_id, "running", "sleep"]
+    assert row.index(" n0 ") <= header.index("EXECUTOR") + 1  # its own column
+
+    waited = await skyfleet("task", "wait", task_id, "--timeout", "30", env=n0.env)
+    assert (waited.code, waited.err) == (0, "")
+    assert json.loads(waited.out) == {"slept": 1.5}  # the output's bytes, as submit's
+    ended = await skyfleet("task", "wait", task_id, "-o", "json", env=n0.env)
+    assert ended.code == 0, ended.err
+    doc = json.loads(ended.out)
+    assert set(doc) == TASK_KEYS
+    assert (doc["state"], doc["progress"], doc["output_encoding"]) == ("succeeded", 1.0, "text")
+    assert json.loads(doc["output"]) == {"slept": 1.5}
+
+
+async def test_detach_json_is_the_record_with_its_deadline(n0: OneAgent) -> None:
+    run = await skyfleet("task", "submit", "sleep", "--payload", LONG, "--detach",
+                         "--deadline", "1", "-o", "json", env=n0.env)
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert set(doc) == TASK_KEYS and doc["state"] in {"queued", "running"}
+    assert doc["deadline_unix"] == pytest.approx(doc["accepted_unix"] + 1, abs=0.1)
+    assert doc["key"] != ""  # the agent gave it one: every run of it carries the same
+
+    waited = await skyfleet("task", "wait", doc["task_id"], "--timeout", "20", env=n0.env)
+    assert (waited.code, waited.out) == (1, b"")
+    assert waited.err.startswith("skyfleet: task deadline_exceeded: ")
+    assert len(waited.err.splitlines()) == 1
+
+
+async def test_wait_that_times_out_exits_1_saying_how_far_the_task_got(n0: OneAgent) -> None:
+    task_id = await detached(n0, "sleep", "--payload", LONG)
+    await running(n0, task_id)
+    raw = await skyfleet("task", "wait", task_id, "--timeout", "0.5", env=n0.env)
+    assert (raw.code, raw.out) == (1, b"")
+    assert raw.err == f"skyfleet: task {task_id} still running after 0.5s\n"
+    shown = await skyfleet("task", "wait", task_id, "--timeout", "0.5", "-o", "json",
+                           env=n0.env)
+    assert shown.code == 1 and shown.err == raw.err
+    doc = json.loads(shown.out)
+    assert set(doc) == TASK_KEYS and doc["state"] == "running" and 0 <= doc["progress"] < 1
+
+
+async def test_cancel_ends_the_task_and_status_shows_it_cancelled(n0: OneAgent) -> None:
+    task_id = await detached(n0, "sleep", "--payload", LONG)
+    await running(n0, task_id)
+    cancel = await skyfleet("task", "cancel", task_id, env=n0.env)
+    assert (cancel.code, cancel.text, cancel.err) == (0, "cancelled\n", "")
+    doc = await status_of(n0, task_id)
+    assert doc["state"] == "cancelled" and "cancelled by a CancelTask call" in doc["error"]
+
+    again = await skyfleet("task", "cancel", task_id, "-o", "json", env=n0.env)
+    assert again.code == 0 and again.err == ""
+    assert set(json.loads(again.out)) == TASK_KEYS
+    waited = await skyfleet("task", "wait", task_id, env=n0.env)
+    assert waited.code == 1
+    assert waited.err == f"skyfleet: task cancelled: {doc['error']}\n"
+
+
+async def test_cancel_of_a_task_that_had_ended_exits_0_saying_so(n0: OneAgent) -> None:
+    task_id = await detached(n0, "echo", "--payload", "done")
+    waited = await skyfleet("task", "wait", task_id, env=n0.env)
+    assert (waited.code, waited.out) == (0, b"done")
+    cancel = await skyfleet("task", "cancel", task_id, env=n0.env)
+    assert (cancel.code, cancel.text) == (0, "succeeded\n")  # stdout: the state alone
+    assert cancel.err == f"skyfleet: task {task_id} had ended succeeded already: nothing to " \
+        "cancel\n"
+
+
+@pytest.mark.parametrize("action", ["status", "wait", "cancel"])
+async def test_an_unknown_task_id_exits_1_naming_it(n0: OneAgent, action: str) -> None:
+    run = await skyfleet("task", action, "no-such-task", env=n0.env)
+    assert (run.code, run.out) == (1, b"")
+    assert run.err.startswith("skyfleet: task no-such-task: not found: ")
+    assert len(run.err.splitlines()) == 1
+
+
+async def test_deadline_is_only_for_detached_tasks() -> None:
+    run = await skyfleet("task", "submit", "sleep", "--deadline", "5")
+    assert run.code == 2 and run.out == b""
+    assert "--deadline: only with --detach" in run.err and "Traceback" not in run.err
+
+
+async def test_a_long_wait_is_a_series_of_bounded_calls() -> None:
+    """Each WaitTask call lasts at most `per_call`; the wait goes on while the task runs,
+    also past a call that ran out of time before its answer came."""
+    import grpc
+
+    from skyfleet._generated.skyfleet.v1 import tasks_pb2
+    from skyfleet.cli.long_task import wait_for_end
+    from skyfleet.client import AgentError
+
+    answers: list[object] = [
+        tasks_pb2.TaskRecord(state=tasks_pb2.TASK_STATE_RUNNING),
+        AgentError("late", grpc.StatusCode.DEADLINE_EXCEEDED),
+        tasks_pb2.TaskRecord(state=tasks_pb2.TASK_STATE_SUCCEEDED, output=b"ok"),
+    ]
+    asked: list[float] = []
+
+    class Client:
+        async def wait_task(self, task_id: str, *, timeout: float) -> object:
+            asked.append(timeout)
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    record = await wait_for_end(Client(), "t", 3600, per_call=5)  # type: ignore[arg-type]
+    assert record is not None and record.output == b"ok"
+    assert asked == [5, 5, 5]
