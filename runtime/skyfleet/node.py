@@ -488,6 +488,8 @@ class Agent:
         status at the next tick, so its balancer can route to us at once). A forged
         claim is a refusal of its sender's."""
         self._advertiser.on_member_event(event.kind)
+        if event.kind in (EventKind.FAILED, EventKind.LEFT, EventKind.REVOKED):
+            self.long_tasks.nudge()  # a run or a supervisor may have gone with it
         if event.kind == EventKind.FORGED:
             sender = self.swim.member(event.source)
             self.refusals.record(

@@ -157,3 +157,18 @@ def test_a_lost_holder_is_replaced_by_the_next_ranked_and_the_next_holder_takes_
     assert actions(running, up=no_sup) == []  # the old supervisor is not us any more...
     taken = actions(running, up=no_sup, me=HOLDERS[1])  # ...the next holder acts
     assert taken == [Repair((next(m for m in ranked("t1", no_sup) if m not in HOLDERS),))]
+
+
+def test_a_suspected_supervisor_of_a_silent_run_is_passed_over():
+    """The supervisor is the executor too, and was killed: membership only suspects it
+    yet. Once the run is silent, the next holder acts instead of waiting for its death."""
+    running = rec(executor=SUP)
+    alive = [m for m in MEMBERS if m != SUP]
+    nxt = HOLDERS[1]
+    assert list(decide(running, me=nxt, up=MEMBERS, alive=alive, now_unix=1000.0,
+                       silent_for=1.0, rules=RULES)) == []  # not silent: the supervisor's
+    assert list(decide(running, me=nxt, up=MEMBERS, alive=alive, now_unix=1000.0,
+                       silent_for=7.0, rules=RULES)) == [
+        Relaunch(f"no report from {SUP} for 7.0s")]
+    assert list(decide(running, me=SUP, up=MEMBERS, alive=alive, now_unix=1000.0,
+                       silent_for=7.0, rules=RULES)) == []  # it has passed itself over

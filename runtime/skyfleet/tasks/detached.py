@@ -130,8 +130,9 @@ class DetachedRuns:
                                   extra={"task": record.task_id})
 
     async def _heartbeat(self, state: tasks_pb2.TaskRecord) -> None:
+        """The first report at once (the holders hear the run began), then one every
+        `report_interval` with the last progress."""
         while True:
-            await asyncio.sleep(self._interval)
             state.seq += 1
             beat = tasks_pb2.TaskRecord()
             beat.CopyFrom(state)
@@ -139,3 +140,4 @@ class DetachedRuns:
                 await self._report(beat, False)
             except Exception:
                 log.exception("a heartbeat could not be sent", extra={"task": state.task_id})
+            await asyncio.sleep(self._interval)

@@ -36,6 +36,7 @@ from typing import Protocol
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.config.tasks import TaskSettings
+from skyfleet.membership.messages import MemberState
 from skyfleet.membership.swim import Swim
 from skyfleet.tasks.detached import DetachedRuns
 from skyfleet.tasks.errors import Refusal, TaskRejected
@@ -115,6 +116,7 @@ class LongTasks:
         self.name = swim.name
         self._new_id = new_id
         self._spreading: set[asyncio.Task[int]] = set()
+        self._nudged = asyncio.Event()
         self._swim = swim
         self._router = router
         self._peers = peers
@@ -136,6 +138,11 @@ class LongTasks:
         up = {m.name: m.meta.address for m in self._swim.members() if m.is_up}
         up[self.name] = ""
         return up
+
+    def _alive(self) -> set[str]:
+        """Members not even suspected (this agent included)."""
+        alive = {m.name for m in self._swim.members() if m.state is MemberState.ALIVE}
+        return alive | {self.name}
 
     # ------------------------------------------------------------------ client calls
 
@@ -247,21 +254,31 @@ class LongTasks:
     # ------------------------------------------------------------------ supervision
 
     async def supervise(self) -> None:
-        """Check every record held here every `report_interval`, while the agent runs."""
+        """Check every record held here every `report_interval`, and at once when
+        nudged, while the agent runs."""
         while True:
-            await asyncio.sleep(self._settings.report_interval)
+            try:
+                async with asyncio.timeout(self._settings.report_interval):
+                    await self._nudged.wait()
+            except TimeoutError:
+                pass
+            self._nudged.clear()
             try:
                 await self.check()
             except Exception:
                 log.exception("task supervision failed")
 
+    def nudge(self) -> None:
+        """Check now: membership lost a member, maybe a run's executor or a supervisor."""
+        self._nudged.set()
+
     async def check(self) -> None:
         """One round of the supervision rule (`supervision.decide`) over the records
         held here, their actions taken side by side."""
-        up = self._up()
+        up, alive = self._up(), self._alive()
         acts = []
         for record in self.store.running():
-            actions = decide(record, me=self.name, up=up, now_unix=self._wall(),
+            actions = decide(record, me=self.name, up=up, alive=alive, now_unix=self._wall(),
                              silent_for=self.store.silent_for(record.task_id), rules=self._rules)
             if actions:
                 acts.append(self._act(record, actions))

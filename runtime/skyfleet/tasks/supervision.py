@@ -3,7 +3,13 @@
 The supervisor is the highest-ranked live holder of the task's record
 (`skyfleet.tasks.records`); every holder runs this check on every record it keeps and acts
 only where it is the supervisor, so when the supervisor is lost the next holder takes
-over on its next check, with nothing to hand over.
+over on its next check, with nothing to hand over. Once a run has been silent for
+`silence`, a supervisor that membership only suspects is passed over too: it is most
+likely the lost executor itself (when one agent is both), and waiting for membership to
+confirm its death would add the whole suspicion time to the task's. (A supervisor only
+suspected wrongly, of a run silent for another reason, may then relaunch it as well: two
+runs of the same attempt, of which the records keep one, by executor name, and drop the
+other's reports; it runs on unreported until it ends.)
 
 | the record, as the supervisor holds it              | action                         |
 |-----------------------------------------------------|--------------------------------|
@@ -71,12 +77,15 @@ def decide(
     *,
     me: str,
     up: Collection[str],
+    alive: Collection[str] | None = None,
     now_unix: float,
     silent_for: float,
     rules: SupervisionRules,
 ) -> Sequence[Action]:
-    """The actions `me` takes for `record` now (none unless it supervises it)."""
-    if ended(record) or supervisor(record, up) != me:
+    """The actions `me` takes for `record` now (none unless it supervises it). `up`:
+    members alive or suspect; `alive` (default: `up`): those not suspected."""
+    leaders = alive if alive is not None and silent_for > rules.silence else up
+    if ended(record) or supervisor(record, leaders) != me:
         return ()
     actions: list[Action] = []
     live = [h for h in record.holders if h in up]
