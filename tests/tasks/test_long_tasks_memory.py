@@ -21,7 +21,7 @@ from skyfleet.tasks.errors import Refusal, TaskRejected
 from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry
 from skyfleet.tasks.long_tasks import LongTasks, TaskNotFound
-from skyfleet.tasks.records import CANCELLED, DEADLINE_EXCEEDED, RUNNING, SUCCEEDED
+from skyfleet.tasks.records import CANCELLED, DEADLINE_EXCEEDED, FAILED, RUNNING, SUCCEEDED
 from skyfleet.tasks.router import Router
 from skyfleet.transport.task_execute import LocalTaskExecute
 from skyfleet.transport.task_records import LocalRecordPeers
@@ -220,3 +220,37 @@ async def test_a_task_nobody_can_run_is_refused_at_once() -> None:
     with pytest.raises(TaskRejected) as alone:
         await f.tasks["a0"].start(job(b"x"))
     assert alone.value.why is Refusal.UNAVAILABLE and "2 needed" in str(alone.value)
+
+
+async def test_a_refused_start_never_runs_later() -> None:
+    """The client heard a refusal and no id: the record stored before the launch ends
+    FAILED on its holders, so no supervisor runs it when it falls silent."""
+    f = fleet()
+    with pytest.raises(TaskRejected) as refused:
+        await f.tasks["a0"].start(job(b"refused", handler="gpu"))
+    assert refused.value.why is Refusal.INVALID
+    copies = [r for agent in f.tasks.values() for r in agent.store.records()
+              if r.task.payload == b"refused"]
+    assert len(copies) == 3
+    assert {(r.state, r.error.split(":")[0]) for r in copies} == {(FAILED, "not started")}
+    f.cluster.run_for(4 * SETTINGS.report_interval)
+    await f.check()
+    assert f.running_on(b"refused") == []
+
+
+async def test_an_outcome_the_supervisor_missed_is_not_overwritten_by_its_deadline() -> None:
+    f = fleet()
+    record = await f.tasks["a0"].start(job(b"d0", deadline=100.0))
+    supervisor = record.holders[0]
+    await until(lambda: f.running_on(b"d0") == [record.executor], "the run")
+    f.records.refusing.add(supervisor)  # the final report does not reach it
+    f.gates.release(b"d0")
+    asker = next(n for n in NAMES if n != supervisor)
+    done = await f.tasks[asker].wait(record.task_id, timeout=5.0)
+    assert done.state == SUCCEEDED
+    f.records.refusing.discard(supervisor)
+    f.cluster.run_for(101.0)
+    await f.check()  # the supervisor, past the deadline, asks the holders first
+    for name in NAMES:
+        seen = await f.tasks[name].get(record.task_id)
+        assert (seen.state, seen.output) == (SUCCEEDED, done.output), name

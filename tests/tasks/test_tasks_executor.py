@@ -12,7 +12,9 @@ from collections.abc import AsyncGenerator
 import pytest
 from task_doubles import Gates, until
 
+from skyfleet._generated.skyfleet.v1 import tasks_pb2
 from skyfleet.config.tasks import TaskSettings
+from skyfleet.tasks.attempts import STARTED, run_here, stream_here
 from skyfleet.tasks.executor import (
     AlreadyStreamed,
     Execution,
@@ -27,6 +29,7 @@ from skyfleet.tasks.handlers import (
     HandlerRegistry,
     UnknownHandler,
 )
+from skyfleet.tasks.verdict import AttemptResult, Verdict
 
 
 class FakeClock:
@@ -289,3 +292,39 @@ async def test_chunks_are_checked_and_the_run_gets_its_session_and_config() -> N
         await e.execute("odd", b"huge", "", session="s2")
     assert seen == [("s1", "m1"), ("s2", "m1")]
     assert e.failed == 2
+
+
+async def test_a_run_going_on_does_not_keep_later_results_from_expiring() -> None:
+    gates = Gates()
+    clock = FakeClock()
+    e = executor(gates, clock, idempotency_ttl=10.0)
+    long_run = run(e, b"long", "k-long")
+    await until(lambda: gates.started(b"long") == 1, "the long run")
+    gates.release(b"short")
+    assert (await e.execute("gated", b"short", "k-short")).duplicate is False
+    assert (await e.execute("gated", b"short", "k-short")).duplicate is True
+    clock.now += 11.0
+    # Past the TTL the short result is gone although the long run, older, still runs.
+    assert (await e.execute("gated", b"short", "k-short")).duplicate is False
+    gates.release(b"long")
+    assert (await long_run).duplicate is False
+
+
+async def test_a_handlers_own_timeout_error_is_its_failure_not_a_deadline() -> None:
+    async def raises(payload: bytes, ctx: HandlerContext) -> bytes:
+        raise TimeoutError("the model took too long")
+
+    async def streams_then_raises(payload: bytes, ctx: HandlerContext
+                                  ) -> AsyncGenerator[bytes, None]:
+        yield b"one"
+        raise TimeoutError("the model took too long")
+
+    e = Executor(HandlerRegistry({"r": raises, "s": streams_then_raises}), TaskSettings())
+    one_shot = await run_here(e, tasks_pb2.SubmitTaskRequest(handler="r"), 5.0)
+    assert (one_shot.verdict, one_shot.timed_out) == (Verdict.FAILED, False)
+    events = [ev async for ev in stream_here(e, tasks_pb2.SubmitTaskRequest(handler="s"),
+                                             5.0, 5.0)]
+    end = events[-1]
+    assert events[:2] == [STARTED, b"one"] and isinstance(end, AttemptResult)
+    assert (end.verdict, end.timed_out) == (Verdict.FAILED, False)
+    assert "the model took too long" in end.error

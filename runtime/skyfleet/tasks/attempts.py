@@ -132,8 +132,9 @@ async def run_here(
 ) -> AttemptResult:
     """Run `task` on `executor`, in this process, and say how it ended: how an attempt
     on this node ends, and how an in-memory transport's on another."""
+    limit = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with limit:
             done = await executor.execute(
                 task.handler, task.payload, task.idempotency_key, session=task.session
             )
@@ -141,7 +142,9 @@ async def run_here(
         return AttemptResult(Verdict.CLIENT, error=str(exc))
     except Overloaded as exc:
         return AttemptResult(Verdict.FULL, error=f"full: {exc}")
-    except TimeoutError:
+    except TimeoutError as exc:
+        if not limit.expired():  # the handler's own TimeoutError: its failure
+            return AttemptResult(Verdict.FAILED, error=f"handler failed: TimeoutError: {exc}")
         return AttemptResult(
             Verdict.UNREACHABLE, error=f"timed out after {timeout:.3f}s", timed_out=True
         )
@@ -163,17 +166,19 @@ async def stream_here(
     limit = start_timeout if timeout is None else min(start_timeout, timeout)
     started = False
     result = AttemptResult(Verdict.OK)
+    waiting = asyncio.timeout(limit)
     try:
         async with AsyncExitStack() as stack:
-            async with asyncio.timeout(limit):
+            async with waiting:
                 chunks = await stack.enter_async_context(executor.streaming(
                     task.handler, task.payload, task.idempotency_key, session=task.session
                 ))
             started = True
             yield STARTED
             while True:
+                waiting = asyncio.timeout_at(end_by)
                 try:
-                    async with asyncio.timeout_at(end_by):
+                    async with waiting:
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
@@ -182,12 +187,13 @@ async def stream_here(
         result = AttemptResult(Verdict.CLIENT, error=str(exc))
     except Overloaded as exc:
         result = AttemptResult(Verdict.FULL, error=f"full: {exc}")
-    except TimeoutError:
+    except TimeoutError as exc:
         phase = "streaming" if started else "before it started"
         result = AttemptResult(
             Verdict.UNREACHABLE, error=f"timed out {phase}, after {loop.time() - began:.3f}s",
             timed_out=True,
-        )
+        ) if waiting.expired() else AttemptResult(  # else the handler's own TimeoutError
+            Verdict.FAILED, error=f"handler failed: TimeoutError: {exc}")
     except Exception as exc:  # the handler's own failure, whatever it raised
         result = AttemptResult(
             Verdict.FAILED, error=f"handler failed: {type(exc).__name__}: {exc}"

@@ -25,6 +25,7 @@ from skyfleet.tasks.records import (
     CANCELLED,
     DEADLINE_EXCEEDED,
     FAILED,
+    MAX_RECORD_BYTES,
     SUCCEEDED,
     report,
 )
@@ -51,6 +52,8 @@ class DetachedRuns:
         self._interval = report_interval
         self._wall = wall
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._states: dict[str, tasks_pb2.TaskRecord] = {}
+        """Each run's report as it stands (progress, seq), sent with every heartbeat."""
         self._cancelled: set[str] = set()
 
     def __len__(self) -> int:
@@ -58,14 +61,20 @@ class DetachedRuns:
 
     def launch(self, record: tasks_pb2.TaskRecord) -> None:
         """Start `record`'s run (attempt and executor set) here. Raises Overloaded when
-        full, UnknownHandler for a handler not served here; a run of this task already
-        going on here is kept, not doubled."""
+        full, UnknownHandler for a handler not served here. A run of this task already
+        going on here (a relaunch after a false alarm) is kept, not doubled, and from now on
+        reports as the new attempt, or its reports would be dropped as a lost run's."""
         self._executor.registry.get(record.task.handler)
-        if record.task_id in self._runs:
+        state = self._states.get(record.task_id)
+        if state is not None:
+            state.attempt, state.executor, state.seq = record.attempt, record.executor, 0
+            state.holders[:] = record.holders
             return
         if not self._executor.has_room():
             raise Overloaded(f"{self._executor.inflight} running, {self._executor.queued} queued")
-        run = asyncio.get_running_loop().create_task(self._run(record))
+        state = report(record, seq=record.seq + 1, progress=0.0, note="")
+        self._states[record.task_id] = state
+        run = asyncio.get_running_loop().create_task(self._run(record, state))
         self._runs[record.task_id] = run
         run.add_done_callback(lambda _: self._runs.pop(record.task_id, None))
 
@@ -84,8 +93,7 @@ class DetachedRuns:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    async def _run(self, record: tasks_pb2.TaskRecord) -> None:
-        state = report(record, seq=record.seq + 1, progress=0.0, note="")
+    async def _run(self, record: tasks_pb2.TaskRecord, state: tasks_pb2.TaskRecord) -> None:
 
         def progress(fraction: float, note: str) -> None:
             state.progress = min(1.0, max(0.0, float(fraction)))
@@ -94,23 +102,33 @@ class DetachedRuns:
         beat = asyncio.get_running_loop().create_task(self._heartbeat(state))
         final: tasks_pb2.TaskRecord | None = None
         task = record.task
+        remaining = record.deadline_unix - self._wall() if record.deadline_unix else None
+        limit = asyncio.timeout(remaining)
         try:
-            remaining = record.deadline_unix - self._wall() if record.deadline_unix else None
-            async with asyncio.timeout(remaining):
+            async with limit:
                 done = await self._executor.execute(
                     task.handler, task.payload, task.idempotency_key, session=task.session,
                     progress=progress,
                 )
-            final = report(state, state=SUCCEEDED, output=done.output, progress=1.0)
+            room = MAX_RECORD_BYTES - len(task.payload)
+            if len(done.output) > room:
+                final = report(state, state=FAILED, error=(
+                    f"output of {len(done.output)} bytes, over the {room} its record carries"))
+            else:
+                final = report(state, state=SUCCEEDED, output=done.output, progress=1.0)
+        except TimeoutError as exc:
+            if not limit.expired():
+                final = report(state, state=FAILED, error=(
+                    f"handler failed on {self._name}: {type(exc).__name__}: {exc}"))
+            else:
+                final = report(state, state=DEADLINE_EXCEEDED, error=(
+                    f"deadline passed during run {state.attempt} on {self._name}"))
         except (UnknownHandler, BadPayload, AlreadyStreamed) as exc:
             final = report(state, state=FAILED, error=str(exc))
         except Overloaded:
             # Full since it was launched (a burst in between): not the task's failure.
             # No report: the supervisor runs it elsewhere once this run falls silent.
             log.warning("a launched task found no room", extra={"task": record.task_id})
-        except TimeoutError:
-            final = report(state, state=DEADLINE_EXCEEDED,
-                           error=f"deadline passed during run {record.attempt} on {self._name}")
         except asyncio.CancelledError:
             if record.task_id not in self._cancelled:
                 raise  # this agent is stopping: the supervisor will run it elsewhere
@@ -121,6 +139,7 @@ class DetachedRuns:
         finally:
             beat.cancel()
             self._cancelled.discard(record.task_id)
+            self._states.pop(record.task_id, None)
             if final is not None:
                 final.seq = state.seq + 1
                 try:

@@ -80,9 +80,14 @@ class Executor:
         self._slots = asyncio.Semaphore(settings.capacity)
         self._rng = rng or random.Random()
         self._handler_config = dict(handler_config or {})
-        self._results: OrderedDict[str, tuple[float, asyncio.Future[bytes]]] = OrderedDict()
+        self._running: dict[str, asyncio.Future[bytes]] = {}
+        """Keys of one-shot runs going on: a repeat waits for the run's output."""
+        self._results: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        """Keys of one-shot runs that succeeded, oldest end first: (when, output)."""
+        self._streaming: set[str] = set()
+        """Keys of streamed runs going on (never expired: a stream may outlast the TTL)."""
         self._streamed: OrderedDict[str, float] = OrderedDict()
-        """Keys of streamed runs, running or ended, and when they started."""
+        """Keys of streamed runs that ended well, oldest end first."""
         self.inflight = 0
         self.queued = 0
         self.executed = 0
@@ -140,29 +145,36 @@ class Executor:
         fn = self.registry.get(handler)
         if idempotency_key:
             self._expire()
-            if idempotency_key in self._streamed:
+            if idempotency_key in self._streaming or idempotency_key in self._streamed:
                 raise AlreadyStreamed(_streamed_message(idempotency_key))
-            known = self._results.get(idempotency_key)
-            if known is not None:
-                return Execution(await asyncio.shield(known[1]), duplicate=True)
+            done = self._results.get(idempotency_key)
+            if done is not None:
+                return Execution(done[1], duplicate=True)
+            going = self._running.get(idempotency_key)
+            if going is not None:
+                return Execution(await asyncio.shield(going), duplicate=True)
         self._check_room()
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         if idempotency_key:
-            self._results[idempotency_key] = (self._clock(), future)
+            self._running[idempotency_key] = future
         try:
             output = await self._run(fn, payload, self._context(handler, session, progress))
         except BaseException as exc:
-            # A failed or cancelled run may be retried here: forget it, and release
-            # anyone waiting on it with the same error.
-            if idempotency_key:
-                self._results.pop(idempotency_key, None)
+            # A failed or cancelled run may be retried here: nothing is kept of it, and
+            # anyone waiting on it is released with the same error.
             if not future.done():
                 future.set_exception(
                     exc if isinstance(exc, Exception) else RuntimeError("cancelled")
                 )
                 future.exception()  # retrieved: no "never retrieved" warning
             raise
-        future.set_result(output)
+        else:
+            future.set_result(output)
+            if idempotency_key:
+                self._results[idempotency_key] = (self._clock(), output)
+        finally:
+            if idempotency_key:
+                self._running.pop(idempotency_key, None)
         return Execution(output, duplicate=False)
 
     @asynccontextmanager
@@ -176,11 +188,12 @@ class Executor:
         fn = self.registry.get(handler)
         if idempotency_key:
             self._expire()
-            if idempotency_key in self._streamed or idempotency_key in self._results:
+            if idempotency_key in self._streaming or idempotency_key in self._streamed or (
+                    idempotency_key in self._results or idempotency_key in self._running):
                 raise AlreadyStreamed(_streamed_message(idempotency_key))
         self._check_room()
         if idempotency_key:
-            self._streamed[idempotency_key] = self._clock()
+            self._streaming.add(idempotency_key)
         finished = False
         try:
             await self._acquire()
@@ -193,9 +206,10 @@ class Executor:
                 self.inflight -= 1
                 self._slots.release()
         finally:
-            if not finished and idempotency_key:
-                # A failed or cut run may be tried here again: nothing was kept of it.
-                self._streamed.pop(idempotency_key, None)
+            if idempotency_key:
+                self._streaming.discard(idempotency_key)
+                if finished:  # a failed or cut run may be tried here again
+                    self._streamed[idempotency_key] = self._clock()
 
     async def _stream_run(
         self, fn: Handler | StreamHandler, payload: bytes, ctx: HandlerContext
@@ -249,8 +263,8 @@ class Executor:
     def _expire(self) -> None:
         horizon = self._clock() - self.settings.idempotency_ttl
         while self._results:
-            key, (at, future) = next(iter(self._results.items()))
-            if (at >= horizon or not future.done()) and len(self._results) <= MAX_REMEMBERED:
+            at = next(iter(self._results.values()))[0]
+            if at >= horizon and len(self._results) <= MAX_REMEMBERED:
                 break
             self._results.popitem(last=False)
         while self._streamed:

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
@@ -46,6 +46,8 @@ from skyfleet.tasks.handlers import UnknownHandler
 from skyfleet.tasks.record_store import RecordStore, StoreFull
 from skyfleet.tasks.records import (
     CANCELLED,
+    FAILED,
+    MAX_PAYLOAD,
     QUEUED,
     RUNNING,
     ended,
@@ -153,6 +155,10 @@ class LongTasks:
         deadline = req.deadline_seconds
         if deadline < 0 or deadline != deadline:
             raise TaskRejected(Refusal.INVALID, "deadline_seconds: must be >= 0")
+        if len(req.payload) > MAX_PAYLOAD:
+            raise TaskRejected(Refusal.INVALID, (
+                f"payload: {len(req.payload)} bytes, over the {MAX_PAYLOAD} a long-running "
+                "task's record carries"))
         task_id = self._new_id()
         task = tasks_pb2.SubmitTaskRequest()
         task.CopyFrom(req)
@@ -172,7 +178,17 @@ class LongTasks:
                 f"task record taken by {stored} of its holders "
                 f"({', '.join(record.holders)}), {needed} needed",
             )
-        return await self._launch(record)
+        try:
+            return await self._launch(record)
+        except BaseException as exc:
+            # The caller hears no id: the record must not run later under the supervisor.
+            why = str(exc) if isinstance(exc, TaskRejected) else "the Start call ended"
+            refused = report(record, state=FAILED, seq=1, error=f"not started: {why}")
+            told = asyncio.get_running_loop().create_task(self._store_on_holders(refused))
+            self._spreading.add(told)
+            told.add_done_callback(self._spreading.discard)
+            await asyncio.shield(told)
+            raise
 
     async def get(self, task_id: str) -> tasks_pb2.TaskRecord:
         """The record as its holders have it; raises TaskNotFound."""
@@ -188,19 +204,23 @@ class LongTasks:
         return record
 
     async def wait(self, task_id: str, timeout: float | None) -> tasks_pb2.TaskRecord:
-        """The record once ended, or as it is when `timeout` seconds have passed."""
+        """The record once ended, or as it is when `timeout` seconds have passed. A holder
+        waits for its own copy to change (asking the others every `report_interval`, in
+        case an outcome reached them only); any other agent asks every `WAIT_POLL`."""
         loop = asyncio.get_running_loop()
         until = None if timeout is None else loop.time() + timeout
         while True:
-            changed = self.store.changed()
+            held = self.store.get(task_id) is not None
+            changed = self.store.changed(task_id) if held else None  # before asking
             record = await self.get(task_id)
             left = None if until is None else until - loop.time()
             if ended(record) or (left is not None and left <= 0):
                 return record
-            pause = WAIT_POLL if left is None else min(WAIT_POLL, left)
-            if self.store.get(task_id) is not None:
-                pause = self._settings.report_interval if left is None else min(
-                    self._settings.report_interval, left)
+            pause = self._settings.report_interval if held else WAIT_POLL
+            pause = pause if left is None else min(pause, left)
+            if changed is None:
+                await asyncio.sleep(pause)
+                continue
             try:
                 async with asyncio.timeout(pause):
                     await changed.wait()
@@ -276,13 +296,24 @@ class LongTasks:
         """One round of the supervision rule (`supervision.decide`) over the records
         held here, their actions taken side by side."""
         up, alive = self._up(), self._alive()
-        acts = []
+        acts: list[Awaitable[object]] = []
         for record in self.store.running():
+            silent = self.store.silent_for(record.task_id)
             actions = decide(record, me=self.name, up=up, alive=alive, now_unix=self._wall(),
-                             silent_for=self.store.silent_for(record.task_id), rules=self._rules)
+                             silent_for=silent, rules=self._rules)
             if actions:
                 acts.append(self._act(record, actions))
+            elif silent > self._rules.silence:
+                acts.append(self._catch_up(record))
         await asyncio.gather(*acts)
+
+    async def _catch_up(self, record: tasks_pb2.TaskRecord) -> bool:
+        """Take what the other holders have of a record gone silent here: an outcome
+        (or a newer run) this holder missed. Whether there was any."""
+        copies = await self._copies(record.task_id, list(record.holders), self._up())
+        latest = outcome_of(copies)
+        return latest is not None and self.store.put(latest) and (
+            ended(latest) or latest.attempt > record.attempt)
 
     async def stop(self) -> None:
         """Stop every run here, reporting nothing: this agent is going away, and the
@@ -303,6 +334,8 @@ class LongTasks:
         if isinstance(action, Repair):
             await self._store_on_holders(self._with_holders(record, action.add))
         elif isinstance(action, Finish):
+            if await self._catch_up(record):
+                return  # it ended (or ran again) where this supervisor had not heard
             done = report(record, state=action.state, seq=record.seq + 1, error=action.error)
             log.info("task ended by its supervisor",
                      extra={"task": record.task_id, "error": action.error})
@@ -312,18 +345,15 @@ class LongTasks:
             await self._relaunch(record, action.reason)
 
     async def _relaunch(self, record: tasks_pb2.TaskRecord, reason: str) -> None:
-        up = self._up()
-        latest = outcome_of(await self._copies(record.task_id, list(record.holders), up))
-        if latest is not None and (ended(latest) or latest.attempt > record.attempt):
-            self.store.put(latest)  # ended, or relaunched meanwhile: nothing to do
-            return
+        if await self._catch_up(record):
+            return  # ended, or relaunched meanwhile: nothing to do
         log.info("task run again", extra={"task": record.task_id, "reason": reason,
                                           "attempt": record.attempt + 1})
         try:
             await self._launch(record)
         except TaskRejected as exc:
             if exc.why is Refusal.INVALID:
-                failed = report(record, state=tasks_pb2.TASK_STATE_FAILED, seq=record.seq + 1,
+                failed = report(record, state=FAILED, seq=record.seq + 1,
                                 error=f"cannot run again after {reason}: {exc}")
                 await self._store_on_holders(failed)
             else:  # nobody can take it now: the next check tries again
@@ -356,11 +386,19 @@ class LongTasks:
             run.CopyFrom(record)
             run.state, run.attempt, run.executor = RUNNING, attempt, peer
             run.seq, run.progress, run.note, run.error = 0, 0.0, "", ""
-            result = await self._launch_on(peer, up.get(peer), run)
+            try:
+                result = await self._launch_on(peer, up.get(peer), run)
+            except BaseException:
+                flight.abandon(step)  # cancelled, or a bug: the peer is not to blame
+                raise
             end = flight.settle(step, result, self._clock())
             if isinstance(end, Done):
                 await self._store_on_holders(run)
-                return self.store.get(run.task_id) or run
+                now = outcome_of(await self._copies(run.task_id, list(run.holders), up))
+                if now is not None and ended(now):
+                    await self._stop_run(run)  # cancelled while it was being launched
+                    return now
+                return now or run
             if isinstance(end, Refused):
                 raise TaskRejected(end.why, end.detail)
 

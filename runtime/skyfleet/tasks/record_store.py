@@ -2,9 +2,10 @@
 
 Each record is kept with when this agent last took news of its run (on its own clock:
 the silence the supervisor judges by). Ended records are dropped `ttl` seconds after they
-ended, and past `limit` records the oldest ended ones go first; running ones are never
-dropped for room (a full store refuses new ones instead), so a task in flight is not lost
-to a burst of others. Waiters are woken on every change.
+ended (looked at on every write and every supervision check), and past `limit` records
+the ended ones first stored go first; running ones are never dropped for room (a full
+store refuses new ones instead), so a task in flight is not lost to a burst of others.
+Waiters on a task are woken when its record changes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class RecordStore:
         self._ttl = ttl
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._changed = asyncio.Event()
+        self._waiters: dict[str, asyncio.Event] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -61,8 +62,9 @@ class RecordStore:
             entry.record = record
         if entry.ended_at is None and ended(record):
             entry.ended_at = now
-        self._changed.set()
-        self._changed = asyncio.Event()
+        waiting = self._waiters.pop(record.task_id, None)
+        if waiting is not None:
+            waiting.set()
         return True
 
     def get(self, task_id: str) -> tasks_pb2.TaskRecord | None:
@@ -72,7 +74,8 @@ class RecordStore:
             return None
         out = tasks_pb2.TaskRecord()
         out.CopyFrom(entry.record)
-        out.report_age_ms = int(max(0.0, self._clock() - entry.heard_at) * 1000)
+        age = max(0.0, self._clock() - entry.heard_at) * 1000
+        out.report_age_ms = int(min(age, 2**32 - 1))
         return out
 
     def silent_for(self, task_id: str) -> float:
@@ -80,18 +83,25 @@ class RecordStore:
         return 0.0 if entry is None else self._clock() - entry.heard_at
 
     def running(self) -> Iterator[tasks_pb2.TaskRecord]:
-        """The records not ended yet (a snapshot: safe to change the store meanwhile)."""
+        """The records not ended yet (a snapshot: safe to change the store meanwhile);
+        the ended ones past their time are dropped first."""
+        self._expire(self._clock())
         return iter([e.record for e in self._entries.values() if e.ended_at is None])
 
-    def changed(self) -> asyncio.Event:
-        """Set at the next change of any record."""
-        return self._changed
+    def records(self) -> Iterator[tasks_pb2.TaskRecord]:
+        """Every record kept, ended or not (a snapshot)."""
+        return iter([e.record for e in self._entries.values()])
+
+    def changed(self, task_id: str) -> asyncio.Event:
+        """Set at the next change of `task_id`'s record."""
+        return self._waiters.setdefault(task_id, asyncio.Event())
 
     def _expire(self, now: float) -> None:
         gone = [k for k, e in self._entries.items()
                 if e.ended_at is not None and now - e.ended_at > self._ttl]
         for key in gone:
             del self._entries[key]
+            self._waiters.pop(key, None)
 
     def _make_room(self) -> None:
         if len(self._entries) < self._limit:
@@ -99,5 +109,6 @@ class RecordStore:
         for key, entry in self._entries.items():
             if entry.ended_at is not None:
                 del self._entries[key]
+                self._waiters.pop(key, None)
                 return
         raise StoreFull(f"{len(self._entries)} running tasks' records kept, the limit")

@@ -15,15 +15,17 @@ Which copy wins (`supersedes`), the rule every holder applies to what it is sent
 - an outcome is taken from any run of the task, also one started before the current one
   (a run believed lost that finished after all: its work is done);
 - otherwise the later run wins (a higher `attempt`), and within a run the executor's later
-  report (a higher `seq`); a tie of two supervisors' relaunches of the same attempt goes
-  to the executor name that sorts last, so that copies converge whichever arrives first.
+  report (a higher `seq`); two runs of the same attempt (two supervisors relaunching at
+  once) are told apart by executor name, the one that sorts last kept and the other's
+  reports dropped, so that copies converge whichever arrives first.
 The holders of a record are the union of what it was sent with, ordered by rank: a holder
 added by a repair is added everywhere, and a lost one is skipped rather than removed.
 
 What two copies may still disagree on: two outcomes of two runs reaching two holders in
 opposite orders (a run believed lost, and its replacement, ending within the same
-moment). Reads take the outcome of the highest-ranked live holder, and the supervisor
-copies its own outcome to the others.
+moment). Reads take the outcome of the highest-ranked live holder. A holder that missed
+an outcome learns it: the supervisor passes on every outcome it takes, asks the holders
+before it ends a task itself, and a holder whose copy falls silent asks the others.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2
+
+MAX_PAYLOAD = 1024 * 1024
+"""Largest payload of a long-running task: its record carries it, with its output, in one
+gRPC message (4 MiB by default) between agents."""
+
+MAX_RECORD_BYTES = 3584 * 1024
+"""Largest payload and output of one record together (3.5 MiB): room under gRPC's limit
+for the rest of the record."""
 
 State = tasks_pb2.TaskState
 
@@ -75,8 +85,8 @@ def supervisor(record: tasks_pb2.TaskRecord, up: Iterable[str]) -> str | None:
     return next((h for h in record.holders if h in live), None)
 
 
-def _run_key(record: tasks_pb2.TaskRecord) -> tuple[int, int, str]:
-    return record.attempt, record.seq, record.executor
+def _run_key(record: tasks_pb2.TaskRecord) -> tuple[int, str, int]:
+    return record.attempt, record.executor, record.seq
 
 
 def supersedes(incoming: tasks_pb2.TaskRecord, stored: tasks_pb2.TaskRecord | None) -> bool:
