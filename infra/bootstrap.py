@@ -91,6 +91,7 @@ def render_agent_config(
         tasks=TaskSettings(handlers=host.handlers),
         state_dir=Path(files.state_dir),
         metrics_bind=f"{host.address}:{host.metrics_port}",
+        handler_config=host.handler_settings,
     )
     return render_toml(config)
 

@@ -29,12 +29,19 @@ from infra import ipam, regions
 from infra.instance_sizes import check_instance_size
 from infra.ipam import CLOUDS, ENVIRONMENTS, AddressPlanError
 from infra.mesh_plan import plan_mesh
-from skyfleet.config.agent import DEFAULT_AGENT_PORT, DEFAULT_METRICS_PORT
+from skyfleet.config.agent import (
+    DEFAULT_AGENT_PORT,
+    DEFAULT_METRICS_PORT,
+    handler_setting_problem,
+)
 from skyfleet.tasks.handlers import builtin_handlers, installed_handlers
 
 NAMESPACE = "skyfleet"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = "policies"
+
+HandlerValue = str | int | float | bool | list[str | int | float | bool]
+"""What a handler setting may be: what the agent's `[handlers.<name>]` tables hold."""
 
 ConfigSource = Callable[[str], str | None]
 """Returns the raw stack config value of `skyfleet:<key>` (arrays as JSON), or None."""
@@ -106,6 +113,10 @@ class StackConfig:
     """Local stack: `auto`, `netns` or `loopback` (`skyfleet:localNetwork`)."""
     tunnel_key_generations: dict[str, int]
     """Tunnel label -> generation of its pre-shared key (`infra.components.mesh`)."""
+    handler_settings: dict[str, dict[str, HandlerValue]]
+    """Handler name -> its `[handlers.<name>]` table, the same on every host that serves
+    it (`skyfleet:handlerSettings`); on the local stack a string may hold `{host}`
+    (`LOCAL_HOST_PLACEHOLDER`)."""
 
     def cloud(self, name: str) -> CloudConfig | None:
         return next((c for c in self.clouds if c.cloud == name), None)
@@ -414,6 +425,8 @@ def load_stack_config(
         tunnel_key_generations=_key_generations(
             r.string("tunnelKeyGenerations", "{}"), environment,
             tuple(c.cloud for c in clouds)),
+        handler_settings=_handler_settings(r.string("handlerSettings", "{}"), environment,
+                                           clouds),
     )
 
 
@@ -435,3 +448,71 @@ def _key_generations(raw: str, environment: str, clouds: tuple[str, ...]) -> dic
             raise StackConfigError(f"{name}: no tunnel {label!r} in this stack"
                                    + (_nearest(label, known) if known else " (one cloud)"))
     return dict(value)
+
+
+LOCAL_HOST_PLACEHOLDER = "{host}"
+"""In a handler setting of the local stack: this machine as its agents reach it. A local
+fleet's agents reach the operator's machine (where a stand-in model server runs) at
+127.0.0.1 on loopback, but from their namespaces only at the root namespace's address in
+the fleet's block, which `pulumi up` claims when it builds the network; so the stack
+config names the machine, and the local hosts fill in the address (`resolve_host`)."""
+
+
+def _handler_settings(raw: str, environment: str, clouds: tuple[CloudConfig, ...]
+                      ) -> dict[str, dict[str, HandlerValue]]:
+    """`{"<handler>": {"<key>": value}}`: each handler's settings, in one place for the
+    environment and rendered into every host's agent config that serves the handler. The
+    agent's own rules for the tables are checked here too (it would refuse its start
+    on them, after the hosts exist): scalars or lists of them, and no secret, since the
+    config is published in clear text; the handler is one the hosts install and some
+    enabled cloud serves (a table for a handler no host runs configures nothing)."""
+    name = key("handlerSettings")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise StackConfigError(f"{name}: expected an object of handler name -> its settings "
+                               f"(an object), got {raw!r}")
+    known = installed_handlers()
+    settings: dict[str, dict[str, HandlerValue]] = {}
+    for handler, table in value.items():
+        where = f"{name}.{handler}"
+        if handler not in known:
+            raise StackConfigError(f"{where}: no handler named {handler!r} (installed: "
+                                   f"{', '.join(sorted(known))})")
+        if not any(c.handlers is None or handler in c.handlers for c in clouds):
+            raise StackConfigError(f"{where}: no enabled cloud serves {handler!r} (see "
+                                   f"{key('<cloud>Handlers')})")
+        if not isinstance(table, dict):
+            raise StackConfigError(f"{where}: expected an object of settings, got {table!r}")
+        for setting, item in table.items():
+            _check_setting(f"{where}.{setting}", setting, item, environment)
+        settings[handler] = dict(table)
+    return settings
+
+
+def _check_setting(where: str, setting: str, value: object, environment: str) -> None:
+    problem = handler_setting_problem(setting, value)
+    if problem:
+        raise StackConfigError(f"{where}: {problem}")
+    items = value if isinstance(value, list) else [value]
+    if environment != "local" and any(
+            isinstance(item, str) and LOCAL_HOST_PLACEHOLDER in item for item in items):
+        raise StackConfigError(f"{where}: {LOCAL_HOST_PLACEHOLDER} (this machine) means "
+                               "something on the local stack only; name the address")
+
+
+def resolve_host(settings: dict[str, dict[str, HandlerValue]], host: str
+                 ) -> dict[str, dict[str, HandlerValue]]:
+    """`settings` with `LOCAL_HOST_PLACEHOLDER` replaced by `host` in every string."""
+    def fill(value: HandlerValue) -> HandlerValue:
+        if isinstance(value, str):
+            return value.replace(LOCAL_HOST_PLACEHOLDER, host)
+        if isinstance(value, list):
+            return [v.replace(LOCAL_HOST_PLACEHOLDER, host) if isinstance(v, str) else v
+                    for v in value]
+        return value
+
+    return {handler: {k: fill(v) for k, v in table.items()}
+            for handler, table in settings.items()}

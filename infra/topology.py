@@ -8,11 +8,11 @@ any surviving zone of any surviving cloud, which is the point of the fleet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from infra import ipam
-from infra.config import CloudConfig, StackConfig
+from infra.config import CloudConfig, HandlerValue, StackConfig
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -35,6 +35,9 @@ class HostSpec:
     handlers: tuple[str, ...] | None = None
     """Task handlers it serves, its cloud's (`CloudConfig.handlers`); None: every one
     installed (the agent's default)."""
+    handler_settings: dict[str, dict[str, HandlerValue]] = field(default_factory=dict)
+    """`[handlers.<name>]` tables of the handlers it serves (`StackConfig.handler_settings`):
+    an agent refuses a table for a handler it does not serve."""
 
     @property
     def endpoint(self) -> str:
@@ -45,6 +48,8 @@ def _cloud_hosts(cfg: StackConfig, cloud: CloudConfig, first_index: int) -> list
     local = cfg.environment == "local"
     subnets = ipam.zone_subnets(cloud.cidr, len(cloud.zones))
     hosts: list[HostSpec] = []
+    served = {name: table for name, table in cfg.handler_settings.items()
+              if cloud.handlers is None or name in cloud.handlers}
     for zone, subnet in zip(cloud.zones, subnets, strict=True):
         for i in range(cloud.hosts_per_zone):
             n = first_index + len(hosts)
@@ -60,6 +65,7 @@ def _cloud_hosts(cfg: StackConfig, cloud: CloudConfig, first_index: int) -> list
                     metrics_port=cfg.metrics_port + n if local else cfg.metrics_port,
                     seed=i == 0,
                     handlers=cloud.handlers,
+                    handler_settings=served,
                 )
             )
     return hosts

@@ -42,7 +42,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.components.local_network import LocalNetwork
+from infra.components.local_network import LOOPBACK, LocalNetwork
+from infra.config import resolve_host
 from infra.topology import HostSpec
 from skyfleet.localfleet.layout import AgentSpec, FleetLayout
 from skyfleet.localfleet.procs import runs_agent, start_detached, stop_agents
@@ -54,11 +55,11 @@ POLL = 0.1
 
 INPUTS = ("node_name", "cloud", "region", "zone", "environment", "endpoint", "seeds",
           "profile", "state_dir", "ca_cert_pem", "trusted_key_pem", "netns", "metrics_port",
-          "handlers")
+          "handlers", "handler_settings")
 """What an agent is; changing any of it replaces the process (the CA and the trusted key
 are inputs so that a regenerated CA or signing key restarts every agent on it). `handlers`
-is absent (None) for every built-in handler, as in states written before it existed, so
-their agents are not replaced."""
+is absent (None) for every built-in handler, and `handler_settings` when there are none,
+as in states written before they existed, so their agents are not replaced."""
 
 
 def agent_spec(props: dict[str, Any]) -> AgentSpec:
@@ -67,7 +68,8 @@ def agent_spec(props: dict[str, Any]) -> AgentSpec:
                      seeds=tuple(props["seeds"]), profile=props["profile"],
                      netns=props.get("netns") or None,
                      metrics_port=int(props.get("metrics_port") or 0),
-                     handlers=None if props.get("handlers") is None else tuple(props["handlers"]))
+                     handlers=None if props.get("handlers") is None else tuple(props["handlers"]),
+                     handler_config=dict(props.get("handler_settings") or {}))
 
 
 def port_open(endpoint: str) -> bool:
@@ -224,6 +226,9 @@ class LocalHosts(pulumi.ComponentResource):
         """One host's agent; a method of its own so the callbacks below capture this host,
         not the last one of a loop."""
         seeds = [h.name for h in args.hosts if h.seed and h.name != host.name]
+        # `{host}` in a setting: this machine, as the agent reaches it from where it runs.
+        settings = args.network.gateway.apply(
+            lambda gateway: resolve_host(host.handler_settings, gateway or LOOPBACK) or None)
         return LocalAgent(f"{name}-{host.name}", {
             "node_name": host.name, "cloud": host.cloud, "region": host.region,
             "zone": host.zone, "environment": args.environment,
@@ -232,6 +237,7 @@ class LocalHosts(pulumi.ComponentResource):
             "netns": args.network.namespaces.apply(lambda ns: ns[host.name]),
             "metrics_port": host.metrics_port, "profile": args.profile,
             "handlers": None if host.handlers is None else list(host.handlers),
+            "handler_settings": settings,
             "state_dir": str(args.state_dir), "ca_cert_pem": args.ca_cert_pem,
             "trusted_key_pem": args.trusted_key_pem,
         }, opts=pulumi.ResourceOptions(parent=self))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import StackConfigError, load_stack_config
+from infra.config import LOCAL_HOST_PLACEHOLDER, StackConfigError, load_stack_config, resolve_host
 from infra.ipam import cloud_cidr, host_address, zone_subnets
 from infra.mesh_plan import MeshPlanError, Tunnel, check_mesh, plan_mesh
 from infra.stack_files import missing_keys, project_schema, stack_config
@@ -69,6 +69,23 @@ def test_committed_stacks_load_with_the_committed_policy(stack):
         ("dev", {"awsHandlers": ["echo", "echo"]}, "skyfleet:awsHandlers"),
         ("dev", {"awsHandlers": "echo"}, "skyfleet:awsHandlers"),
         ("local", {"awsHandlers": ["Echo"]}, "skyfleet:awsHandlers"),
+        ("dev", {"handlerSettings": "[1]"}, "skyfleet:handlerSettings"),
+        ("dev", {"handlerSettings": {"gpt": {"model": "m"}}}, "skyfleet:handlerSettings.gpt"),
+        ("dev", {"handlerSettings": {"assistant": "m"}}, "skyfleet:handlerSettings.assistant"),
+        ("dev", {"handlerSettings": {"assistant": {"api_key": "sk-1"}}},
+         "skyfleet:handlerSettings.assistant.api_key"),
+        ("dev", {"handlerSettings": {"assistant": {"model": {"name": "m"}}}},
+         "skyfleet:handlerSettings.assistant.model"),
+        ("dev", {"handlerSettings": {"assistant": {"stop": [["a"]]}}},
+         "skyfleet:handlerSettings.assistant.stop"),
+        ("dev", {"handlerSettings": {"assistant": {"temperature": None}}},
+         "skyfleet:handlerSettings.assistant.temperature"),
+        ("dev", {"handlerSettings": '{"assistant": {"temperature": NaN}}'},
+         "skyfleet:handlerSettings.assistant.temperature"),
+        ("prod", {"handlerSettings": {"assistant": {"base_url": "http://{host}:8000/v1"}}},
+         "skyfleet:handlerSettings.assistant.base_url"),
+        ("dev", {"awsHandlers": ["echo"], "handlerSettings": {"assistant": {"model": "m"}}},
+         "skyfleet:handlerSettings.assistant"),
     ],
 )
 def test_invalid_config_names_its_key(stack, overrides, key, tmp_path):
@@ -237,3 +254,48 @@ def test_the_default_handlers_are_every_built_in_one():
     for cloud in ("aws", "azure", "gcp"):
         assert schema[f"skyfleet:{cloud}Handlers"]["default"] == list(builtin_handlers())
     assert set(builtin_handlers()) <= installed_handlers()
+
+
+def test_handler_settings_refuse_a_secret_saying_how_to_name_it(tmp_path):
+    with pytest.raises(StackConfigError) as err:
+        load_stack_config(source_for("dev", tmp_path, handlerSettings={
+            "assistant": {"base_url": "https://models.internal/v1", "token": "t0k3n"}}),
+            "dev", tmp_path)
+    message = str(err.value)
+    assert message.startswith("skyfleet:handlerSettings.assistant.token: a secret")
+    assert "token_env" in message and "token_file" in message and "t0k3n" not in message
+
+
+@pytest.mark.parametrize(("stack", "overrides", "expected"), [
+    # Left out: no table anywhere, so the agent configs stay as they were before the key.
+    ("prod", {}, {"aws": {}, "azure": {}, "gcp": {}}),
+    # A table reaches the hosts that serve its handler, and only those.
+    ("prod", {"awsHandlers": ["echo"], "handlerSettings": {
+        "assistant": {"base_url": "https://models.internal/v1", "model": "m",
+                      "max_tokens": 256, "stop": ["END", "STOP"]}}},
+     {"aws": {}, **dict.fromkeys(("azure", "gcp"), {"assistant": {
+         "base_url": "https://models.internal/v1", "model": "m", "max_tokens": 256,
+         "stop": ["END", "STOP"]}})}),
+])
+def test_handler_settings_reach_every_host_that_serves_the_handler(stack, overrides, expected,
+                                                                    tmp_path):
+    cfg = load_stack_config(source_for(stack, tmp_path, **overrides), stack, tmp_path)
+    for host in plan_hosts(cfg):
+        assert host.handler_settings == expected[host.cloud], host.name
+
+
+def test_the_local_stack_names_the_stand_in_model_for_the_assistant():
+    config = stack_file_config("local")
+    cfg = load_stack_config(lambda k: config.get(f"skyfleet:{k}"), "local", REPO_ROOT)
+    table = cfg.handler_settings["assistant"]
+    assert table["base_url"] == f"http://{LOCAL_HOST_PLACEHOLDER}:7490/v1"
+    assert resolve_host(cfg.handler_settings, "10.200.0.1")["assistant"]["base_url"] == (
+        "http://10.200.0.1:7490/v1")
+    assert table["model"] and "api_key" not in table
+
+
+def test_resolve_host_fills_in_strings_and_lists_only():
+    settings = {"h": {"url": "http://{host}:1", "hosts": ["{host}", 3], "n": 2, "b": True}}
+    assert resolve_host(settings, "127.0.0.1") == {
+        "h": {"url": "http://127.0.0.1:1", "hosts": ["127.0.0.1", 3], "n": 2, "b": True}}
+    assert settings["h"]["url"] == "http://{host}:1"  # a copy: the config is not changed

@@ -141,3 +141,32 @@ def test_a_mixed_local_stack_renders_each_clouds_handlers(stack_secrets, tmp_pat
             assert expected in text
         parsed = parse_agent_config(tomllib.loads(text), layout.agents)
         assert parsed.tasks.handlers == {"aws": ("cpu", "echo"), "azure": ("echo",)}.get(cloud)
+
+
+def test_the_committed_local_stack_points_every_agent_at_the_stand_in_model(stack_runs):
+    """`skyfleet:handlerSettings` reaches each local agent's TOML as its
+    `[handlers.assistant]` table, `{host}` filled in with this machine as the agents reach
+    it (loopback under mocks; the root namespace's address in the fleet's block on netns)."""
+    run = stack_runs("local")
+    layout = layout_of(run)
+    for agent in run.mocks.dynamic("LocalAgent"):
+        text = render_agent_config(layout.agent_config(agent_spec(agent.inputs)), layout.agents)
+        parsed = parse_agent_config(tomllib.loads(text), layout.agents)
+        assert parsed.handler_config == {
+            "assistant": {"base_url": "http://127.0.0.1:7490/v1", "model": "standin"}}
+
+
+def test_an_agent_that_does_not_serve_a_handler_gets_no_table_for_it(stack_secrets, tmp_path):
+    """An agent refuses a table for a handler it does not serve; no settings at all is
+    absent from the agent's inputs, as in states written before the key (no replacement)."""
+    config = stack_file_config("local")
+    config["skyfleet:awsHandlers"] = json.dumps(["echo"])
+    write_policy(tmp_path, config)
+    run = run_stack("local", config, stack_secrets, tmp_path)
+    for agent in run.mocks.dynamic("LocalAgent"):
+        settings = agent.inputs.get("handler_settings")
+        if agent.inputs["cloud"] == "aws":
+            assert settings is None
+            assert agent_spec(agent.inputs).handler_config == {}
+        else:
+            assert set(settings) == {"assistant"}

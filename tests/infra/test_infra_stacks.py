@@ -331,3 +331,57 @@ def test_each_clouds_hosts_serve_its_configured_handlers(stack_secrets, tmp_path
     assert served and all(
         handlers == {"aws": ("cpu", "echo"), "azure": ("echo", "sleep")}[node.split("-")[0]]
         for node, handlers in served.items()), served
+
+
+def test_committed_cloud_stacks_write_no_handler_table(cloud_run):
+    """No committed cloud stack sets `handlerSettings`: no published config changes with
+    the key's arrival."""
+    _stack, result = cloud_run
+    for cloud, typ in HOST_TYPES.items():
+        for record in result.mocks.of_type(typ):
+            text = published(result, cloud, f"config-{host_name(record)}")
+            assert "[handlers." not in text
+            assert parse_agent_config(tomllib.loads(text)).handler_config == {}
+
+
+def test_handler_settings_reach_the_published_config_of_every_host_serving_it(stack_secrets,
+                                                                             tmp_path):
+    """staging, the assistant served on Azure only: its table is in every Azure host's
+    published agent config, as the agent parses it, and in no AWS host's (an agent
+    refuses a table for a handler it does not serve)."""
+    table = {"base_url": "https://models.internal/v1", "model": "llama-3.1-8b",
+             "api_key_env": "MODEL_API_KEY", "max_tokens": 512}
+    config = stack_file_config("staging")
+    config["skyfleet:awsHandlers"] = json.dumps(["echo"])
+    config["skyfleet:azureHandlers"] = json.dumps(["assistant", "echo"])
+    config["skyfleet:handlerSettings"] = json.dumps({"assistant": table})
+    write_policy(tmp_path, config)
+    run = run_stack("staging", config, stack_secrets, tmp_path)
+    tables = {}
+    for cloud, typ in HOST_TYPES.items():
+        for record in run.mocks.of_type(typ):
+            text = published(run, cloud, f"config-{host_name(record)}")
+            tables[host_name(record)] = parse_agent_config(tomllib.loads(text)).handler_config
+    assert any(n.startswith("azure") for n in tables) and any(
+        n.startswith("aws") for n in tables)
+    for node, handler_config in tables.items():
+        assert handler_config == ({"assistant": table} if node.startswith("azure") else {}), node
+    for record in run.mocks.of_type(HOST_TYPES["azure"]):
+        assert "[handlers." not in user_data(record)  # the config comes from the store
+
+
+def test_new_handler_settings_reach_running_hosts_through_the_store_only(stack_runs,
+                                                                        stack_secrets, tmp_path):
+    """Settings are in the published agent configs, never in user data: setting them
+    changes each host's config object and nothing else (no host is replaced, and the
+    hosts' fetch timer brings the new file)."""
+    before = stack_runs("prod")
+    config = stack_file_config("prod")
+    config["skyfleet:handlerSettings"] = json.dumps(
+        {"assistant": {"base_url": "https://models.internal/v1", "model": "m"}})
+    write_policy(tmp_path, config)
+    after = run_stack("prod", config, stack_secrets, tmp_path, previous=before)
+    hosts = {cloud: [host_name(r) for r in after.mocks.of_type(typ)]
+             for cloud, typ in HOST_TYPES.items()}
+    assert changed_resources(before, after) == {
+        f"policy-{cloud}-config-{node}" for cloud, nodes in hosts.items() for node in nodes}

@@ -42,6 +42,19 @@ def test_demo_short_mode_runs_every_phase_through_the_engine_and_loses_nothing(t
     submitted, ok, failed, deadline, rejected, retried = map(int, loss.groups())
     assert submitted == ok + failed + deadline + rejected
     assert retried > 0  # tasks failed over away from the dead cloud
+    # Sessions of the assistant across the loss: every one the lost cloud owned moved (a
+    # session of a surviving host may move too: bounded_hash's load bound, or a retry),
+    # and no stream's output was ever repeated.
+    sessions = re.search(r"sessions: 12 x `assistant` streamed through random agents, "
+                         r"(\d+) turns, (\d+) succeeded", out)
+    assert sessions is not None, out
+    assert int(sessions.group(1)) == 60 and int(sessions.group(2)) > 30
+    moved = re.search(r"moved by the loss: (\d+) \(expected (\d+): sessions owned by gcp\)",
+                      out)
+    assert moved is not None and moved.group(1) == moved.group(2), out
+    assert re.search(r"streams cut mid-way, reported so in their end: \d+", out)
+    assert ("output repeated: 0 streams; ends whose chunk count differs from what the client "
+            "received: 0") in out
     # Every engine step, timed, in order; the rollout preview named one update.
     steps = re.findall(r"^\S+\s+(pulumi \w+(?: --refresh)?): \d+\.\d+s \((.*)\)$", out, re.M)
     # (a new stack has nothing to refresh: its first step is a plain `pulumi up`)

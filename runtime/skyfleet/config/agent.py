@@ -326,18 +326,25 @@ def _parse_handler_config(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not isinstance(settings, dict):
             raise ConfigError(f"{prefix}: expected a table")
         for key, value in settings.items():
-            if key in SECRET_KEYS:
-                raise ConfigError(
-                    f"{prefix}.{key}: a secret is not kept in the config file; name an "
-                    f"environment variable ({key}_env) or a file ({key}_file) holding it"
-                )
-            items = value if isinstance(value, list) else [value]
-            if not all(_is_scalar(v) for v in items):
-                raise ConfigError(
-                    f"{prefix}.{key}: expected a string, number, boolean or a list of them"
-                )
+            problem = handler_setting_problem(key, value)
+            if problem:
+                raise ConfigError(f"{prefix}.{key}: {problem}")
         config[name] = dict(settings)
     return config
+
+
+def handler_setting_problem(key: str, value: object) -> str:
+    """What is wrong with one setting of a handler's table ("" if nothing): the rule of
+    every producer of agent configs (infra's stack config checks it before any host
+    exists) and of the agent itself."""
+    if key in SECRET_KEYS:
+        return (f"a secret is not kept in the config file (it is published in clear "
+                f"text); name an environment variable ({key}_env) or a file ({key}_file) "
+                "holding it")
+    items = value if isinstance(value, list) else [value]
+    if not all(_is_scalar(v) for v in items):
+        return "expected a string, number, boolean or a list of them"
+    return ""
 
 
 def _is_scalar(value: object) -> bool:

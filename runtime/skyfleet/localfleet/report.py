@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyfleet.localfleet import sessions
 from skyfleet.localfleet.demo import PHASES, DemoReport
 from skyfleet.localfleet.workload import Record
 
@@ -35,6 +36,8 @@ def summary_lines(report: DemoReport) -> list[str]:
         "`pulumi up` began",
         f"cloud loss detected by every survivor after {report.detection_seconds:.2f}s",
         f"lost cloud back in the fleet {report.rejoin_seconds:.2f}s after recovery began",
+        *(sessions.summary_lines(report.sessions, report.victim_cloud)
+          if report.sessions is not None else [f"sessions: skipped ({report.sessions_skipped})"]),
         "",
         "engine steps:",
         *(f"  {step.describe()}" for step in report.engine),
