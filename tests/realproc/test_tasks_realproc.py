@@ -261,6 +261,8 @@ async def test_a_mixed_fleet_runs_each_handler_only_where_its_stack_serves_it(
     config["skyfleet:awsHandlers"] = json.dumps(["cpu", "echo"])
     for cloud in ("azure", "gcp"):
         config[f"skyfleet:{cloud}Handlers"] = json.dumps(["echo", "sleep"])
+    # No cloud here serves `assistant`: its settings table would be refused (naming it).
+    config.pop("skyfleet:handlerSettings", None)
     stack = load_stack_config(lambda k: config.get(f"skyfleet:{k}"), "local", ROOT)
     served = {c.cloud: c.handlers for c in stack.clouds}
     placement = [("a0", "aws"), ("a1", "aws"), ("b0", "azure"), ("c0", "gcp")]
