@@ -70,6 +70,18 @@ def tls_files_in(directory: Path, identity: str) -> TlsFiles:
     )
 
 
+_OUTCOME_NAMES = {number: name.removeprefix("TASK_OUTCOME_").lower()
+                  for name, number in tasks_pb2.TaskOutcome.items()}
+
+
+def outcome_name(outcome: int) -> str:
+    """How a task's outcome is spelled for people and scripts: succeeded, failed,
+    deadline_exceeded, rejected; a number this client does not know (a newer agent's) is
+    read as failed, never as success."""
+    name = _OUTCOME_NAMES.get(outcome, "failed")
+    return "failed" if name == "unspecified" else name
+
+
 def task_request(
     handler: str,
     payload: bytes,

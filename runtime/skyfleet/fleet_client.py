@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
+from skyfleet.client import outcome_name
 from skyfleet.transport.tls import TlsMaterial, secure_channel
 
 # Entry-agent failures worth another entry agent: the agent is gone or overloaded.
@@ -39,9 +40,6 @@ class Outcome:
     entries: int = 1
     """Entry agents the client tried (more than 1: the first was unreachable)."""
     error: str = ""
-
-
-_TASK_OUTCOME = {1: "succeeded", 2: "failed", 3: "deadline_exceeded", 4: "rejected"}
 
 
 class FleetClient:
@@ -115,7 +113,7 @@ class FleetClient:
             self._strikes.pop(entry.name, None)
             return Outcome(
                 key,
-                _TASK_OUTCOME.get(reply.outcome, "failed"),
+                outcome_name(reply.outcome),
                 entry.name,
                 executed_by=reply.executed_by,
                 attempts=reply.attempts,

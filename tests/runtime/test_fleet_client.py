@@ -47,3 +47,13 @@ async def test_a_dead_entry_rests_longer_after_each_failure(tmp_path: Path, free
             await client.close()
     # Rests 5 s, then 10 s, then 20 s: the dead entry is tried at 0, 6 and 17 only.
     assert tried == [(0.0, 2), (1.0, 1), (6.0, 2), (12.0, 1), (17.0, 2), (30.0, 1)]
+
+
+def test_outcome_names_follow_the_proto_and_an_unknown_one_is_failed() -> None:
+    from skyfleet._generated.skyfleet.v1 import tasks_pb2
+    from skyfleet.client import outcome_name
+
+    assert [outcome_name(n) for n in (1, 2, 3, 4)] == [
+        "succeeded", "failed", "deadline_exceeded", "rejected"]
+    assert outcome_name(tasks_pb2.TASK_OUTCOME_UNSPECIFIED) == "failed"
+    assert outcome_name(99) == "failed"  # a newer agent's outcome: never read as success

@@ -116,11 +116,10 @@ class TaskResult:
 
     @classmethod
     def of_reply(cls, reply: SubmitTaskResponse) -> TaskResult:
-        from skyfleet._generated.skyfleet.v1 import tasks_pb2
+        from skyfleet.client import outcome_name
 
-        name = tasks_pb2.TaskOutcome.Name(reply.outcome)
         return cls(
-            outcome=name.removeprefix("TASK_OUTCOME_").lower(),
+            outcome=outcome_name(reply.outcome),
             output=reply.output,
             error=reply.error,
             executed_by=reply.executed_by,
@@ -210,8 +209,7 @@ def _stream(args: argparse.Namespace) -> int:
             write_bytes(data)
 
     async def rpc(client: AgentClient) -> dict[str, Any]:
-        from skyfleet._generated.skyfleet.v1 import tasks_pb2
-        from skyfleet.client import AgentError
+        from skyfleet.client import AgentError, outcome_name
 
         delivered = size = 0
         try:
@@ -226,9 +224,8 @@ def _stream(args: argparse.Namespace) -> int:
                     chunk(event.chunk.data)
                     continue
                 end = event.end
-                name = tasks_pb2.TaskOutcome.Name(end.outcome)
                 return {
-                    "outcome": name.removeprefix("TASK_OUTCOME_").lower(),
+                    "outcome": outcome_name(end.outcome),
                     "executed_by": end.executed_by, "attempts": end.attempts,
                     "chunks": end.chunks, "bytes": end.bytes, "latency_ms": end.latency_ms,
                     "first_chunk_ms": end.first_chunk_ms, "error": end.error,

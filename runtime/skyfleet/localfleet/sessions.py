@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from skyfleet._generated.skyfleet.v1 import tasks_pb2
-from skyfleet.client import AgentClient, AgentError
+from skyfleet.client import AgentClient, AgentError, outcome_name
 
 HANDLER = "assistant"
 WORDS = ("north", "cloud", "river", "amber", "quiet", "signal", "harbor", "lantern",
@@ -258,7 +257,7 @@ class SessionRun:
                             continue
                         end = event.end
                         return Turn(session=session, turn=turn, before_loss=before,
-                                    entry=entry, outcome=_OUTCOMES.get(end.outcome, "failed"),
+                                    entry=entry, outcome=outcome_name(end.outcome),
                                     executed_by=end.executed_by, attempts=end.attempts,
                                     chunks_received=chunks, chunks_reported=end.chunks,
                                     prefix_ok=_prefix(text, message), error=end.error)
@@ -282,12 +281,6 @@ class SessionRun:
                     error=f"no agent of {len(names)} answered; the last: {error}")
 
 
-_OUTCOMES = {
-    tasks_pb2.TASK_OUTCOME_SUCCEEDED: "succeeded",
-    tasks_pb2.TASK_OUTCOME_FAILED: "failed",
-    tasks_pb2.TASK_OUTCOME_DEADLINE_EXCEEDED: "deadline_exceeded",
-    tasks_pb2.TASK_OUTCOME_REJECTED: "rejected",
-}
 _STATUSES = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "deadline_exceeded",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rejected",
