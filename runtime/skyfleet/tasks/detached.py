@@ -56,9 +56,6 @@ class DetachedRuns:
         """Each run's report as it stands (progress, seq), sent with every heartbeat."""
         self._cancelled: set[str] = set()
 
-    def __len__(self) -> int:
-        return len(self._runs)
-
     def launch(self, record: tasks_pb2.TaskRecord) -> None:
         """Start `record`'s run (attempt and executor set) here. Raises Overloaded when
         full, UnknownHandler for a handler not served here. A run of this task already
