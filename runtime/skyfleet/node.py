@@ -71,6 +71,7 @@ from skyfleet.tasks.router import Router
 from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, PeerSender
 from skyfleet.transport.policy_fetch import GrpcPolicyFetch
 from skyfleet.transport.policy_loop import PolicyKeeper
+from skyfleet.transport.port_check import PortChecks
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.swim_loop import SwimLoop
 from skyfleet.transport.task_execute import GrpcTaskExecute
@@ -261,6 +262,7 @@ class Agent:
             deliver=self._deliver,
             return_paths=return_paths,
             clock=self._clock,
+            port_checks=PortChecks(cfg.membership.probe_timeout, self._refused),
         )
         self._loop = SwimLoop(self.swim, self._sender.send, self._clock)
         self._loop.add_listener(self._on_member_event)
@@ -283,7 +285,10 @@ class Agent:
             options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations, self.refusals)]
         )
         membership_pb2_grpc.add_MembershipServicer_to_server(
-            MembershipService(self._loop, return_paths, self._revocations), server
+            MembershipService(
+                self._loop, return_paths, self._revocations, self._sender.port_checks.check
+            ),
+            server,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminService(self._loop, self._clock, self._stop, self.refusals), server
@@ -482,6 +487,11 @@ class Agent:
         """A packet a peer sent back on one of our streams."""
         if self._loop is not None:
             self._loop.deliver(packet)
+
+    def _refused(self, name: str, address: str) -> None:
+        """A peer's port refused our connect: membership's evidence."""
+        if self._loop is not None:
+            self._loop.refused(name, address)
 
     def _on_member_event(self, event: MemberEvent) -> None:
         """A member that (re)joins has none of our news (the advertiser tells it our

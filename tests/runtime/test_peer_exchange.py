@@ -20,6 +20,7 @@ from skyfleet.membership.messages import Ack, Outgoing, Packet, Ping
 from skyfleet.node import Agent
 from skyfleet.transport.codec import packet_from_proto, packet_to_proto
 from skyfleet.transport.peers import PeerChannels, PeerSender
+from skyfleet.transport.port_check import PortChecks
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.tls import TlsMaterial, secure_channel
 
@@ -95,6 +96,7 @@ async def test_the_caller_drops_packets_not_from_the_node_it_dialled(layout) -> 
         deliver=delivered.append,
         return_paths=ReturnPaths(8),
         clock=time.monotonic,
+        port_checks=PortChecks(1.0, lambda name, address: None),
     )
     try:
         packet = Packet(n0.name, n0.address, Ping(3, "n1"))
@@ -133,6 +135,7 @@ async def test_the_stream_dialled_to_a_seed_address_also_serves_the_seed_by_name
             deliver=delivered.append,
             return_paths=ReturnPaths(8),
             clock=time.monotonic,
+            port_checks=PortChecks(1.0, lambda name, address: None),
         )
         try:
             assert not sender.connected(n0.address, "n0")
@@ -165,6 +168,7 @@ async def test_a_stream_the_peer_opened_to_us_counts_as_a_connection(layout) -> 
         deliver=lambda p: None,
         return_paths=paths,
         clock=time.monotonic,
+        port_checks=PortChecks(1.0, lambda name, address: None),
     )
     assert not sender.connected(n0.address, "n0")
     queue = paths.open((n0.address, "n0"))
@@ -172,3 +176,49 @@ async def test_a_stream_the_peer_opened_to_us_counts_as_a_connection(layout) -> 
     paths.close((n0.address, "n0"), queue)
     assert not sender.connected(n0.address, "n0")
     await channels.close()
+
+
+class _Acker(membership_pb2_grpc.MembershipServicer):
+    """Answers every ping as n1."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+
+    async def Exchange(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[membership_pb2.Packet], context: object
+    ) -> AsyncIterator[membership_pb2.Packet]:
+        async for request in request_iterator:
+            reply = Packet("n1", self._address, Ack(request.ping.seq))
+            yield packet_to_proto(reply, time.monotonic())
+
+
+async def test_a_stream_broken_by_the_peers_death_has_its_port_checked(layout) -> None:
+    layout, (n0, n1) = layout
+    server = grpc.aio.server()
+    membership_pb2_grpc.add_MembershipServicer_to_server(_Acker(n1.address), server)
+    server.add_secure_port(n1.address, material(layout, "n1").server_credentials())
+    await server.start()
+    delivered: list[Packet] = []
+    refused: list[tuple[str, str]] = []
+    channels = PeerChannels(material(layout, "n0").channel_credentials())
+    sender = PeerSender(
+        channels,
+        send_timeout=2.0,
+        deliver=delivered.append,
+        return_paths=ReturnPaths(8),
+        clock=time.monotonic,
+        port_checks=PortChecks(1.0, lambda name, address: refused.append((name, address))),
+    )
+    try:
+        sender.send([Outgoing(n1.address, Packet(n0.name, n0.address, Ping(1, "n1")), "n1")])
+        async with asyncio.timeout(5):
+            while not delivered:
+                await asyncio.sleep(0.01)
+        await server.stop(None)  # the port closes with the stream open: as a kill -9
+        async with asyncio.timeout(10):
+            while not refused:
+                await asyncio.sleep(0.01)
+        assert refused[0] == ("n1", n1.address)
+    finally:
+        await sender.drain()
+        await channels.close()

@@ -66,6 +66,15 @@ class MembershipConfig:
     independent confirmations arrive; suspicion_mult - 2 confirmations bring it to the
     minimum."""
 
+    refused_timeout: float = 0.5
+    """A member whose port refused a connection is declared dead this long after, unless
+    it refutes first. A refusal (TCP RST from the member's host, checked by a fresh
+    connect: `transport/port_check.py`) is an answer, not a silence: the host is up and
+    nothing listens, so the agent is gone. A SIGSTOPped agent, a slow one and a lossy or
+    blackholed path refuse nothing and keep the full Lifeguard suspicion. The wait lets a
+    misattributed refusal (an address reused) be refuted; a process that restarted on the
+    port rejoins at a new incarnation anyway. 0 turns the rule off (memberlist, Serf)."""
+
     awareness_max_multiplier: int = 8
     """Lifeguard local health: a score in [0, max - 1] multiplies one's own probe interval
     and timeout by (score + 1). It rises on missed acks, missed nacks and refutations and

@@ -15,6 +15,8 @@ class SwimStats:
     suspicions: int = 0
     refutations: int = 0
     push_pulls: int = 0
+    refused_connections: int = 0
+    """Refused connections to members held up (`Swim.refused`), each taken as evidence."""
     refused_claims: int = 0
     """Claims dropped by the incarnation rule (beyond the step or the ceiling)."""
     forged_claims: int = 0

@@ -3,7 +3,8 @@ confirm the suspicion.
 
 `Suspicion` is one suspect's bookkeeping; `Suspicions` holds every suspect's and arms
 the real timer (`SuspicionTimer`), re-arming it whenever a new confirmation moves the
-deadline.
+deadline. A refused connection caps a suspicion's deadline (`Suspicions.refused`): it is
+evidence of a different kind, an answer from the suspect's host rather than a silence.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Suspicion:
         self._max = max_timeout if k > 0 else min_timeout
         self._start = start
         self._confirmations = 0
+        self._cap = float("inf")
+        """The earliest deadline a refused connection set (`cap`)."""
 
     @property
     def confirmations(self) -> int:
@@ -46,11 +49,20 @@ class Suspicion:
         self._confirmations += 1
         return True
 
+    def cap(self, deadline: float) -> bool:
+        """Declare the suspect dead by `deadline` at the latest; True if that moved it.
+        Later refusals never push it back: the first one's evidence stands."""
+        if deadline >= self.deadline():
+            return False
+        self._cap = deadline
+        return True
+
     def deadline(self) -> float:
         """When the suspect should be declared dead, given the confirmations so far."""
-        return self._start + remaining_suspicion_time(
+        lifeguard = self._start + remaining_suspicion_time(
             self._confirmations, self._k, 0.0, self._min, self._max
         )
+        return min(lifeguard, self._cap)
 
 
 class Suspicions:
@@ -86,6 +98,13 @@ class Suspicions:
             return False
         self._timers.set(SuspicionTimer(suspect.node), entry[0].deadline())
         return True
+
+    def refused(self, node: str, now: float) -> None:
+        """`node`'s port refused our connection at `now` while it was suspect: dead
+        `refused_timeout` later unless it refutes (`MembershipConfig.refused_timeout`)."""
+        entry = self._by_node.get(node)
+        if entry is not None and entry[0].cap(now + self._cfg.refused_timeout):
+            self._timers.set(SuspicionTimer(node), entry[0].deadline())
 
     def cancel(self, node: str) -> None:
         if self._by_node.pop(node, None) is not None:

@@ -6,8 +6,9 @@ Every `probe_interval` (stretched by the local health score) a node pings the ne
 of a shuffled round-robin list; without an ack it asks others to try, and with no ack by
 the end of the interval the target becomes *suspect* (`probing.py`). A suspicion timer
 starts at its maximum and shrinks as other members independently confirm (Lifeguard,
-`suspicion.py`); when it fires the member is *dead*. A member that hears itself suspected
-or declared dead refutes by raising its incarnation.
+`suspicion.py`); when it fires the member is *dead*. A member whose port refuses a
+connection is suspected at once and dead shortly after (`refused`): its host answered.
+A member that hears itself suspected or declared dead refutes by raising its incarnation.
 
 News (alive / suspect / dead) rides on every packet and on periodic gossip to a few
 random members, a bounded number of times each; fresh news pulls an early round forward
@@ -245,6 +246,29 @@ class Swim:
             member = self._members.get(name)
             if member is not None and name != self.name:
                 self._remove(member, EventKind.REVOKED, now)
+
+    def refused(self, node: str, address: str, now: float) -> list[Outgoing]:
+        """The transport found nothing listening on `node`'s port at `address` (a fresh
+        connect refused by its host, `transport/port_check.py`). A member held up at that
+        address becomes suspect by our accusation, if it was not already, and is dead
+        `refused_timeout` later unless it refutes: Lifeguard's full timer is for silence,
+        which this is not (`MembershipConfig.refused_timeout`). News of another life (a
+        different address) and members already down are left alone."""
+        member = self._members.get(node)
+        if (
+            not self._cfg.refused_timeout
+            or self._leaving
+            or node == self.name
+            or member is None
+            or not member.is_up
+            or member.meta.address != address
+        ):
+            return []
+        self.stats.refused_connections += 1
+        if member.state == MemberState.ALIVE:
+            self._on_suspect(Suspect(node, member.incarnation, self.name), now)
+        self._suspicions.refused(node, now)
+        return self._gossip.flush()
 
     def publish_status(self, report: StatusReport, now: float) -> list[Outgoing]:
         """Advertise our own load and policy; it rides on gossip like membership news."""

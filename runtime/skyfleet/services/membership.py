@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -21,13 +21,20 @@ from skyfleet.transport.tls import require_sender
 
 class MembershipService(membership_pb2_grpc.MembershipServicer):
     def __init__(
-        self, loop: SwimLoop, return_paths: ReturnPaths, revocations: Revocations
+        self,
+        loop: SwimLoop,
+        return_paths: ReturnPaths,
+        revocations: Revocations,
+        stream_ended: Callable[[str, str], None],
     ) -> None:
         """`revocations`: a stream outlives the call gate's check; each packet is held to
-        the list in force when it arrives."""
+        the list in force when it arrives. `stream_ended(name, address)`: a named peer's
+        stream to us ended, however: its port is worth a check (`port_check.py`), since
+        a `kill -9`'d peer ends its streams at once and says nothing."""
         self._loop = loop
         self._return_paths = return_paths
         self._revocations = revocations
+        self._stream_ended = stream_ended
 
     async def _still_valid(
         self, identity: PeerIdentity, context: grpc.aio.ServicerContext
@@ -79,6 +86,7 @@ class MembershipService(membership_pb2_grpc.MembershipServicer):
                     incoming = asyncio.ensure_future(anext(requests, None))
         finally:
             self._return_paths.close(key, outbox)
+            self._stream_ended(caller, key[0])
             for waiting in (incoming, outgoing):
                 waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,7 +1,8 @@
 """A fleet of `Swim` cores on virtual time.
 
 Events (packet deliveries and node wake-ups) sit in one heap ordered by (time, seq), so
-a run is a pure function of the seed. Nodes can crash (stop, packets to them vanish),
+a run is a pure function of the seed. Nodes can crash (stop, packets to them vanish, or
+come back refused while the host stays up),
 restart under the same name with a fresh incarnation, or be *starved*: their loop runs
 only at the ends of slots of the given length, firing overdue timers before reading the
 packets that queued up meanwhile. That order is the worst case for false suspicions
@@ -44,6 +45,8 @@ class SimNode:
     events: list[MemberEvent] = field(default_factory=list)
     peers: set[str] = field(default_factory=set)
     """Nodes this one has a connection with (besides the converged fleet's)."""
+    port_closed: bool = False
+    """Crashed with its host up: connections to it are refused."""
 
 
 class SimCluster:
@@ -66,7 +69,7 @@ class SimCluster:
         self.network = network or SimNetwork(random.Random(seed + 1))
         self.nodes: dict[str, SimNode] = {}
         self._by_address: dict[str, str] = {}
-        self._heap: list[tuple[float, int, str, str, Packet | Callable[[], None] | None]] = []
+        self._heap: list[tuple[float, int, str, str, Packet | str | Callable[[], None] | None]] = []
         self._seq = 0
         self._converged: set[str] = set()
         """Nodes started by `add_converged`: connected to each other without a set of
@@ -140,10 +143,19 @@ class SimCluster:
     def address(name: str) -> str:
         return f"sim://{name}"
 
-    def crash(self, name: str) -> None:
-        """The process dies: no more timers, packets to it are lost."""
+    def crash(self, name: str, *, port_closed: bool = False) -> None:
+        """The process dies: no more timers, packets to it are lost. `port_closed`: its
+        host stays up, so its port refuses connections (a `kill -9`), which the agent's
+        transport finds by a connect after a stream broke or a send failed
+        (`transport/port_check.py`): every peer connected to it is told one round trip
+        later, and so is every later sender. Without it the node is silent, as behind a
+        blackhole or on a host that went down."""
         node = self.nodes[name]
+        if port_closed:
+            for peer in [p for p in self.live_names() if p != name and self.connected(p, name)]:
+                self._refuse(peer, name)
         node.up, node.wake_at, node.inbox = False, None, []
+        node.port_closed = port_closed
         self._disconnect(name)
 
     def restart(self, name: str, *, seeds: tuple[str, ...], incarnation: int) -> Swim:
@@ -181,6 +193,12 @@ class SimCluster:
                 continue
             node = self.nodes.get(name)
             if node is None or not node.up:
+                continue
+            if kind == "refused":
+                assert isinstance(payload, str)
+                self._dispatch(name, node.swim.refused(payload, self.address(payload), when))
+                self._schedule_wake(name)
+                self.after_step(name)
                 continue
             if kind == "deliver":
                 assert isinstance(payload, Packet)
@@ -302,13 +320,23 @@ class SimCluster:
             dst = self._by_address.get(o.address)
             if dst is None:
                 continue
+            target = self.nodes[dst]
+            if not target.up and target.port_closed:
+                self._refuse(src, dst)
+                continue
             transit = self.network.transit(src, dst)
             if transit is not None:
                 self._push(self.now + transit, "deliver", dst, o.packet)
-                target = self.nodes[dst]
                 if target.up and dst not in node.peers:
                     node.peers.add(dst)
                     target.peers.add(src)
+
+    def _refuse(self, src: str, dst: str) -> None:
+        """`src`'s connect to `dst`'s closed port comes back refused a round trip later,
+        unless the network loses the SYN or the RST."""
+        there, back = self.network.transit(src, dst), self.network.transit(dst, src)
+        if there is not None and back is not None:
+            self._push(self.now + there + back, "refused", src, dst)
 
     def _disconnect(self, name: str) -> None:
         """A crashed (or restarted) process has lost every connection it had."""
@@ -321,7 +349,11 @@ class SimCluster:
         self._converged.discard(name)
 
     def _push(
-        self, when: float, kind: str, name: str, payload: Packet | Callable[[], None] | None
+        self,
+        when: float,
+        kind: str,
+        name: str,
+        payload: Packet | str | Callable[[], None] | None,
     ) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, kind, name, payload))

@@ -11,7 +11,9 @@ also carries our packets for the node that answers on it (see `PeerSender.adopt`
 joiner keeps the one connection to its seed. A packet that cannot be written (peer
 gone, handshake refused, queue full) is simply lost, which SWIM is built to tolerate;
 the failure is logged once per peer per minute, naming the peer. A broken stream is
-reopened by the next packet.
+reopened by the next packet. A stream to a named peer that broke, or a write to it that
+failed as unavailable, has the peer's port checked (`port_check.py`): a refusal is news
+for membership.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import grpc
 from skyfleet._generated.skyfleet.v1 import membership_pb2, membership_pb2_grpc
 from skyfleet.membership.messages import Outgoing, Packet
 from skyfleet.transport.codec import MalformedPacket, packet_from_proto, packet_to_proto
+from skyfleet.transport.port_check import PortChecks
 from skyfleet.transport.return_paths import ReturnPaths
 from skyfleet.transport.tls import describe_rpc_error, peer_label, secure_channel
 
@@ -156,6 +159,7 @@ class _PeerStream:
                 if isinstance(exc, grpc.aio.AioRpcError):
                     label = peer_label(self._address, self._name)
                     s.channels.log_failure(exc, label, "send")
+                    self._check_port(exc)
                 await self._reset()
             finally:
                 self.queue.task_done()
@@ -181,8 +185,14 @@ class _PeerStream:
                 if self._name is None:
                     self._sender.adopt(self, self._address, packet.sender)
                 self._sender.deliver(packet)
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as exc:
+            self._check_port(exc)
             return
+
+    def _check_port(self, exc: grpc.aio.AioRpcError) -> None:
+        """The call broke or could not connect: is the peer's port still open?"""
+        if self._name is not None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            self._sender.port_checks.check(self._name, self._address)
 
     async def _reset(self) -> None:
         """Drop the broken stream (its failure was logged where it showed)."""
@@ -228,10 +238,13 @@ class PeerSender:
         deliver: Callable[[Packet], None],
         return_paths: ReturnPaths,
         clock: Callable[[], float],
+        port_checks: PortChecks,
     ) -> None:
         """`clock`: the protocol loop's (the one its Swim core runs on). Statuses travel
-        with their age, taken against it when a packet is encoded and decoded."""
+        with their age, taken against it when a packet is encoded and decoded.
+        `port_checks`: where a broken stream's peer is checked for a refusing port."""
         self.channels = channels
+        self.port_checks = port_checks
         self.clock = clock
         self.send_timeout = send_timeout
         self.deliver = deliver
@@ -295,3 +308,4 @@ class PeerSender:
         for stream in streams:
             await stream.close()
         self._streams.clear()
+        await self.port_checks.close()

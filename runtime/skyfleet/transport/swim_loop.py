@@ -78,6 +78,10 @@ class SwimLoop:
         """Feed one received packet (called from the gRPC handler)."""
         self._emit(self.swim.handle(packet, self._clock()))
 
+    def refused(self, name: str, address: str) -> None:
+        """A connect to `name`'s port at `address` was refused (`port_check.py`)."""
+        self._emit(self.swim.refused(name, address, self._clock()))
+
     def publish_status(self, report: StatusReport) -> None:
         self._emit(self.swim.publish_status(report, self._clock()))
 
