@@ -33,16 +33,24 @@ def specs(n: int, ports: list[int]) -> list[AgentSpec]:
     ]
 
 
+def refusals_logged(fleet: LocalFleet, names: list[str], line: str) -> list[str]:
+    """The agents among `names` whose log has `line` (the port check's refusal)."""
+    return [n for n in names if line in fleet.agents[n].log.read_text()]
+
+
 async def test_ten_agents_join_see_kill_and_recover_from_sigstop(tmp_path: Path, free_ports):
     with LocalFleet(tmp_path, specs(10, free_ports(10))) as fleet:
         names = list(fleet.specs)
         fleet.start()
         await fleet.wait_converged(names, timeout=60)
 
-        # kill -9: no leave message, so every other agent must detect the silence.
+        # kill -9: no leave message, but the host's kernel refuses connections to the
+        # dead port, which the others check as their streams to it break.
         fleet.agents["agent-3"].signal(signal.SIGKILL)
         others = [n for n in names if n != "agent-3"]
         await fleet.wait_states("agent-3", {"dead"}, others, timeout=60)
+        killed = f"agent-3 at {fleet.specs['agent-3'].address} refused a connection"
+        assert refusals_logged(fleet, others, killed), "no agent saw the dead port refuse"
 
         # SIGSTOP past the suspicion timeout: declared dead; after SIGCONT it refutes
         # (its incarnation rises) and everyone sees it alive again.
@@ -53,6 +61,9 @@ async def test_ten_agents_join_see_kill_and_recover_from_sigstop(tmp_path: Path,
         await fleet.wait_states("agent-5", {"dead"}, watchers, timeout=60)
         stopped.signal(signal.SIGCONT)
         await fleet.wait_states("agent-5", {"alive"}, watchers, timeout=60)
+        # A frozen process's port still accepts connections: its death came from silence.
+        frozen = f"agent-5 at {fleet.specs['agent-5'].address} refused"
+        assert not refusals_logged(fleet, watchers, frozen)
         after = (await fleet.views(["agent-0"]))["agent-0"]["agent-5"].incarnation
         assert after > before
 

@@ -70,6 +70,8 @@ class AgentCollector(Collector):
             ("suspicions", s.suspicions, "Members this agent started suspecting"),
             ("refutations", s.refutations, "Times this agent refuted news of its own death"),
             ("push_pulls", s.push_pulls, "Periodic full-state exchanges started"),
+            ("refused_connections", s.refused_connections,
+             "Connects to members held up that their hosts refused (taken as evidence)"),
             ("refused_claims", s.refused_claims,
              "Membership claims dropped by the incarnation rule (beyond step or ceiling)"),
             ("forged_claims", s.forged_claims,
