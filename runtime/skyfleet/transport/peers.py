@@ -130,6 +130,9 @@ class _PeerStream:
         self._sender = sender
         self._address = address
         self._name = name
+        self.answered_as: str | None = name
+        """The node this stream reaches: the dialled name, or for a seed's bare address
+        the node that answered on it (`PeerSender.adopt`)."""
         self._call: grpc.aio.StreamStreamCall | None = None
         self._listener: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._pump())
@@ -191,8 +194,8 @@ class _PeerStream:
 
     def _check_port(self, exc: grpc.aio.AioRpcError) -> None:
         """The call broke or could not connect: is the peer's port still open?"""
-        if self._name is not None and exc.code() == grpc.StatusCode.UNAVAILABLE:
-            self._sender.port_checks.check(self._name, self._address)
+        if self.answered_as is not None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            self._sender.port_checks.check(self.answered_as, self._address)
 
     async def _reset(self) -> None:
         """Drop the broken stream (its failure was logged where it showed)."""
@@ -289,6 +292,7 @@ class PeerSender:
         answers on it is already taken to speak for the node it names. Without it, every
         joiner's first packet addressed to its seed by name would open a second
         connection to the busiest node of a join."""
+        stream.answered_as = name
         self._streams.setdefault((address, name), stream)
 
     def _return_path(
