@@ -58,7 +58,7 @@ from skyfleet.localfleet.layout import AgentSpec
 from skyfleet.localfleet.procs import LocalFleet
 from skyfleet.policy.signing import sign_policy
 from skyfleet.security.certs import issue_node_cert, write_cert_file, write_key_file
-from skyfleet.transport.peers import GRPC_OPTIONS
+from skyfleet.transport.peers import SERVER_OPTIONS
 from skyfleet.transport.tls import TlsMaterial
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ class BareStreamTasks(tasks_pb2_grpc.TasksServicer):
 
 async def serve_bare(bind: str, tls_dir: Path, name: str) -> None:
     tls = TlsMaterial.load(tls_files_in(tls_dir, name))
-    server = grpc.aio.server(options=GRPC_OPTIONS)  # the agent's server options
+    server = grpc.aio.server(options=SERVER_OPTIONS)  # the agent's server options
     tasks_pb2_grpc.add_TasksServicer_to_server(BareStreamTasks(name), server)
     server.add_secure_port(bind, tls.server_credentials())
     await server.start()

@@ -8,12 +8,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
 from skyfleet._generated.skyfleet.v1 import tasks_pb2, tasks_pb2_grpc
 from skyfleet.client import outcome_name
+from skyfleet.transport.peers import TASK_CHANNEL_OPTIONS
 from skyfleet.transport.tls import TlsMaterial, secure_channel
 
 # Entry-agent failures worth another entry agent: the agent is gone or overloaded.
@@ -64,7 +65,12 @@ class FleetClient:
         self._down_until: dict[str, float] = {}
         self._strikes: dict[str, int] = {}
         creds = tls.channel_credentials()
-        self._channels = {e.name: secure_channel(e.address, creds, e.name) for e in entries}
+        # Kept alive like an agent's task channels: a call to an entry agent whose cloud
+        # went dark fails within about 1.5 s and is tried at the next entry.
+        self._channels = {
+            e.name: secure_channel(e.address, creds, e.name, TASK_CHANNEL_OPTIONS)
+            for e in entries
+        }
         self._stubs = {n: tasks_pb2_grpc.TasksStub(c) for n, c in self._channels.items()}
 
     async def close(self) -> None:
@@ -82,12 +88,18 @@ class FleetClient:
             handler=handler, payload=payload, idempotency_key=key, kind=kind
         )
         now = self._clock()
+        deadline = now + timeout
         order = self._rng.sample(self._entries, len(self._entries))
         entries = sorted(order, key=lambda e: self._down_until.get(e.name, 0.0) > now)
         last: Outcome | None = None
         for tried, entry in enumerate(entries, start=1):
+            # One deadline for the task: the next entry gets what the last one left.
+            left = deadline - self._clock()
+            if left <= 0 and last is not None:
+                return replace(last, status="deadline_exceeded", error=(
+                    f"deadline exceeded after {tried - 1} entry agent(s): {last.error}"))
             try:
-                reply = await self._stubs[entry.name].Submit(request, timeout=timeout)
+                reply = await self._stubs[entry.name].Submit(request, timeout=max(left, 0.0))
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:

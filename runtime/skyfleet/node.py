@@ -68,7 +68,7 @@ from skyfleet.tasks.executor import Executor
 from skyfleet.tasks.handlers import HandlerRegistry, UnknownHandler
 from skyfleet.tasks.long_tasks import LongTasks
 from skyfleet.tasks.router import Router
-from skyfleet.transport.peers import GRPC_OPTIONS, QUEUE_LIMIT, PeerChannels, PeerSender
+from skyfleet.transport.peers import QUEUE_LIMIT, SERVER_OPTIONS, PeerChannels, PeerSender
 from skyfleet.transport.policy_fetch import GrpcPolicyFetch
 from skyfleet.transport.policy_loop import PolicyKeeper
 from skyfleet.transport.port_check import PortChecks
@@ -282,7 +282,7 @@ class Agent:
             peers=GrpcRecordPeers(self._channels), settings=cfg.tasks, clock=self._clock,
         )
         server = grpc.aio.server(
-            options=GRPC_OPTIONS, interceptors=[CallGate(self._revocations, self.refusals)]
+            options=SERVER_OPTIONS, interceptors=[CallGate(self._revocations, self.refusals)]
         )
         membership_pb2_grpc.add_MembershipServicer_to_server(
             MembershipService(

@@ -55,7 +55,7 @@ Views = dict[str, dict[str, MemberRow]]
 
 def policy_envelope(version: int, key: bytes, **changes: Any) -> bytes:
     doc = json.loads((ROOT / "policies" / "default.json").read_text())
-    doc.update(version=version, failover=FAILOVER, **changes)
+    doc.update({"version": version, "failover": FAILOVER, **changes})
     return json.dumps(sign_policy(doc, key)).encode()
 
 

@@ -49,6 +49,29 @@ async def test_a_dead_entry_rests_longer_after_each_failure(tmp_path: Path, free
     assert tried == [(0.0, 2), (1.0, 1), (6.0, 2), (12.0, 1), (17.0, 2), (30.0, 1)]
 
 
+async def test_the_next_entry_gets_only_what_is_left_of_the_deadline(
+    tmp_path: Path, free_ports
+) -> None:
+    """A task's deadline is one, however many entry agents are tried: here the dead entry
+    "took" the whole deadline (the clock jumps past it), so the live one is not tried."""
+    live_port, dead_port = free_ports(2)
+    layout = FleetLayout(tmp_path)
+    layout.write_agent(
+        AgentSpec(name="n0", cloud="aws", zone="z", address=f"127.0.0.1:{live_port}")
+    )
+    readings = iter([0.0, 0.0, 7.0])  # start, before the dead entry, before the live one
+    entries = [Entry("gone", f"127.0.0.1:{dead_port}"), Entry("n0", f"127.0.0.1:{live_port}")]
+    admin = TlsMaterial.load(tls_files_in(layout.tls, "admin"))
+    async with Agent(load_agent_config(layout.config_path("n0"))):
+        client = FleetClient(entries, admin, rng=InOrder(), clock=lambda: next(readings, 7.0))
+        try:
+            outcome = await client.submit("echo", b"x", timeout=5.0)
+        finally:
+            await client.close()
+    assert (outcome.status, outcome.entry, outcome.entries) == ("deadline_exceeded", "gone", 1)
+    assert "deadline exceeded after 1 entry agent(s)" in outcome.error
+
+
 def test_outcome_names_follow_the_proto_and_an_unknown_one_is_failed() -> None:
     from skyfleet._generated.skyfleet.v1 import tasks_pb2
     from skyfleet.client import outcome_name

@@ -46,6 +46,36 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 )
+TASK_KEEPALIVE_SECONDS = 0.5
+"""HTTP/2 PING interval on a channel carrying task calls, while a call is open."""
+TASK_KEEPALIVE_TIMEOUT_SECONDS = 1.0
+"""A PING unanswered this long breaks the connection and fails its calls UNAVAILABLE."""
+TASK_CONNECT_TIMEOUT_SECONDS = 1.0
+"""How long a (re)connect may take before the calls waiting on it fail UNAVAILABLE."""
+TASK_CHANNEL_OPTIONS = (
+    *GRPC_OPTIONS,
+    # A cloud that goes dark (packets dropped, nothing refused) leaves a task call
+    # waiting for its deadline, which for an AI-agent task is minutes: the attempt's
+    # time says nothing about the path. A PING says it, whatever the task's length: an
+    # attempt on a blackholed peer fails within 1-1.5 s as unreachable, is retried
+    # elsewhere, and ejects its peer (outlier.py); a new one fails within the connect
+    # timeout. Pings run only while task calls are open (none on an idle channel) and
+    # on channels of their own, so membership's always-open streams pay nothing
+    # (Envoy's upstream HTTP/2 connection_keepalive, gRPC's keepalive).
+    ("grpc.keepalive_time_ms", int(TASK_KEEPALIVE_SECONDS * 1000)),
+    ("grpc.keepalive_timeout_ms", int(TASK_KEEPALIVE_TIMEOUT_SECONDS * 1000)),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.min_reconnect_backoff_ms", int(TASK_CONNECT_TIMEOUT_SECONDS * 1000)),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+SERVER_OPTIONS = (
+    *GRPC_OPTIONS,
+    # Accept the task channels' PINGs while a call waits for its handler (no data
+    # flows then); a peer pinging faster than this is still told to calm down.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", int(TASK_KEEPALIVE_SECONDS * 500)),
+)
 _ERROR_LOG_INTERVAL = 60.0
 QUEUE_LIMIT = 256
 """Packets waiting for one peer; beyond it new packets are dropped (the peer is slow or
@@ -53,11 +83,13 @@ unreachable, and newer news will follow)."""
 
 
 class PeerChannels:
-    """mTLS channels to peers, one per (address, expected name), reused by every service."""
+    """mTLS channels to peers, one per (address, expected name) for membership and policy,
+    and one more per peer for task calls."""
 
     def __init__(self, creds: grpc.ChannelCredentials) -> None:
         self._creds = creds
-        self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
+        self._channels: dict[tuple[str, str | None, bool], grpc.aio.Channel] = {}
+        """By (address, expected name, for task calls)."""
         self._retired: list[grpc.aio.Channel] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._last_error: dict[str, float] = {}
@@ -82,10 +114,20 @@ class PeerChannels:
         task.add_done_callback(self._closing.discard)
 
     def get(self, address: str, name: str | None) -> grpc.aio.Channel:
-        channel = self._channels.get((address, name))
+        """The channel for membership streams and policy fetches."""
+        return self._channel(address, name, tasks=False)
+
+    def for_tasks(self, address: str, name: str) -> grpc.aio.Channel:
+        """The channel for task calls: one of its own per peer, kept alive by PINGs while
+        a call is open (`TASK_CHANNEL_OPTIONS`)."""
+        return self._channel(address, name, tasks=True)
+
+    def _channel(self, address: str, name: str | None, *, tasks: bool) -> grpc.aio.Channel:
+        channel = self._channels.get((address, name, tasks))
         if channel is None:
-            channel = secure_channel(address, self._creds, name, _CHANNEL_OPTIONS)
-            self._channels[(address, name)] = channel
+            options = TASK_CHANNEL_OPTIONS if tasks else _CHANNEL_OPTIONS
+            channel = secure_channel(address, self._creds, name, options)
+            self._channels[(address, name, tasks)] = channel
         return channel
 
     def log_failure(self, exc: grpc.aio.AioRpcError, peer: str, what: str) -> None:

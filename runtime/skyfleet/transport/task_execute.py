@@ -46,7 +46,7 @@ class GrpcTaskExecute:
         attempt: int,
         timeout: float,
     ) -> AttemptResult:
-        stub = tasks_pb2_grpc.TasksStub(self._channels.get(address, peer))
+        stub = tasks_pb2_grpc.TasksStub(self._channels.for_tasks(address, peer))
         request = tasks_pb2.ExecuteRequest(task=task, routed_by=self._name, attempt=attempt)
         try:
             # The gRPC deadline of the forwarded call is what carries the task's
@@ -68,7 +68,7 @@ class GrpcTaskExecute:
         """`Execute`'s streamed form: chunks are read from the peer only as fast as they
         are taken from here, so gRPC's flow control carries the reader's pace back to
         the handler; closing this generator cancels the call, and the handler with it."""
-        stub = tasks_pb2_grpc.TasksStub(self._channels.get(address, peer))
+        stub = tasks_pb2_grpc.TasksStub(self._channels.for_tasks(address, peer))
         request = tasks_pb2.ExecuteRequest(task=task, routed_by=self._name, attempt=attempt)
         call = stub.ExecuteStream(request, timeout=timeout)
         events = aiter(call)

@@ -21,7 +21,7 @@ class GrpcRecordPeers:
         self._channels = channels
 
     def _stub(self, peer: str, address: str) -> tasks_pb2_grpc.TasksStub:
-        return tasks_pb2_grpc.TasksStub(self._channels.get(address, peer))
+        return tasks_pb2_grpc.TasksStub(self._channels.for_tasks(address, peer))
 
     async def store(self, peer: str, address: str, record: tasks_pb2.TaskRecord) -> bool | None:
         try:
