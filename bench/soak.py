@@ -32,9 +32,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from signed_policy import signed_policy
+
 from skyfleet.client import AgentClient, MemberRow, tls_files_in
 from skyfleet.fleet_client import Entry, FleetClient
-from skyfleet.localfleet.demo import phase_stats, signed_policy
+from skyfleet.localfleet.demo import phase_stats
 from skyfleet.localfleet.layout import AgentSpec
 from skyfleet.localfleet.netns import FleetNetwork, unavailable_reason
 from skyfleet.localfleet.procs import FleetTimeout, LocalFleet

@@ -196,7 +196,8 @@ class Router:
                 return
             self._count_attempt(step)
             peer = step.choice.peer
-            remaining = None if deadline is None else deadline - self._clock()
+            sent = self._clock()
+            remaining = None if deadline is None else deadline - sent
             result = AttemptResult(Verdict.UNREACHABLE, error="no longer a member")
             address: str | None = ""
             token = None
@@ -244,7 +245,9 @@ class Router:
                 return
             if isinstance(end, Refused):
                 raise _rejection(end)
-            self._log_retry(key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error)
+            self._log_retry(
+                key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error, sent
+            )
 
     def flight(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> TaskFlight:
         """A flight of `req` under this router's balancer (long-running tasks launch
@@ -262,12 +265,16 @@ class Router:
         )
 
     def _log_retry(
-        self, key: str, attempt: int, peer: str, cloud: str, verdict: Verdict, error: str
+        self, key: str, attempt: int, peer: str, cloud: str, verdict: Verdict, error: str,
+        sent: float,
     ) -> None:
+        """`sent`: when the attempt went out, on the router's clock; the line says how
+        long it lasted, so a reader can tell when traffic last went to a failed peer."""
         log.info(
             "attempt failed",
             extra={"task": key, "attempt": attempt, "peer": peer, "cloud": cloud,
-                   "verdict": verdict.value, "error": error},
+                   "verdict": verdict.value, "error": error,
+                   "seconds": round(self._clock() - sent, 4)},
         )
 
     async def _fly(self, req: tasks_pb2.SubmitTaskRequest, deadline: float | None) -> Result:
@@ -319,6 +326,7 @@ class Router:
                 return Result(Outcome.FAILED, error=step.error, attempts=step.attempts)
             self._count_attempt(step)
             peer = step.choice.peer
+            sent = self._clock()
             try:
                 result = await self._attempt(step, task)
             except BaseException:
@@ -332,7 +340,9 @@ class Router:
             if isinstance(end, Refused):
                 raise _rejection(end)
             assert isinstance(end, Retry)  # a one-shot attempt delivers nothing before it ends
-            self._log_retry(key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error)
+            self._log_retry(
+                key, flight.attempt, peer.name, peer.cloud, end.verdict, end.error, sent
+            )
 
     def _count_attempt(self, send: Send) -> None:
         self.ledger.attempts += 1
