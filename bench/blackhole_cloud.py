@@ -10,8 +10,9 @@ all nine agents, under a policy with no locality (every router sends to every cl
 and the policy's default 60 s per-attempt timeout, the client's deadline `--deadline`.
 Each run: `--warm` seconds of load, then one cloud (in turn) dropped both ways by
 iptables in the router namespace, nothing refused, for `--dark` seconds, then healed and
-waited for until whole. The two configurations alternate run by run on the same fleet,
-told apart only by the policy's `outlier_detection`:
+waited for until whole; every run starts with the agents restarted, so that no ejection
+carries over. The two configurations alternate run by run on the same fleet, told apart
+only by the policy's `outlier_detection`:
 
 - **skyfleet**: the policy defaults (5 consecutive failures, a cloud ejected as a whole,
   an unreachable peer ejected at once, `max_ejection_percent` 100);
@@ -139,6 +140,11 @@ class Bench:
         )
 
     async def run(self, config: str, index: int, cloud: str) -> RunResult:
+        # Fresh agents each run: ejections outlast a run (30 s, longer each time again),
+        # and a cloud still ejected from the last run would make this one a second loss.
+        self.fleet.stop()
+        self.fleet.start()
+        await self.fleet.wait_converged(self.names, timeout=120)
         await self.adopt(config)
         dark = [n for n in self.names if self.fleet.specs[n].cloud == cloud]
         outside = [n for n in self.names if n not in dark]
