@@ -81,6 +81,8 @@ class RunResult:
     (routers that sent none after the cut are absent)."""
     membership_dead_s: float | None
     """Until every agent outside the cloud listed all of it dead."""
+    cut_at: float
+    """Wall-clock time of the cut, to read the agents' logs (`ts`) against."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dark", type=float, default=15.0, help="how long the cloud is dark")
     parser.add_argument("--deadline", type=float, default=10.0, help="client deadline (s)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-workdir", type=Path, metavar="DIR",
+                        help="run the fleet in DIR and keep its logs, configs and certificates")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "blackhole_cloud.json")
     args = parser.parse_args(argv)
     if args.runs < 1 or min(args.rate, args.dark, args.deadline) <= 0 or args.warm < 0:
@@ -180,7 +184,7 @@ class Bench:
         return RunResult(
             config, index, cloud, len(records),
             sum(r.outcome.status == "succeeded" for r in records),
-            self.last_attempts(outside, dark, offsets, cut_at), dead_s,
+            self.last_attempts(outside, dark, offsets, cut_at), dead_s, cut_at,
         )
 
     def last_attempts(
@@ -271,8 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         print(f"blackhole_cloud needs network namespaces: {reason}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="skyfleet-blackhole-") as tmp:
-        report = asyncio.run(bench(args, Path(tmp)))
+    if args.keep_workdir is not None:
+        args.keep_workdir.mkdir(parents=True, exist_ok=True)
+        report = asyncio.run(bench(args, args.keep_workdir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="skyfleet-blackhole-") as tmp:
+            report = asyncio.run(bench(args, Path(tmp)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(report["table"])
